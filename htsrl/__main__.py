@@ -1,0 +1,5 @@
+import sys
+
+from htsrl.cli import main
+
+sys.exit(main())

@@ -1,0 +1,28 @@
+"""A2C and PPO updates as plain functions over one window of rollout (see returns.py for GAE)."""
+
+from __future__ import annotations
+
+import torch
+
+from htsrl.algos.a2c import a2c_update
+from htsrl.algos.ppo import ppo_update
+from htsrl.config import Config
+
+
+def make_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(model.parameters(), lr=cfg.lr, alpha=cfg.rmsprop_alpha, eps=cfg.optim_eps)
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.optim_eps)
+
+
+def learning_rate(cfg: Config, update: int, total_updates: int) -> float:
+    """Linear decay to zero over the run (update counts from 0)."""
+    if not cfg.lr_decay:
+        return cfg.lr
+    return cfg.lr * (1.0 - update / total_updates)
+
+
+def update(cfg: Config, model, optimizer, batch, generator: torch.Generator) -> dict[str, float]:
+    if cfg.algo == "a2c":
+        return a2c_update(cfg, model, optimizer, batch)
+    return ppo_update(cfg, model, optimizer, batch, generator)

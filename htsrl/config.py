@@ -1,0 +1,157 @@
+"""One dataclass for every setting, presets that match published settings, and validation.
+
+Hyper-parameters default to ``None`` and are filled from a preset by :func:`resolve`, so a flag the
+user gives always wins over the preset, and the saved ``config.json`` holds the resolved values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """Bad user input: reported as one line, exit code 2, before any process starts."""
+
+
+def _f(default: Any, help: str, **kw: Any) -> Any:
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class Config:
+    # --- what to train
+    env: str = _f("ALE/Breakout-v5", "Gymnasium id (ALE/..., CartPole-v1, htsrl/... debug envs)")
+    env_kwargs: dict = _f({}, "JSON dict passed to gymnasium.make")
+    algo: str = _f("ppo", "ppo or a2c", choices=("ppo", "a2c"))
+    preset: str | None = _f(None, "hyper-parameter preset (default: atari-ppo for ppo, atari-a2c for a2c)")
+    total_steps: int = _f(10_000_000, "agent steps over all envs (rounded up to whole windows)")
+    seed: int = _f(1, "master seed: env seeds, action streams, initial weights, minibatches")
+    run_dir: str | None = _f(None, "output folder (default runs/<env>__<algo>__<seed>__<time>)")
+    # --- runtime layout (does not change the numbers)
+    mode: str = _f("hts", "hts: overlapped rollout/learning, lag 1; sync: lock-step A2C/PPO baseline",
+                   choices=("hts", "sync"))
+    num_envs: int | None = _f(None, "environments (preset: 8 for PPO, 16 for A2C)")
+    num_executors: int = _f(2, "processes that step environments")
+    num_actors: int = _f(1, "inference processes (hts mode; sync mode infers in the learner)")
+    serial: bool = _f(False, "run every role in one process (for pdb); same numbers as parallel")
+    watchdog_s: float = _f(120.0, "stop with a message if a window takes longer than this")
+    progress: bool = _f(True, "print a live progress line")
+    # --- settings that change the numbers (documented in README)
+    envs_per_group: int | None = _f(None, "inference batch: envs always inferred together "
+                                    "(default: largest divisor of num_envs <= num_envs/4)")
+    learner_threads: int = _f(1, "torch threads of the learner (reduction order may change with it)")
+    # --- algorithm
+    alpha: int | None = _f(None, "rollout length = steps per env between barriers")
+    lr: float | None = _f(None, "learning rate")
+    lr_decay: bool | None = _f(None, "linear learning-rate decay to 0")
+    optimizer: str | None = _f(None, "adam or rmsprop", choices=("adam", "rmsprop"))
+    optim_eps: float | None = _f(None, "optimizer epsilon")
+    rmsprop_alpha: float | None = _f(None, "RMSprop smoothing constant")
+    gamma: float | None = _f(None, "discount")
+    gae_lambda: float | None = _f(None, "GAE lambda (1.0 = n-step returns)")
+    ent_coef: float | None = _f(None, "entropy bonus coefficient")
+    vf_coef: float | None = _f(None, "value loss coefficient")
+    max_grad_norm: float | None = _f(None, "gradient-norm clip")
+    clip_coef: float | None = _f(None, "PPO ratio clip")
+    clip_value_loss: bool | None = _f(None, "PPO clipped value loss")
+    epochs: int | None = _f(None, "PPO epochs per update")
+    minibatches: int | None = _f(None, "PPO minibatches per epoch")
+    norm_adv: bool | None = _f(None, "normalize advantages over the batch (PPO)")
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Config":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ConfigError(f"unknown config keys: {sorted(unknown)}")
+        return cls(**d)
+
+
+# Kostrikov's pytorch-a2c-ppo-acktr-gail Atari settings, and the HTS-RL football PPO settings.
+PRESETS: dict[str, dict[str, Any]] = {
+    "atari-ppo": dict(num_envs=8, alpha=128, lr=2.5e-4, lr_decay=True, optimizer="adam", optim_eps=1e-5,
+                      rmsprop_alpha=0.99, gamma=0.99, gae_lambda=0.95, ent_coef=0.01, vf_coef=0.5,
+                      max_grad_norm=0.5, clip_coef=0.1, clip_value_loss=True, epochs=4, minibatches=4,
+                      norm_adv=True),
+    "atari-a2c": dict(num_envs=16, alpha=5, lr=7e-4, lr_decay=True, optimizer="rmsprop", optim_eps=1e-5,
+                      rmsprop_alpha=0.99, gamma=0.99, gae_lambda=1.0, ent_coef=0.01, vf_coef=0.5,
+                      max_grad_norm=0.5, clip_coef=0.1, clip_value_loss=False, epochs=1, minibatches=1,
+                      norm_adv=False),
+    "football-ppo": dict(num_envs=16, alpha=128, lr=3.43e-4, lr_decay=True, optimizer="adam", optim_eps=1e-5,
+                         rmsprop_alpha=0.99, gamma=0.993, gae_lambda=0.95, ent_coef=0.003, vf_coef=0.5,
+                         max_grad_norm=0.64, clip_coef=0.08, clip_value_loss=True, epochs=2, minibatches=8,
+                         norm_adv=True),
+    # Classic control (CartPole & co.): CleanRL's ppo.py settings with more epochs.
+    "classic-ppo": dict(num_envs=8, alpha=128, lr=1e-3, lr_decay=True, optimizer="adam", optim_eps=1e-5,
+                        rmsprop_alpha=0.99, gamma=0.99, gae_lambda=0.95, ent_coef=0.0, vf_coef=0.5,
+                        max_grad_norm=0.5, clip_coef=0.2, clip_value_loss=True, epochs=10, minibatches=4,
+                        norm_adv=True),
+}
+DEFAULT_PRESET = {"ppo": "atari-ppo", "a2c": "atari-a2c"}
+
+
+def default_envs_per_group(num_envs: int) -> int:
+    """Largest divisor of num_envs that is at most num_envs / 4: four or more groups, so two
+    executors each pipeline two groups while an actor infers the other."""
+    limit = max(1, num_envs // 4)
+    return max(d for d in range(1, limit + 1) if num_envs % d == 0)
+
+
+def resolve(cfg: Config) -> Config:
+    """Fill preset values into unset fields and validate; raises ConfigError with one clear line."""
+    if cfg.algo not in DEFAULT_PRESET:
+        raise ConfigError(f"--algo must be one of {sorted(DEFAULT_PRESET)}, got {cfg.algo!r}")
+    if cfg.mode not in ("hts", "sync"):
+        raise ConfigError(f"--mode must be 'hts' or 'sync', got {cfg.mode!r}")
+    preset_name = cfg.preset or DEFAULT_PRESET[cfg.algo]
+    if preset_name not in PRESETS:
+        raise ConfigError(f"unknown --preset {preset_name!r}; choose one of {sorted(PRESETS)}")
+    values = dataclasses.asdict(cfg)
+    values["preset"] = preset_name
+    for k, v in PRESETS[preset_name].items():
+        if values[k] is None:
+            values[k] = v
+    out = Config(**values)
+    if out.envs_per_group is None and out.num_envs is not None and out.num_envs > 0:
+        out.envs_per_group = default_envs_per_group(out.num_envs)
+    validate(out)
+    return out
+
+
+def validate(c: Config) -> None:
+    positive = ["total_steps", "num_envs", "num_executors", "num_actors", "envs_per_group", "alpha",
+                "learner_threads", "epochs", "minibatches"]
+    for name in positive:
+        v = getattr(c, name)
+        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {v!r}")
+    for name in ["lr", "watchdog_s", "optim_eps"]:
+        if not getattr(c, name) > 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(c, name)!r}")
+    for name in ["gamma", "gae_lambda"]:
+        if not 0.0 <= getattr(c, name) <= 1.0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(c, name)!r}")
+    if c.seed < 0:
+        raise ConfigError(f"--seed must be >= 0, got {c.seed}")
+    if c.num_envs % c.num_executors:
+        raise ConfigError(f"--num-envs {c.num_envs} is not divisible by --num-executors {c.num_executors}")
+    if c.num_envs % c.envs_per_group:
+        raise ConfigError(f"--num-envs {c.num_envs} is not divisible by --envs-per-group {c.envs_per_group}")
+    groups = c.num_envs // c.envs_per_group
+    if groups % c.num_executors:
+        raise ConfigError(
+            f"{groups} inference groups of {c.envs_per_group} envs cannot be split evenly over "
+            f"{c.num_executors} executors; choose --envs-per-group dividing {c.num_envs // c.num_executors}")
+    batch = c.num_envs * c.alpha
+    if c.algo == "ppo" and batch % c.minibatches:
+        raise ConfigError(f"batch num_envs*alpha = {batch} is not divisible by --minibatches {c.minibatches}")
+    if not isinstance(c.env_kwargs, dict):
+        raise ConfigError("--env-kwargs must be a JSON object")

@@ -1,0 +1,107 @@
+"""Executors own environment replicas and step them; they never run the network.
+
+An executor owns whole inference groups (contiguous env ids). Within a window it steps whichever of
+its groups has its actions back, so while an actor infers one group the executor steps another.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from htsrl.config import Config
+from htsrl.engine.shm import STAT, RolloutBuffers
+from htsrl.engine.streams import env_seed
+from htsrl.engine.sync import STOP, Channel, decode_go, encode_task
+from htsrl.envs import EPISODE_KEY, make_env
+
+
+class EnvGroups:
+    """The envs of some groups, and how one group takes one step. Shared by executors and serial mode."""
+
+    def __init__(self, cfg: Config, bufs: RolloutBuffers, groups: range):
+        self.cfg, self.bufs, self.groups = cfg, bufs, groups
+        k = cfg.envs_per_group
+        self.env_ids = range(groups.start * k, groups.stop * k)
+        self.envs = {i: make_env(cfg.env, cfg.env_kwargs) for i in self.env_ids}
+
+    def group_envs(self, g: int) -> range:
+        k = self.cfg.envs_per_group
+        return range(g * k, (g + 1) * k)
+
+    def reset_all(self, b: int = 0) -> None:
+        for i, env in self.envs.items():
+            obs, _ = env.reset(seed=env_seed(self.cfg.seed, i))
+            self.bufs.obs[b, 0, i] = obs
+
+    def carry_over(self, b: int) -> None:
+        """The last observation of the previous window is the first of this one."""
+        ids = slice(self.env_ids.start, self.env_ids.stop)
+        self.bufs.obs[b, 0, ids] = self.bufs.obs[1 - b, self.bufs.alpha, ids]
+
+    def step_group(self, b: int, g: int, t: int) -> None:
+        B = self.bufs
+        for i in self.group_envs(g):
+            env = self.envs[i]
+            obs, reward, terminated, truncated, info = env.step(int(B.actions[b, t, i]))
+            B.reward[b, t, i] = reward
+            B.terminated[b, t, i] = terminated
+            B.truncated[b, t, i] = truncated
+            episode = info.get(EPISODE_KEY)
+            B.ep_return[b, t, i] = episode["r"] if episode else np.nan
+            B.ep_length[b, t, i] = episode["l"] if episode else 0
+            if terminated or truncated:
+                if truncated:
+                    B.final_obs[b, t, i] = obs
+                obs, _ = env.reset()
+            B.obs[b, t + 1, i] = obs
+
+    def close(self) -> None:
+        for env in self.envs.values():
+            env.close()
+
+
+def executor_loop(index: int, envs: EnvGroups, inbox: Channel, ready: Channel, done: Channel,
+                  num_groups: int) -> None:
+    """Commands on ``inbox``: GO(window), a group id whose actions are written, or STOP."""
+    bufs, alpha = envs.bufs, envs.bufs.alpha
+    stats = bufs.stats[index]
+    envs.reset_all(0)
+    done.put(index)
+    while True:
+        t0 = time.perf_counter()
+        msg = inbox.get()
+        stats[STAT["wait_s"]] += time.perf_counter() - t0
+        if msg == STOP:
+            return
+        w = decode_go(msg)
+        b = w % 2
+        if w > 0:
+            envs.carry_over(b)
+        steps = dict.fromkeys(envs.groups, 0)
+        for g in envs.groups:
+            ready.put(encode_task(0, b, g, num_groups))
+        remaining = len(steps)
+        env_s = wait_s = ipc_s = 0.0
+        while remaining:
+            t0 = time.perf_counter()
+            g = inbox.get()
+            t1 = time.perf_counter()
+            t = steps[g]
+            envs.step_group(b, g, t)
+            steps[g] = t + 1
+            t2 = time.perf_counter()
+            if t + 1 < alpha:
+                ready.put(encode_task(t + 1, b, g, num_groups))
+            else:
+                remaining -= 1
+            t3 = time.perf_counter()
+            wait_s += t1 - t0
+            env_s += t2 - t1
+            ipc_s += t3 - t2
+        stats[STAT["env_s"]] += env_s
+        stats[STAT["wait_s"]] += wait_s
+        stats[STAT["ipc_s"]] += ipc_s
+        stats[STAT["cpu_s"]] = time.process_time()
+        done.put(index)

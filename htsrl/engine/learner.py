@@ -1,0 +1,42 @@
+"""The learner: owns the parameters and the optimizer, updates on a full window, publishes weights.
+
+``publish`` is called only at barriers, when no actor is running, and tags the weights with the
+number of updates that produced them (the version actors stamp on every action). The initial
+weights come from the learner's own seeded stream: actors receive these, never a second random init.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from htsrl import algos
+from htsrl.algos.returns import Window
+from htsrl.config import Config
+from htsrl.engine.shm import RolloutBuffers
+from htsrl.engine.streams import minibatch_generator, weights_seed
+from htsrl.nn import build_model
+
+
+class Learner:
+    def __init__(self, cfg: Config, obs_shape, num_actions: int, total_updates: int):
+        self.cfg, self.total_updates = cfg, total_updates
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(weights_seed(cfg.seed))
+            self.model = build_model(obs_shape, num_actions)
+        self.optimizer = algos.make_optimizer(cfg, self.model)
+        self.generator = minibatch_generator(cfg.seed)
+        self.updates = 0
+
+    def publish(self, bufs: RolloutBuffers) -> None:
+        flat = torch.nn.utils.parameters_to_vector(self.model.parameters()).detach()
+        bufs.params_tensor().copy_(flat)
+        bufs.params_version[0] = self.updates
+
+    def update(self, window: Window) -> dict[str, float]:
+        lr = algos.learning_rate(self.cfg, self.updates, self.total_updates)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        metrics = algos.update(self.cfg, self.model, self.optimizer, window, self.generator)
+        self.updates += 1
+        metrics["charts/learning_rate"] = lr
+        return metrics

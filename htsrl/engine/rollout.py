@@ -1,0 +1,209 @@
+"""How a window gets collected: by forked role processes (``ParallelRollout``) or in the calling
+process (``SerialRollout``, for pdb). Both run the same per-group code (``EnvGroups.step_group``,
+``Policy.act``) in the same per-group order, so they produce the same numbers.
+
+``begin(w)`` starts window ``w`` into buffer ``w % 2`` and returns at once; ``finish(w)`` blocks until it
+is complete. In HTS mode the runner updates on window ``w-1`` between the two. In lock-step mode
+(``cfg.mode == 'sync'``) there are no actor processes: ``finish`` waits for every group of a step, runs
+one batched forward for all envs, and releases them all.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import multiprocessing as mp
+import multiprocessing.connection
+import os
+import signal
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+from htsrl.config import Config
+from htsrl.engine.actor import Policy, actor_loop
+from htsrl.engine.executor import EnvGroups, executor_loop
+from htsrl.engine.shm import STAT, RolloutBuffers
+from htsrl.engine.sync import STOP, Channel, ErrorChannel, decode_task, encode_go
+
+
+class RolloutError(RuntimeError):
+    """A role failed or stopped making progress; the message names it."""
+
+
+def _inference_threads(cfg: Config) -> int:
+    # Actors use one thread each; the lock-step forward runs in the learner process with its threads.
+    return cfg.learner_threads if cfg.mode == "sync" else 1
+
+
+class SerialRollout:
+    def __init__(self, cfg: Config, obs_shape, num_actions: int, bufs: RolloutBuffers):
+        self.cfg, self.bufs = cfg, bufs
+        self.num_groups = cfg.num_envs // cfg.envs_per_group
+        self.envs = EnvGroups(cfg, bufs, range(self.num_groups))
+        self.policy = Policy(obs_shape, num_actions, bufs)
+        self.pids: dict[str, int] = {}
+
+    def start(self) -> None:
+        self.envs.reset_all(0)
+
+    def begin(self, w: int) -> None:
+        pass
+
+    def finish(self, w: int) -> None:
+        b, k = w % 2, self.cfg.envs_per_group
+        if w > 0:
+            self.envs.carry_over(b)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(_inference_threads(self.cfg))
+        try:
+            for t in range(self.bufs.alpha):
+                if self.cfg.mode == "sync":
+                    self.policy.act(b, t, slice(0, self.cfg.num_envs))
+                for g in range(self.num_groups):
+                    if self.cfg.mode == "hts":
+                        self.policy.act(b, t, slice(g * k, (g + 1) * k))
+                    self.envs.step_group(b, g, t)
+        finally:
+            torch.set_num_threads(threads)
+
+    def close(self) -> None:
+        self.envs.close()
+
+
+def _die_with_parent() -> None:
+    try:  # PR_SET_PDEATHSIG: the kernel kills this child if the parent dies, even by SIGKILL
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def _child(role: str, errors: ErrorChannel, fn, *args) -> None:
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    torch.set_num_threads(1)
+    try:
+        fn(*args)
+    except BaseException:
+        errors.report(f"{role} (pid {os.getpid()}) failed:\n{traceback.format_exc()}")
+        raise SystemExit(1)
+
+
+class ParallelRollout:
+    def __init__(self, cfg: Config, obs_shape, num_actions: int, bufs: RolloutBuffers):
+        self.cfg, self.bufs = cfg, bufs
+        self.obs_shape, self.num_actions = obs_shape, num_actions
+        self.num_groups = cfg.num_envs // cfg.envs_per_group
+        per_exec = self.num_groups // cfg.num_executors
+        self.group_owner = [g // per_exec for g in range(self.num_groups)]
+        self.inboxes = [Channel() for _ in range(cfg.num_executors)]
+        self.ready, self.done, self.errors = Channel(), Channel(), ErrorChannel()
+        self.procs: dict[str, mp.Process] = {}
+        self.policy = Policy(obs_shape, num_actions, bufs) if cfg.mode == "sync" else None
+        self.pids: dict[str, int] = {}
+
+    # -- start and stop
+    def start(self) -> None:
+        ctx = mp.get_context("fork")  # shares the anonymous mapping and the pipes; Linux only
+        cfg, per_exec = self.cfg, self.num_groups // self.cfg.num_executors
+        for e in range(cfg.num_executors):
+            groups = range(e * per_exec, (e + 1) * per_exec)
+            role = f"executor {e}"
+            self.procs[role] = ctx.Process(target=_child, name=f"htsrl-{role}", daemon=True, args=(
+                role, self.errors, self._run_executor, e, groups))
+        if cfg.mode == "hts":
+            for a in range(cfg.num_actors):
+                role = f"actor {a}"
+                self.procs[role] = ctx.Process(target=_child, name=f"htsrl-{role}", daemon=True, args=(
+                    role, self.errors, self._run_actor, cfg.num_executors + a))
+        for p in self.procs.values():
+            p.start()
+        self.pids = {role: p.pid for role, p in self.procs.items()}
+        for _ in range(cfg.num_executors):  # each executor reports once its envs are reset
+            self._get(self.done, "environment start-up")
+
+    def _run_executor(self, e: int, groups: range) -> None:
+        envs = EnvGroups(self.cfg, self.bufs, groups)
+        try:
+            executor_loop(e, envs, self.inboxes[e], self.ready, self.done, self.num_groups)
+        finally:
+            envs.close()
+
+    def _run_actor(self, stat_row: int) -> None:
+        policy = Policy(self.obs_shape, self.num_actions, self.bufs)
+        actor_loop(stat_row, policy, self.ready, self.inboxes, self.group_owner, self.cfg.envs_per_group)
+
+    def close(self) -> None:
+        for inbox in self.inboxes:
+            self._quiet_put(inbox, STOP)
+        for _ in range(self.cfg.num_actors if self.cfg.mode == "hts" else 0):
+            self._quiet_put(self.ready, STOP)
+        deadline = time.monotonic() + 3.0
+        for p in self.procs.values():
+            p.join(max(0.0, deadline - time.monotonic()))
+        for p in self.procs.values():
+            if p.is_alive():
+                p.kill()
+                p.join(2.0)
+        for ch in (*self.inboxes, self.ready, self.done, self.errors):
+            ch.close()
+
+    @staticmethod
+    def _quiet_put(ch: Channel, msg: int) -> None:
+        try:
+            ch.put(msg)
+        except OSError:
+            pass
+
+    # -- supervision: every wait of the parent also watches for a failed or dead child
+    def _get(self, ch: Channel, waiting_for: str) -> int:
+        sentinels = {p.sentinel: role for role, p in self.procs.items()}
+        ready = mp.connection.wait([ch.r, self.errors.r, *sentinels], timeout=self.cfg.watchdog_s)
+        if not ready:
+            raise RolloutError(f"no progress for {self.cfg.watchdog_s:g}s while waiting for {waiting_for} "
+                               f"(a hung environment or process?); stopping")
+        if self.errors.r in ready:
+            raise RolloutError(self.errors.read().rstrip())
+        dead = [sentinels[s] for s in ready if s in sentinels]
+        if dead:
+            # A child that raised reports on the error pipe just before it exits: prefer that text.
+            if mp.connection.wait([self.errors.r], timeout=0.5):
+                raise RolloutError(self.errors.read().rstrip())
+            role = dead[0]
+            code = self.procs[role].exitcode
+            how = f"killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
+            raise RolloutError(f"{role} (pid {self.procs[role].pid}) died unexpectedly ({how})")
+        return ch.get()
+
+    # -- windows
+    def begin(self, w: int) -> None:
+        for inbox in self.inboxes:
+            inbox.put(encode_go(w))
+
+    def finish(self, w: int) -> None:
+        if self.cfg.mode == "sync":
+            self._lockstep(w % 2)
+        for _ in range(self.cfg.num_executors):
+            self._get(self.done, f"window {w} from the executors")
+
+    def _lockstep(self, b: int) -> None:
+        stats = self.bufs.stats[-1]
+        for t in range(self.bufs.alpha):
+            t0 = time.perf_counter()
+            for _ in range(self.num_groups):
+                tt, bb, _g = decode_task(self._get(self.ready, f"step {t} of the executors"), self.num_groups)
+                assert (tt, bb) == (t, b), (tt, bb, t, b)
+            t1 = time.perf_counter()
+            self.policy.act(b, t, slice(0, self.cfg.num_envs))
+            t2 = time.perf_counter()
+            for g in range(self.num_groups):
+                self.inboxes[self.group_owner[g]].put(g)
+            stats[STAT["wait_s"]] += t1 - t0
+            stats[STAT["infer_s"]] += t2 - t1
+            stats[STAT["ipc_s"]] += time.perf_counter() - t2
+
+
+def write_pids(run_dir: Path, pids: dict[str, int]) -> None:
+    (run_dir / "pids.json").write_text(json.dumps({"main": os.getpid(), **pids}, indent=2))

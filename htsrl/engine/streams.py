@@ -1,0 +1,59 @@
+"""Every random stream of a run, derived from the master seed and an env's id, never from the layout.
+
+- env i is reset first with ``env_seed(seed, i)``;
+- env i samples its actions from its own stream: at each barrier the runner draws the next ``alpha``
+  uniforms of every env's stream into the buffer, and whichever actor serves the env turns
+  ``u[t, i]`` into an action by inverse-CDF sampling. Which actor or executor touched the env, and when,
+  cannot change the action;
+- the learner's initial weights and its minibatch order come from their own streams.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+_ENV, _ACTIONS, _WEIGHTS, _MINIBATCH = 0, 1, 2, 3
+
+
+def _seq(seed: int, *key: int) -> np.random.SeedSequence:
+    return np.random.SeedSequence(seed, spawn_key=key)
+
+
+def env_seed(seed: int, env_index: int) -> int:
+    return int(_seq(seed, _ENV, env_index).generate_state(1)[0])
+
+
+def weights_seed(seed: int) -> int:
+    return int(_seq(seed, _WEIGHTS).generate_state(1, np.uint64)[0] >> 1)
+
+
+def minibatch_generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(_seq(seed, _MINIBATCH).generate_state(1, np.uint64)[0] >> 1))
+
+
+class ActionStreams:
+    """One PCG64 stream per env."""
+
+    def __init__(self, seed: int, num_envs: int):
+        self.rngs = [np.random.Generator(np.random.PCG64(_seq(seed, _ACTIONS, i))) for i in range(num_envs)]
+
+    def fill(self, uniforms: np.ndarray) -> None:
+        """uniforms: (alpha, num_envs) slice of the buffer; column i gets env i's next alpha draws."""
+        for i, rng in enumerate(self.rngs):
+            uniforms[:, i] = rng.random(uniforms.shape[0])
+
+    def state(self) -> list[dict]:
+        return [r.bit_generator.state for r in self.rngs]
+
+    def set_state(self, states: list[dict]) -> None:
+        for r, s in zip(self.rngs, states):
+            r.bit_generator.state = s
+
+
+def sample(logits: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inverse-CDF categorical sample from uniforms ``u`` (one per row): (actions, log-probs)."""
+    logp_all = torch.log_softmax(logits, -1)
+    cdf = logp_all.double().exp().cumsum(-1)
+    actions = (cdf < u.unsqueeze(-1)).sum(-1).clamp_(max=logits.shape[-1] - 1)
+    return actions, logp_all.gather(-1, actions.unsqueeze(-1)).squeeze(-1)

@@ -1,0 +1,99 @@
+"""Environment specs -> ``gymnasium.Env``.
+
+Every env the engine steps is built by :func:`make_env`, wrapped so that the true episode score
+(before reward clipping, across lives) comes back in ``info["htsrl_episode"]`` at the real end of an
+episode. :func:`probe_env` checks an id and its spaces in the main process before anything starts.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+
+from htsrl.config import ConfigError
+
+EPISODE_KEY = "htsrl_episode"
+
+
+class EpisodeStats(gym.Wrapper):
+    """Records the raw episode return and length; innermost wrapper, so it sees unclipped rewards."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self._ret = 0.0
+        self._len = 0
+
+    def reset(self, **kwargs):
+        self._ret, self._len = 0.0, 0
+        return self.env.reset(**kwargs)
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._ret += float(reward)
+        self._len += 1
+        if terminated or truncated:
+            info = dict(info)
+            info[EPISODE_KEY] = {"r": self._ret, "l": self._len}
+        return obs, reward, terminated, truncated, info
+
+
+def _register_extras() -> None:
+    import htsrl.envs.debug  # noqa: F401  (registers htsrl/* ids)
+    try:
+        import ale_py
+        gym.register_envs(ale_py)
+    except ImportError:  # Atari is optional for a user who trains on other envs
+        pass
+
+
+def is_atari(env_id: str) -> bool:
+    return env_id.startswith("ALE/") or env_id.endswith("NoFrameskip-v4")
+
+
+def make_env(env_id: str, env_kwargs: dict | None = None, training: bool = True) -> gym.Env:
+    _register_extras()
+    if is_atari(env_id):
+        from htsrl.envs.atari import make_atari
+        return make_atari(env_id, env_kwargs or {}, training=training)
+    return EpisodeStats(gym.make(env_id, **(env_kwargs or {})))
+
+
+@dataclass(frozen=True)
+class EnvInfo:
+    obs_shape: tuple[int, ...]
+    obs_dtype: np.dtype
+    num_actions: int
+
+
+def probe_env(env_id: str, env_kwargs: dict | None = None) -> EnvInfo:
+    """Build one env in the caller's process to validate the id and read its spaces."""
+    _register_extras()
+    if is_atari(env_id):
+        try:
+            import ale_py  # noqa: F401
+        except ImportError:
+            raise ConfigError(f"{env_id} needs ale-py: pip install 'htsrl[atari]'") from None
+    if env_id not in gym.registry:
+        close = difflib.get_close_matches(env_id, list(gym.registry), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ConfigError(f"unknown env id {env_id!r}{hint}")
+    try:
+        env = make_env(env_id, env_kwargs, training=True)
+    except TypeError as e:
+        raise ConfigError(f"cannot build {env_id} with --env-kwargs {env_kwargs}: {e}") from None
+    try:
+        obs_space, act_space = env.observation_space, env.action_space
+    finally:
+        env.close()
+    if not isinstance(act_space, gym.spaces.Discrete):
+        raise ConfigError(f"{env_id} has action space {act_space}; htsrl's A2C/PPO handle Discrete actions only")
+    if not isinstance(obs_space, gym.spaces.Box) or obs_space.shape is None:
+        raise ConfigError(f"{env_id} has observation space {obs_space}; htsrl needs a Box observation")
+    if len(obs_space.shape) not in (1, 3):
+        raise ConfigError(f"{env_id} observations have shape {obs_space.shape}; expected a vector or CxHxW image")
+    if len(obs_space.shape) == 3 and obs_space.dtype != np.uint8:
+        raise ConfigError(f"{env_id} image observations must be uint8, got {obs_space.dtype}")
+    return EnvInfo(tuple(obs_space.shape), np.dtype(obs_space.dtype), int(act_space.n))

@@ -1,0 +1,76 @@
+"""Atari through ale-py with the standard DeepMind preprocessing.
+
+noop reset (<=30), frame skip 4 with max-pool over the last two frames, 84x84 gray, fire on reset,
+4-frame stack; for training also episodic life and sign-clipped rewards. The true game score is
+recorded below all of these (EpisodeStats) and reported at the real game over.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation
+
+from htsrl.envs import EpisodeStats
+
+
+class EpisodicLife(gym.Wrapper):
+    """A lost life ends the training episode; the game itself resets only at real game over."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self.lives = 0
+        self.real_done = True
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.real_done = terminated or truncated
+        lives = self.env.unwrapped.ale.lives()
+        if 0 < lives < self.lives:
+            terminated = True
+        self.lives = lives
+        return obs, reward, terminated, truncated, info
+
+    def reset(self, **kwargs):
+        if self.real_done:
+            obs, info = self.env.reset(**kwargs)
+        else:  # continue the same game after a lost life with a no-op
+            obs, _, terminated, truncated, info = self.env.step(0)
+            if terminated or truncated:
+                obs, info = self.env.reset(**kwargs)
+        self.lives = self.env.unwrapped.ale.lives()
+        return obs, info
+
+
+class FireReset(gym.Wrapper):
+    """Press FIRE after reset for games that wait for it (Breakout)."""
+
+    def reset(self, **kwargs):
+        self.env.reset(**kwargs)
+        for action in (1, 2):
+            obs, _, terminated, truncated, info = self.env.step(action)
+            if terminated or truncated:
+                obs, info = self.env.reset(**kwargs)
+        return obs, info
+
+
+class SignReward(gym.RewardWrapper):
+    def reward(self, reward):
+        return float(np.sign(reward))
+
+
+def make_atari(env_id: str, env_kwargs: dict, training: bool = True) -> gym.Env:
+    kwargs = dict(env_kwargs)
+    if env_id.startswith("ALE/"):
+        kwargs.setdefault("frameskip", 1)
+        kwargs.setdefault("repeat_action_probability", 0.0)
+    env = gym.make(env_id, **kwargs)
+    env = EpisodeStats(env)
+    env = AtariPreprocessing(env, noop_max=30, frame_skip=4, screen_size=84, grayscale_obs=True)
+    if training:
+        env = EpisodicLife(env)
+    if "FIRE" in env.unwrapped.get_action_meanings():
+        env = FireReset(env)
+    if training:
+        env = SignReward(env)
+    return FrameStackObservation(env, 4)

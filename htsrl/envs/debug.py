@@ -1,0 +1,72 @@
+"""Small envs for tests and fault injection, registered as ``htsrl/...`` ids.
+
+``htsrl/Counter-v0``: the observation is ``[env_tag, step_in_episode, episode]`` and the reward is
+``step_in_episode * 10 + action``, so a rollout proves that each observation is paired with the action
+taken on it and that no step is lost or repeated at a window edge.
+``htsrl/Faulty-v0``: CartPole-like counter that raises, segfaults or hangs at a chosen step, and can
+sleep per step (a blocking, CPU-free step for no-spin tests).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import time
+
+import gymnasium as gym
+import numpy as np
+
+
+class CounterEnv(gym.Env):
+    def __init__(self, episode_length: int = 7, num_actions: int = 3, sleep_s: float = 0.0):
+        self.observation_space = gym.spaces.Box(-1e9, 1e9, (3,), np.float32)
+        self.action_space = gym.spaces.Discrete(num_actions)
+        self.episode_length = episode_length
+        self.sleep_s = sleep_s
+        self.tag = 0.0
+        self.t = 0
+        self.episode = -1
+
+    def _obs(self):
+        return np.array([self.tag, self.t, self.episode], dtype=np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        if seed is not None:
+            self.tag = float(seed % 100_000)
+        self.t = 0
+        self.episode += 1
+        return self._obs(), {}
+
+    def step(self, action):
+        if self.sleep_s:
+            time.sleep(self.sleep_s)
+        reward = float(self.t * 10 + int(action))
+        self.t += 1
+        terminated = self.t >= self.episode_length and self.episode % 2 == 0
+        truncated = self.t >= self.episode_length and not terminated
+        return self._obs(), reward, terminated, truncated, {}
+
+
+class FaultyEnv(CounterEnv):
+    """Counter env that injects ``fault`` ('raise' | 'segfault' | 'hang') at its ``fail_at``-th step."""
+
+    def __init__(self, fail_at: int = 100, fault: str = "raise", sleep_s: float = 0.0):
+        super().__init__(episode_length=50, num_actions=2, sleep_s=sleep_s)
+        self.fail_at, self.fault = fail_at, fault
+        self.global_steps = 0
+
+    def step(self, action):
+        self.global_steps += 1
+        if self.global_steps == self.fail_at:
+            if self.fault == "raise":
+                raise RuntimeError(f"injected env fault at step {self.global_steps}")
+            if self.fault == "segfault":
+                ctypes.string_at(0)
+            if self.fault == "hang":
+                time.sleep(3600)
+        return super().step(action)
+
+
+for _id, _cls in (("htsrl/Counter-v0", CounterEnv), ("htsrl/Faulty-v0", FaultyEnv)):
+    if _id not in gym.registry:
+        gym.register(_id, entry_point=_cls, disable_env_checker=True)

@@ -1,0 +1,84 @@
+"""Actor-critic networks: Nature CNN for uint8 images, MLP for vectors.
+
+Both take the observation as stored in the rollout buffer (uint8 images stay uint8 until here) and
+return ``(logits, value)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def _init(layer: nn.Module, gain: float) -> nn.Module:
+    nn.init.orthogonal_(layer.weight, gain)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+class NatureCNN(nn.Module):
+    def __init__(self, obs_shape: tuple[int, ...], num_actions: int):
+        super().__init__()
+        c, h, w = obs_shape
+        g = nn.init.calculate_gain("relu")
+        self.body = nn.Sequential(
+            _init(nn.Conv2d(c, 32, 8, stride=4), g), nn.ReLU(),
+            _init(nn.Conv2d(32, 64, 4, stride=2), g), nn.ReLU(),
+            _init(nn.Conv2d(64, 64, 3, stride=1), g), nn.ReLU(),
+            nn.Flatten(),
+        )
+        with torch.no_grad():
+            n = self.body(torch.zeros(1, c, h, w)).shape[1]
+        self.fc = nn.Sequential(_init(nn.Linear(n, 512), g), nn.ReLU())
+        self.pi = _init(nn.Linear(512, num_actions), 0.01)
+        self.v = _init(nn.Linear(512, 1), 1.0)
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.fc(self.body(obs.float() / 255.0))
+        return self.pi(x), self.v(x).squeeze(-1)
+
+
+class MLP(nn.Module):
+    def __init__(self, obs_shape: tuple[int, ...], num_actions: int, hidden: int = 64):
+        super().__init__()
+        d = int(np.prod(obs_shape))
+        s = np.sqrt(2)
+        self.pi_body = nn.Sequential(_init(nn.Linear(d, hidden), s), nn.Tanh(), _init(nn.Linear(hidden, hidden), s), nn.Tanh())
+        self.v_body = nn.Sequential(_init(nn.Linear(d, hidden), s), nn.Tanh(), _init(nn.Linear(hidden, hidden), s), nn.Tanh())
+        self.pi = _init(nn.Linear(hidden, num_actions), 0.01)
+        self.v = _init(nn.Linear(hidden, 1), 1.0)
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = obs.float().flatten(1)
+        return self.pi(self.pi_body(x)), self.v(self.v_body(x)).squeeze(-1)
+
+
+def build_model(obs_shape: tuple[int, ...], num_actions: int) -> nn.Module:
+    return NatureCNN(obs_shape, num_actions) if len(obs_shape) == 3 else MLP(obs_shape, num_actions)
+
+
+def num_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def params_sha256(model: nn.Module) -> str:
+    """sha256 over the state dict in sorted key order (float32, C order)."""
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def bind_params(model: nn.Module, flat: torch.Tensor) -> None:
+    """Make every parameter of ``model`` a view into ``flat`` (shared memory), so that weights
+    published there reach this model with no copy."""
+    off = 0
+    for p in model.parameters():
+        n = p.numel()
+        p.data = flat[off:off + n].view_as(p)
+        off += n
+    assert off == flat.numel()
