@@ -28,7 +28,8 @@ class Config:
     env: str = _f("ALE/Breakout-v5", "Gymnasium id (ALE/..., CartPole-v1, htsrl/... debug envs)")
     env_kwargs: dict = _f({}, "JSON dict passed to gymnasium.make")
     algo: str = _f("ppo", "ppo or a2c", choices=("ppo", "a2c"))
-    preset: str | None = _f(None, "hyper-parameter preset (default: atari-ppo for ppo, atari-a2c for a2c)")
+    preset: str | None = _f(None, "hyper-parameter preset (default: atari-a2c for a2c; for ppo atari-ppo on "
+                            "Atari, football-ppo on football, classic-ppo otherwise)")
     total_steps: int = _f(10_000_000, "agent steps over all envs (rounded up to whole windows)")
     seed: int = _f(1, "master seed: env seeds, action streams, initial weights, minibatches")
     run_dir: str | None = _f(None, "output folder (default runs/<env>__<algo>__<seed>__<time>)")
@@ -95,7 +96,17 @@ PRESETS: dict[str, dict[str, Any]] = {
                         max_grad_norm=0.5, clip_coef=0.2, clip_value_loss=True, epochs=10, minibatches=4,
                         norm_adv=True),
 }
-DEFAULT_PRESET = {"ppo": "atari-ppo", "a2c": "atari-a2c"}
+ALGOS = ("ppo", "a2c")
+
+
+def default_preset(algo: str, env: str) -> str:
+    if algo == "a2c":
+        return "atari-a2c"
+    if env.startswith("ALE/") or env.endswith("NoFrameskip-v4"):
+        return "atari-ppo"
+    if env.startswith("football/"):
+        return "football-ppo"
+    return "classic-ppo"
 
 
 def default_envs_per_group(num_envs: int) -> int:
@@ -107,11 +118,11 @@ def default_envs_per_group(num_envs: int) -> int:
 
 def resolve(cfg: Config) -> Config:
     """Fill preset values into unset fields and validate; raises ConfigError with one clear line."""
-    if cfg.algo not in DEFAULT_PRESET:
-        raise ConfigError(f"--algo must be one of {sorted(DEFAULT_PRESET)}, got {cfg.algo!r}")
+    if cfg.algo not in ALGOS:
+        raise ConfigError(f"--algo must be one of {list(ALGOS)}, got {cfg.algo!r}")
     if cfg.mode not in ("hts", "sync"):
         raise ConfigError(f"--mode must be 'hts' or 'sync', got {cfg.mode!r}")
-    preset_name = cfg.preset or DEFAULT_PRESET[cfg.algo]
+    preset_name = cfg.preset or default_preset(cfg.algo, cfg.env)
     if preset_name not in PRESETS:
         raise ConfigError(f"unknown --preset {preset_name!r}; choose one of {sorted(PRESETS)}")
     values = dataclasses.asdict(cfg)

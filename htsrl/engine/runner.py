@@ -95,7 +95,7 @@ def train(cfg: Config, on_window: WindowHook | None = None) -> dict:
     try:
         rollout.start()
         write_pids(run_dir, rollout.pids)
-        t_loop = time.perf_counter()
+        t_loop, cpu_loop = time.perf_counter(), time.process_time()
         if cfg.mode == "hts":
             collect(0)
             wait(0)
@@ -119,7 +119,7 @@ def train(cfg: Config, on_window: WindowHook | None = None) -> dict:
         monitor.close()
 
     env_steps = windows * n * alpha
-    main_stats[STAT["cpu_s"]] = time.process_time()
+    main_stats[STAT["cpu_s"]] = time.process_time() - cpu_loop  # this process's CPU during training
     summary = {
         "run_dir": str(run_dir), "env": cfg.env, "algo": cfg.algo, "mode": cfg.mode, "serial": cfg.serial, "seed": cfg.seed,
         "num_envs": n, "alpha": alpha, "num_executors": cfg.num_executors, "num_actors": cfg.num_actors,

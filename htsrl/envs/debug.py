@@ -17,11 +17,12 @@ import numpy as np
 
 
 class CounterEnv(gym.Env):
-    def __init__(self, episode_length: int = 7, num_actions: int = 3, sleep_s: float = 0.0):
+    def __init__(self, episode_length: int = 7, num_actions: int = 3, sleep_s: float = 0.0, jitter_s: float = 0.0):
         self.observation_space = gym.spaces.Box(-1e9, 1e9, (3,), np.float32)
         self.action_space = gym.spaces.Discrete(num_actions)
         self.episode_length = episode_length
-        self.sleep_s = sleep_s
+        self.sleep_s, self.jitter_s = sleep_s, jitter_s
+        self._timing_rng = np.random.default_rng()  # timing only: never touches the data
         self.tag = 0.0
         self.t = 0
         self.episode = -1
@@ -38,8 +39,8 @@ class CounterEnv(gym.Env):
         return self._obs(), {}
 
     def step(self, action):
-        if self.sleep_s:
-            time.sleep(self.sleep_s)
+        if self.sleep_s or self.jitter_s:
+            time.sleep(self.sleep_s + self.jitter_s * self._timing_rng.random())
         reward = float(self.t * 10 + int(action))
         self.t += 1
         terminated = self.t >= self.episode_length and self.episode % 2 == 0
