@@ -11,6 +11,7 @@ one batched forward for all envs, and releases them all.
 from __future__ import annotations
 
 import ctypes
+import faulthandler
 import json
 import multiprocessing as mp
 import multiprocessing.connection
@@ -83,6 +84,7 @@ def _die_with_parent() -> None:
 def _child(role: str, errors: ErrorChannel, fn, *args) -> None:
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    faulthandler.enable()  # a crash in native env code still prints this child's Python stack
     torch.set_num_threads(1)
     try:
         fn(*args)
@@ -165,12 +167,12 @@ class ParallelRollout:
             raise RolloutError(f"no progress for {self.cfg.watchdog_s:g}s while waiting for {waiting_for} "
                                f"(a hung environment or process?); stopping")
         if self.errors.r in ready:
-            raise RolloutError(self.errors.read().rstrip())
+            raise RolloutError(self.errors.read())
         dead = [sentinels[s] for s in ready if s in sentinels]
         if dead:
             # A child that raised reports on the error pipe just before it exits: prefer that text.
             if mp.connection.wait([self.errors.r], timeout=0.5):
-                raise RolloutError(self.errors.read().rstrip())
+                raise RolloutError(self.errors.read())
             role = dead[0]
             code = self.procs[role].exitcode
             how = f"killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"

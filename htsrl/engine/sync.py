@@ -38,7 +38,8 @@ class Channel:
 
 
 class ErrorChannel:
-    """Children report a failure (role name + traceback) in one atomic write (<= PIPE_BUF bytes)."""
+    """Children report a failure (role name + traceback) in one atomic write (<= PIPE_BUF bytes);
+    reports are NUL-terminated so that several arriving together can be told apart."""
 
     LIMIT = 4000
 
@@ -49,10 +50,15 @@ class ErrorChannel:
         data = text.encode("utf-8", "replace")
         if len(data) > self.LIMIT:
             data = b"...\n" + data[-(self.LIMIT - 4):]
-        os.write(self.w, data)
+        os.write(self.w, data + b"\0")
 
     def read(self) -> str:
-        return os.read(self.r, 65536).decode("utf-8", "replace")
+        """The first report waiting, with a count of any others."""
+        reports = [r for r in os.read(self.r, 65536).split(b"\0") if r]
+        text = reports[0].decode("utf-8", "replace").rstrip()
+        if len(reports) > 1:
+            text += f"\n({len(reports) - 1} more role(s) failed at the same time)"
+        return text
 
     def close(self) -> None:
         for fd in (self.r, self.w):

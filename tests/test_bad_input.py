@@ -1,0 +1,39 @@
+"""Bad input: refused before anything starts, one clear line, exit code 2."""
+
+import pytest
+
+from htsrl.cli import main
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--env", "CartPol-v1"], "unknown env id 'CartPol-v1'; did you mean CartPole-v1"),
+    (["--env", "CartPole-v1", "--num-envs", "6", "--num-executors", "4"], "not divisible by --num-executors 4"),
+    (["--env", "CartPole-v1", "--num-envs", "0"], "--num-envs must be a positive integer"),
+    (["--env", "CartPole-v1", "--alpha", "-5"], "--alpha must be a positive integer"),
+    (["--env", "CartPole-v1", "--num-actors", "0"], "--num-actors must be a positive integer"),
+    (["--env", "CartPole-v1", "--total-steps", "0"], "--total-steps must be a positive integer"),
+    (["--env", "CartPole-v1", "--lr", "0"], "--lr must be positive"),
+    (["--env", "CartPole-v1", "--gamma", "1.5"], "--gamma must be in [0, 1]"),
+    (["--env", "Pendulum-v1"], "Discrete actions only"),
+    (["--env", "CartPole-v1", "--num-envs", "8", "--envs-per-group", "4", "--num-executors", "4"],
+     "2 inference groups of 4 envs cannot be split evenly over 4 executors"),
+    (["--env", "CartPole-v1", "--preset", "mujoco"], "unknown --preset 'mujoco'"),
+    (["--env", "CartPole-v1", "--env-kwargs", '{"bogus": 1}'], "cannot build CartPole-v1"),
+])
+def test_refused_with_one_line(tmp_path, capsys, args, message):
+    run_dir = tmp_path / "run"
+    code = main(["train", "--run-dir", str(run_dir), "--no-progress", *args])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert message in err
+    assert len(err.splitlines()) == 1 and err.startswith("htsrl: error:")
+    assert not run_dir.exists()  # nothing started
+
+
+def test_argparse_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--num-envs", "many"])
+    assert e.value.code == 2
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--env-kwargs", "[1]"])
+    assert e.value.code == 2
