@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Install htsrl with everything its tests need, then run the whole suite (what CI runs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+"$PY" -m pip install -q --upgrade pip
+"$PY" -m pip install -q "torch==2.13.0"          # a local CPU wheel on these machines; any torch>=2.3 works
+"$PY" -m pip install -q -e ".[atari,test]"
+"$PY" -m pytest -q -p no:cacheprovider --durations=15 tests "$@"
