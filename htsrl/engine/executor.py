@@ -24,7 +24,7 @@ class EnvGroups:
         self.cfg, self.bufs, self.groups = cfg, bufs, groups
         k = cfg.envs_per_group
         self.env_ids = range(groups.start * k, groups.stop * k)
-        self.envs = {i: make_env(cfg.env, cfg.env_kwargs) for i in self.env_ids}
+        self.envs = {i: make_env(cfg.env, cfg.env_kwargs, index=i) for i in self.env_ids}
 
     def group_envs(self, g: int) -> range:
         k = self.cfg.envs_per_group

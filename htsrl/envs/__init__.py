@@ -42,6 +42,7 @@ class EpisodeStats(gym.Wrapper):
 
 def _register_extras() -> None:
     import htsrl.envs.debug  # noqa: F401  (registers htsrl/* ids)
+    import htsrl.envs.synthetic  # noqa: F401  (registers synthetic/* ids)
     try:
         import ale_py
         gym.register_envs(ale_py)
@@ -53,12 +54,16 @@ def is_atari(env_id: str) -> bool:
     return env_id.startswith("ALE/") or env_id.endswith("NoFrameskip-v4")
 
 
-def make_env(env_id: str, env_kwargs: dict | None = None, training: bool = True) -> gym.Env:
+def make_env(env_id: str, env_kwargs: dict | None = None, training: bool = True, index: int = 0) -> gym.Env:
+    """``index`` is the env's id in the run; envs that vary per replica (synthetic stragglers) get it."""
     _register_extras()
+    kwargs = dict(env_kwargs or {})
     if is_atari(env_id):
         from htsrl.envs.atari import make_atari
-        return make_atari(env_id, env_kwargs or {}, training=training)
-    return EpisodeStats(gym.make(env_id, **(env_kwargs or {})))
+        return make_atari(env_id, kwargs, training=training)
+    if env_id.startswith("synthetic/"):
+        kwargs["env_index"] = index
+    return EpisodeStats(gym.make(env_id, **kwargs))
 
 
 @dataclass(frozen=True)
@@ -82,7 +87,7 @@ def probe_env(env_id: str, env_kwargs: dict | None = None) -> EnvInfo:
         raise ConfigError(f"unknown env id {env_id!r}{hint}")
     try:
         env = make_env(env_id, env_kwargs, training=True)
-    except TypeError as e:
+    except (TypeError, ValueError) as e:
         raise ConfigError(f"cannot build {env_id} with --env-kwargs {env_kwargs}: {e}") from None
     try:
         obs_space, act_space = env.observation_space, env.action_space

@@ -1,0 +1,59 @@
+"""Environment wrappers: Atari preprocessing and true score, synthetic step-time distributions."""
+
+import time
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from htsrl.envs import EPISODE_KEY, make_env, probe_env
+from htsrl.envs.synthetic import DISTRIBUTIONS, sample_step_times
+
+
+@pytest.mark.parametrize("distribution,cv", [("exponential", 1.0), ("gamma", 0.3), ("gamma", 2.0),
+                                             ("lognormal", 0.5), ("lognormal", 3.0), ("constant", 0.0)])
+def test_synthetic_step_time_moments(distribution, cv):
+    rng = np.random.default_rng(0)
+    x = sample_step_times(rng, distribution, 0.004, cv if cv else 1.0, size=400_000)
+    assert abs(x.mean() / 0.004 - 1) < 0.03
+    assert abs(x.std() / x.mean() - cv) < 0.05 * max(cv, 1.0)
+
+
+def test_synthetic_env_sleeps_its_step_time():
+    env = make_env("synthetic/constant", {"mean_s": 0.005})
+    env.reset(seed=0)
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    for _ in range(100):
+        env.step(0)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    assert 0.5 <= wall < 0.75  # sleep overshoots a little, never undershoots
+    assert cpu < 0.1 * wall    # sleeping, not spinning
+
+
+def test_synthetic_straggler():
+    slow = make_env("synthetic/straggler", {"mean_s": 0.001, "straggler_factor": 5}, index=0)
+    fast = make_env("synthetic/straggler", {"mean_s": 0.001, "straggler_factor": 5}, index=1)
+    assert slow.unwrapped.mean_s == pytest.approx(0.005) and fast.unwrapped.mean_s == pytest.approx(0.001)
+    assert set(DISTRIBUTIONS) <= {s.split("/")[1] for s in gym.registry if s.startswith("synthetic/")}
+
+
+def test_atari_preprocessing_and_true_score():
+    info = probe_env("ALE/Breakout-v5")
+    assert info.obs_shape == (4, 84, 84) and info.obs_dtype == np.uint8 and info.num_actions == 4
+    env = make_env("ALE/Breakout-v5")
+    obs, _ = env.reset(seed=1)
+    assert obs.shape == (4, 84, 84) and obs.dtype == np.uint8
+    rng = np.random.default_rng(0)
+    clipped, life_losses, true_score = 0.0, 0, None
+    for _ in range(5000):
+        obs, r, term, trunc, info = env.step(int(rng.integers(4)))
+        assert r in (0.0, 1.0)  # sign-clipped
+        clipped += r
+        if EPISODE_KEY in info:
+            true_score = info[EPISODE_KEY]["r"]
+            break
+        if term:
+            life_losses += 1
+            env.reset()
+    assert life_losses == 4  # five lives: four life losses end a training episode each, the fifth ends the game
+    assert true_score is not None and true_score >= clipped  # raw score: bricks are worth 1, 4 or 7
