@@ -1,4 +1,10 @@
-"""What a run reports while it trains: a progress line on stderr and one CSV row per update."""
+"""What a run reports while it trains: TensorBoard scalars, the same rows in ``progress.csv``, and a
+live progress bar on stderr (tqdm on a terminal, a plain line every few seconds otherwise).
+
+One metric namespace: ``charts/*`` (episodic_return, episodic_length, episodic_score, sps),
+``losses/*`` (policy, value, entropy, approx_kl, ...), ``time/*`` (rollout_s, learn_s,
+barrier_wait_s per window).
+"""
 
 from __future__ import annotations
 
@@ -7,55 +13,101 @@ import math
 import sys
 import time
 from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
+@dataclass
+class Episodes:
+    """Episodes that ended in one window, in (step, env) order."""
+    returns: list[float] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)  # football score difference, where reported
+
+
+def _mean(xs) -> float:
+    return sum(xs) / len(xs) if xs else math.nan
+
+
 class Monitor:
-    def __init__(self, run_dir: Path, total_steps: int, enabled: bool = True, interval_s: float = 1.0):
+    def __init__(self, run_dir: Path, total_steps: int, start_steps: int = 0, enabled: bool = True,
+                 tensorboard: bool = True, interval_s: float = 5.0):
         self.total_steps, self.enabled, self.interval_s = total_steps, enabled, interval_s
         self.returns: deque[float] = deque(maxlen=100)
+        self.scores: deque[float] = deque(maxlen=100)
         self.episodes = 0
         self.start = time.perf_counter()
-        self._last_print = 0.0
-        self._tty = sys.stderr.isatty()
-        self._csv_file = open(run_dir / "progress.csv", "w", newline="")
+        self.start_steps = start_steps
+        self._last_print = -math.inf
+        self._csv_path = run_dir / "progress.csv"
+        self._csv_file = open(self._csv_path, "a", newline="")
         self._csv: csv.DictWriter | None = None
+        self._tb = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+            self._tb = SummaryWriter(str(run_dir / "tb"))
+        self._bar = None
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+            self._bar = tqdm(total=total_steps, initial=start_steps, unit="step", unit_scale=True,
+                             dynamic_ncols=True, file=sys.stderr)
 
-    def episodes_ended(self, returns: list[float]) -> None:
+    def restore(self, returns: list[float], scores: list[float], episodes: int) -> None:
         self.returns.extend(returns)
-        self.episodes += len(returns)
+        self.scores.extend(scores)
+        self.episodes = episodes
 
     def mean_return(self) -> float:
-        return sum(self.returns) / len(self.returns) if self.returns else math.nan
+        return _mean(self.returns)
 
-    def row(self, env_steps: int, updates: int, metrics: dict[str, float], window_returns: list[float]) -> None:
+    def mean_score(self) -> float:
+        return _mean(self.scores)
+
+    def row(self, env_steps: int, updates: int, episodes: Episodes, metrics: dict[str, float]) -> None:
+        self.returns.extend(episodes.returns)
+        self.scores.extend(episodes.scores)
+        self.episodes += len(episodes.returns)
         elapsed = time.perf_counter() - self.start
-        row = {"env_steps": env_steps, "updates": updates, "wall_time_s": round(elapsed, 3),
-               "charts/sps": round(env_steps / max(elapsed, 1e-9), 1),
-               "charts/episodic_return": (sum(window_returns) / len(window_returns)) if window_returns else "",
-               "charts/mean_return_last_100": self.mean_return() if self.returns else "",
-               **metrics}
+        sps = (env_steps - self.start_steps) / max(elapsed, 1e-9)
+        scalars = {"charts/sps": sps, "charts/episodic_return": _mean(episodes.returns),
+                   "charts/episodic_length": _mean(episodes.lengths),
+                   "charts/mean_return_last_100": self.mean_return(), **metrics}
+        if episodes.scores or self.scores:
+            scalars["charts/episodic_score"] = _mean(episodes.scores)
+        row = {"env_steps": env_steps, "updates": updates, "wall_time_s": round(elapsed, 3), **scalars}
         if self._csv is None:
-            self._csv = csv.DictWriter(self._csv_file, fieldnames=list(row))
-            self._csv.writeheader()
-        self._csv.writerow({k: row.get(k, "") for k in self._csv.fieldnames})
+            new_file = self._csv_path.stat().st_size == 0
+            self._csv = csv.DictWriter(self._csv_file, fieldnames=list(row), extrasaction="ignore")
+            if new_file:
+                self._csv.writeheader()
+        self._csv.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()})
         self._csv_file.flush()
-        if self.enabled and (elapsed - self._last_print >= self.interval_s or env_steps >= self.total_steps):
-            self._last_print = elapsed
-            self._print(env_steps, updates, elapsed)
+        if self._tb is not None:
+            for k, v in scalars.items():
+                if not (isinstance(v, float) and math.isnan(v)):
+                    self._tb.add_scalar(k, v, env_steps)
+        self._progress(env_steps, updates, sps)
 
-    def _print(self, env_steps: int, updates: int, elapsed: float) -> None:
-        sps = env_steps / max(elapsed, 1e-9)
-        eta = (self.total_steps - env_steps) / max(sps, 1e-9)
+    def _progress(self, env_steps: int, updates: int, sps: float) -> None:
+        if not self.enabled:
+            return
         ret = f"{self.mean_return():.2f}" if self.returns else "-"
-        line = (f"steps {env_steps:>10,}/{self.total_steps:,} ({100 * env_steps / self.total_steps:5.1f}%)"
-                f" | {sps:8,.0f} SPS | updates {updates:>6} | return(last 100) {ret:>8}"
-                f" | episodes {self.episodes} | ETA {eta:6.0f}s")
-        if self._tty:
-            sys.stderr.write("\r" + line + ("\n" if env_steps >= self.total_steps else ""))
-        else:
-            sys.stderr.write(line + "\n")
-        sys.stderr.flush()
+        if self._bar is not None:
+            self._bar.update(env_steps - self._bar.n)
+            self._bar.set_postfix_str(f"SPS {sps:,.0f} | return(100) {ret} | updates {updates}", refresh=False)
+            return
+        elapsed = time.perf_counter() - self.start
+        if elapsed - self._last_print < self.interval_s and env_steps < self.total_steps:
+            return
+        self._last_print = elapsed
+        eta = (self.total_steps - env_steps) / max(sps, 1e-9)
+        print(f"steps {env_steps:,}/{self.total_steps:,} ({100 * env_steps / self.total_steps:.1f}%) | "
+              f"{sps:,.0f} SPS | updates {updates} | return(last 100) {ret} | episodes {self.episodes} | "
+              f"ETA {eta:.0f}s", file=sys.stderr, flush=True)
 
     def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+        if self._tb is not None:
+            self._tb.close()
         self._csv_file.close()

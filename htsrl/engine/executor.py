@@ -51,6 +51,7 @@ class EnvGroups:
             episode = info.get(EPISODE_KEY)
             B.ep_return[b, t, i] = episode["r"] if episode else np.nan
             B.ep_length[b, t, i] = episode["l"] if episode else 0
+            B.ep_score[b, t, i] = episode["s"] if episode and episode["s"] is not None else np.nan
             if terminated or truncated:
                 if truncated:
                     B.final_obs[b, t, i] = obs

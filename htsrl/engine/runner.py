@@ -30,7 +30,7 @@ from htsrl.engine.rollout import ParallelRollout, SerialRollout, write_pids
 from htsrl.engine.shm import STAT, STAT_NAMES, RolloutBuffers
 from htsrl.engine.streams import ActionStreams
 from htsrl.envs import probe_env
-from htsrl.monitor import Monitor
+from htsrl.monitor import Episodes, Monitor
 from htsrl.nn import num_params, params_sha256
 
 # on_window(w, bufs, b): called with window w complete in buffer b, before its update (tests use it).
@@ -60,6 +60,7 @@ def train(cfg: Config, on_window: WindowHook | None = None) -> dict:
     rollout_cls = SerialRollout if cfg.serial else ParallelRollout
     rollout = rollout_cls(cfg, info.obs_shape, info.num_actions, bufs)
     monitor = Monitor(run_dir, windows * n * alpha, enabled=cfg.progress)
+    timing = {"rollout_s": 0.0, "learn_s": 0.0, "barrier_wait_s": 0.0, "collect_started": 0.0}
     rollout_hash = hashlib.sha256()
     main_stats = bufs.stats[-1]
 
@@ -67,28 +68,32 @@ def train(cfg: Config, on_window: WindowHook | None = None) -> dict:
         """Publish the weights, draw window w's uniforms and start it (returns at once in parallel)."""
         learner.publish(bufs)
         streams.fill(bufs.uniforms[w % 2])
+        timing["collect_started"] = time.perf_counter()
         rollout.begin(w)
 
     def wait(w: int) -> None:
         t0 = time.perf_counter()
         rollout.finish(w)
-        main_stats[STAT["wait_s"]] += time.perf_counter() - t0
+        timing["barrier_wait_s"] = time.perf_counter() - t0
+        timing["rollout_s"] = time.perf_counter() - timing["collect_started"]
+        main_stats[STAT["wait_s"]] += timing["barrier_wait_s"]
 
-    def window_done(w: int) -> list[float]:
+    def window_done(w: int) -> Episodes:
         b = w % 2
         if on_window is not None:
             on_window(w, bufs, b)
         for name in ("actions", "logp", "value", "reward", "version"):
             rollout_hash.update(np.ascontiguousarray(getattr(bufs, name)[b]).tobytes())
         ended = ~np.isnan(bufs.ep_return[b])  # row-major: ordered by (step, env)
-        returns = bufs.ep_return[b][ended].tolist()
-        monitor.episodes_ended(returns)
-        return returns
+        scores = bufs.ep_score[b][ended]
+        return Episodes(bufs.ep_return[b][ended].tolist(), bufs.ep_length[b][ended].tolist(),
+                        scores[~np.isnan(scores)].tolist())
 
     def learn(w: int) -> dict[str, float]:
         t0 = time.perf_counter()
         metrics = learner.update(bufs.window(w % 2))
-        main_stats[STAT["learn_s"]] += time.perf_counter() - t0
+        timing["learn_s"] = time.perf_counter() - t0
+        main_stats[STAT["learn_s"]] += timing["learn_s"]
         return metrics
 
     t_start = time.perf_counter()
@@ -101,7 +106,7 @@ def train(cfg: Config, on_window: WindowHook | None = None) -> dict:
             wait(0)
         for w in range(windows):
             if cfg.mode == "hts":
-                returns = window_done(w)
+                episodes = window_done(w)
                 if w + 1 < windows:
                     collect(w + 1)  # runs on the other buffer while the learner updates on this one
                 metrics = learn(w)
@@ -110,9 +115,10 @@ def train(cfg: Config, on_window: WindowHook | None = None) -> dict:
             else:
                 collect(w)
                 wait(w)
-                returns = window_done(w)
+                episodes = window_done(w)
                 metrics = learn(w)
-            monitor.row((w + 1) * n * alpha, learner.updates, metrics, returns)
+            metrics.update({f"time/{k}": timing[k] for k in ("rollout_s", "learn_s", "barrier_wait_s")})
+            monitor.row((w + 1) * n * alpha, learner.updates, episodes, metrics)
         wall = time.perf_counter() - t_loop
     finally:
         rollout.close()
@@ -127,6 +133,7 @@ def train(cfg: Config, on_window: WindowHook | None = None) -> dict:
         "startup_s": t_loop - t_start, "sps": env_steps / wall,
         "params_sha256": params_sha256(learner.model), "rollout_sha256": rollout_hash.hexdigest(),
         "episodes": monitor.episodes, "mean_return_last_100": _none_if_nan(monitor.mean_return()),
+        "mean_score_last_100": _none_if_nan(monitor.mean_score()),
         "time_split": _time_split(cfg, bufs), "num_params": num_params(learner.model),
     }
     torch.save(learner.model.state_dict(), run_dir / "model.pt")

@@ -53,6 +53,7 @@ class RolloutBuffers(SharedArrays):
             "version": ((2, T, n), np.int64),      # parameter version that chose each action
             "ep_return": ((2, T, n), np.float64),  # true episode score where an episode ended, else NaN
             "ep_length": ((2, T, n), np.int64),
+            "ep_score": ((2, T, n), np.float64),   # score difference (football) where reported, else NaN
             "params": ((num_params,), np.float32),  # published behaviour parameters
             "params_version": ((1,), np.int64),
             "stats": ((num_procs, len(STAT_NAMES)), np.float64),

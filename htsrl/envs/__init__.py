@@ -19,30 +19,36 @@ EPISODE_KEY = "htsrl_episode"
 
 
 class EpisodeStats(gym.Wrapper):
-    """Records the raw episode return and length; innermost wrapper, so it sees unclipped rewards."""
+    """Records the raw episode return and length; innermost wrapper, so it sees unclipped rewards.
+
+    Where the env reports ``info["score_reward"]`` (football: +1 goal scored, -1 conceded) its sum is
+    the episode's score difference ``"s"``.
+    """
 
     def __init__(self, env: gym.Env):
         super().__init__(env)
-        self._ret = 0.0
-        self._len = 0
+        self._ret, self._len, self._score = 0.0, 0, None
 
     def reset(self, **kwargs):
-        self._ret, self._len = 0.0, 0
+        self._ret, self._len, self._score = 0.0, 0, None
         return self.env.reset(**kwargs)
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
         self._ret += float(reward)
         self._len += 1
+        if "score_reward" in info:
+            self._score = (self._score or 0.0) + float(info["score_reward"])
         if terminated or truncated:
             info = dict(info)
-            info[EPISODE_KEY] = {"r": self._ret, "l": self._len}
+            info[EPISODE_KEY] = {"r": self._ret, "l": self._len, "s": self._score}
         return obs, reward, terminated, truncated, info
 
 
 def _register_extras() -> None:
     import htsrl.envs.debug  # noqa: F401  (registers htsrl/* ids)
     import htsrl.envs.synthetic  # noqa: F401  (registers synthetic/* ids)
+    import htsrl.envs.football  # noqa: F401  (registers football/* ids; gfootball is imported lazily)
     try:
         import ale_py
         gym.register_envs(ale_py)
@@ -81,6 +87,10 @@ def probe_env(env_id: str, env_kwargs: dict | None = None) -> EnvInfo:
             import ale_py  # noqa: F401
         except ImportError:
             raise ConfigError(f"{env_id} needs ale-py: pip install 'htsrl[atari]'") from None
+    if env_id.startswith("football/"):
+        from htsrl.envs.football import INSTALL_HINT, football_installed
+        if env_id in gym.registry and not football_installed():
+            raise ConfigError(INSTALL_HINT)
     if env_id not in gym.registry:
         close = difflib.get_close_matches(env_id, list(gym.registry), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""

@@ -1,0 +1,112 @@
+"""Google Research Football (gfootball 2.10.2) through the Gymnasium API, as ``football/<scenario>``.
+
+gfootball speaks the old gym API (``reset() -> obs``, ``step -> obs, reward, done, info``); this wrapper
+gives ``reset(seed) -> obs, info`` and ``step -> obs, reward, terminated, truncated, info``. The game
+engine is seeded per env (``game_engine_random_seed``), so a football run is deterministic like any
+other: ``reset(seed=s)`` rebuilds the engine with seed ``s``; a plain ``reset()`` continues its stream.
+
+Options (``--env-kwargs``): ``representation`` ``extracted`` (SMM 72x96, 4 frames stacked = 16
+channels, returned channels-first) or ``simple115`` (115 floats, gfootball's simple115v2);
+``rewards`` ``scoring`` or ``scoring,checkpoints``. ``info["score_reward"]`` (+1 own goal scored,
+-1 conceded) is summed into the per-episode score difference, the football metric.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+
+# The academy scenarios of the HTS-RL paper, and the full game.
+SCENARIOS = (
+    "academy_empty_goal_close", "academy_empty_goal", "academy_run_to_score",
+    "academy_run_to_score_with_keeper", "academy_pass_and_shoot_with_keeper",
+    "academy_run_pass_and_shoot_with_keeper", "academy_3_vs_1_with_keeper", "academy_corner",
+    "academy_counterattack_easy", "academy_counterattack_hard", "academy_single_goal_versus_lazy",
+    "11_vs_11_easy_stochastic", "11_vs_11_stochastic", "11_vs_11_hard_stochastic",
+)
+REPRESENTATIONS = {"extracted": "extracted", "simple115": "simple115v2"}
+REWARDS = ("scoring", "scoring,checkpoints")
+INSTALL_HINT = ("Google Research Football is not installed; build it with `bash scripts/install_football.sh` "
+                "(Debian build packages + gfootball 2.10.2 from source, about 5 minutes)")
+
+
+class FootballNotInstalled(ImportError):
+    pass
+
+
+def check_options(scenario: str, representation: str, rewards: str) -> None:
+    if scenario not in SCENARIOS:
+        raise ValueError(f"unknown football scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
+    if representation not in REPRESENTATIONS:
+        raise ValueError(f"unknown football representation {representation!r}; choose one of {list(REPRESENTATIONS)}")
+    if rewards not in REWARDS:
+        raise ValueError(f"unknown football rewards {rewards!r}; choose one of {list(REWARDS)}")
+
+
+def football_installed() -> bool:
+    try:
+        import gfootball.env  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class FootballEnv(gym.Env):
+    metadata = {"render_modes": []}
+
+    def __init__(self, scenario: str = "academy_3_vs_1_with_keeper", representation: str = "extracted",
+                 rewards: str = "scoring,checkpoints"):
+        check_options(scenario, representation, rewards)
+        if not football_installed():
+            raise FootballNotInstalled(INSTALL_HINT)
+        self.scenario, self.representation, self.rewards = scenario, representation, rewards
+        self.action_space = gym.spaces.Discrete(19)
+        if representation == "extracted":
+            self.observation_space = gym.spaces.Box(0, 255, (16, 72, 96), np.uint8)
+        else:
+            self.observation_space = gym.spaces.Box(-np.inf, np.inf, (115,), np.float32)
+        self._env = None
+        self._seed = 0
+
+    def _build(self, seed: int):
+        import gfootball.env as football_env
+        if self._env is not None:
+            self._env.close()
+        self._env = football_env.create_environment(
+            env_name=self.scenario, representation=REPRESENTATIONS[self.representation], stacked=True,
+            rewards=self.rewards, render=False, write_video=False, write_full_episode_dumps=False,
+            other_config_options={"game_engine_random_seed": int(seed)})
+
+    def _convert(self, obs) -> np.ndarray:
+        obs = np.asarray(obs)
+        if self.representation == "extracted":
+            return np.ascontiguousarray(obs.transpose(2, 0, 1), dtype=np.uint8)  # HWC -> CHW
+        return obs.astype(np.float32).reshape(115)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        if seed is not None or self._env is None:
+            self._seed = int(seed if seed is not None else 0) % (2**31)
+            self._build(self._seed)
+        return self._convert(self._env.reset()), {}
+
+    def step(self, action):
+        obs, reward, done, info = self._env.step(int(action))
+        info = dict(info)
+        # A football episode ends with the game (or the academy situation): a real terminal state.
+        return self._convert(obs), float(reward), bool(done), False, info
+
+    def close(self):
+        if self._env is not None:
+            self._env.close()
+            self._env = None
+
+
+def register() -> None:
+    for scenario in SCENARIOS:
+        env_id = f"football/{scenario}"
+        if env_id not in gym.registry:
+            gym.register(env_id, entry_point=FootballEnv, kwargs={"scenario": scenario}, disable_env_checker=True)
+
+
+register()
