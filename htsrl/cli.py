@@ -48,33 +48,66 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train an A2C/PPO agent",
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _add_config_flags(train)
+    train.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its checkpoint "
+                       "(bitwise identical to an uninterrupted run); only layout flags and --total-steps may change")
     return parser
+
+
+# What may differ on resume: nothing here changes the numbers.
+RESUMABLE = {"total_steps", "stop_at_steps", "num_executors", "num_actors", "serial", "watchdog_s", "progress", "checkpoint_every"}
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config) if getattr(args, f.name) is not None}
-    return Config(**given)
+    if not args.resume:
+        return Config(**given)
+    from pathlib import Path
+    saved = Path(args.resume) / "config.json"
+    if not saved.is_file():
+        raise ConfigError(f"--resume {args.resume}: no config.json there (is it a run directory?)")
+    changed = sorted(k for k in given if k not in RESUMABLE)
+    if changed:
+        raise ConfigError(f"--resume cannot change {', '.join('--' + k.replace('_', '-') for k in changed)} "
+                          f"(it would change the numbers); only {sorted(RESUMABLE)} may differ")
+    base = json.loads(saved.read_text())
+    base["stop_at_steps"] = None  # a stop point belongs to one invocation, not to the run
+    base.update(given)
+    base["run_dir"] = args.resume
+    return Config.from_dict(base)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "train":
+        from htsrl.checkpoint import CheckpointError
         from htsrl.engine.rollout import RolloutError
-        from htsrl.engine.runner import train
+        from htsrl.engine.runner import Interrupted, train
         try:
-            summary = train(config_from_args(args))
+            cfg = config_from_args(args)
+            summary = train(cfg, resume=bool(args.resume))
         except ConfigError as e:
             print(f"htsrl: error: {e}", file=sys.stderr)
             return EXIT_BAD_INPUT
+        except CheckpointError as e:
+            print(f"htsrl: error: {e}", file=sys.stderr)
+            return EXIT_BAD_INPUT if args.resume else EXIT_FAILED
         except RolloutError as e:
             print(f"htsrl: run failed: {e}", file=sys.stderr)
             return EXIT_FAILED
+        except Interrupted:
+            print(f"htsrl: interrupted; checkpoint saved, continue with: htsrl train --resume {cfg.run_dir}",
+                  file=sys.stderr)
+            return EXIT_INTERRUPTED
         except KeyboardInterrupt:
             print("htsrl: interrupted; all processes stopped", file=sys.stderr)
             return EXIT_INTERRUPTED
         keys = ("env_steps", "updates", "wall_time_s", "sps", "episodes", "mean_return_last_100", "params_sha256")
         print(json.dumps({k: summary[k] for k in keys}))
-        print(f"run saved in {summary['run_dir']}", file=sys.stderr)
+        if summary["finished"]:
+            print(f"run saved in {summary['run_dir']}", file=sys.stderr)
+        else:
+            print(f"stopped at {summary['env_steps']} steps as asked; continue with: "
+                  f"htsrl train --resume {summary['run_dir']}", file=sys.stderr)
     return 0
 
 

@@ -40,6 +40,9 @@ class Config:
     num_executors: int = _f(2, "processes that step environments")
     num_actors: int = _f(1, "inference processes (hts mode; sync mode infers in the learner)")
     serial: bool = _f(False, "run every role in one process (for pdb); same numbers as parallel")
+    stop_at_steps: int | None = _f(None, "stop with a checkpoint once this many steps are learned; the run "
+                                   "stays resumable with --resume (e.g. to fit a job's time limit)")
+    checkpoint_every: int = _f(50, "save a checkpoint every N updates (0: only at the end and on Ctrl-C)")
     watchdog_s: float = _f(120.0, "stop with a message if a window takes longer than this")
     progress: bool = _f(True, "print a live progress line")
     # --- settings that change the numbers (documented in README)
@@ -150,6 +153,8 @@ def validate(c: Config) -> None:
     for name in ["gamma", "gae_lambda"]:
         if not 0.0 <= getattr(c, name) <= 1.0:
             raise ConfigError(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(c, name)!r}")
+    if c.checkpoint_every < 0:
+        raise ConfigError(f"--checkpoint-every must be >= 0, got {c.checkpoint_every}")
     if c.seed < 0:
         raise ConfigError(f"--seed must be >= 0, got {c.seed}")
     if c.num_envs % c.num_executors:

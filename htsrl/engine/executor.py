@@ -12,7 +12,8 @@ import numpy as np
 
 from htsrl.config import Config
 from htsrl.engine.shm import STAT, RolloutBuffers
-from htsrl.engine.streams import env_seed
+from htsrl.engine.history import EnvHistory, ReplayMismatch, replay
+from htsrl.engine.streams import reset_seed
 from htsrl.engine.sync import STOP, Channel, decode_go, encode_task
 from htsrl.envs import EPISODE_KEY, make_env
 
@@ -25,15 +26,32 @@ class EnvGroups:
         k = cfg.envs_per_group
         self.env_ids = range(groups.start * k, groups.stop * k)
         self.envs = {i: make_env(cfg.env, cfg.env_kwargs, index=i) for i in self.env_ids}
+        self.resets = dict.fromkeys(self.env_ids, 0)  # top-level resets made, per env
 
     def group_envs(self, g: int) -> range:
         k = self.cfg.envs_per_group
         return range(g * k, (g + 1) * k)
 
-    def reset_all(self, b: int = 0) -> None:
-        for i, env in self.envs.items():
-            obs, _ = env.reset(seed=env_seed(self.cfg.seed, i))
-            self.bufs.obs[b, 0, i] = obs
+    def _reset(self, i: int):
+        obs, _ = self.envs[i].reset(seed=reset_seed(self.cfg.seed, i, self.resets[i]))
+        self.resets[i] += 1
+        return obs
+
+    def start(self, history: EnvHistory | None, last_window: int) -> None:
+        """Fresh run: reset every env into row 0 of buffer 0. Resumed (``history`` given): rebuild every
+        env at its state after ``last_window``, whose last observations are already in the buffer."""
+        if history is None:
+            for i in self.env_ids:
+                self.bufs.obs[0, 0, i] = self._reset(i)
+            return
+        b = last_window % 2
+        for i in self.env_ids:
+            obs, self.resets[i] = replay(
+                self.envs[i], lambda k, i=i: reset_seed(self.cfg.seed, i, k), history.start_reset[i],
+                history.actions[i], history.dones[i])
+            if self.resets[i] != history.resets[i] or not np.array_equal(obs, self.bufs.obs[b, self.bufs.alpha, i]):
+                raise ReplayMismatch(f"env {i} did not return to its recorded state on replay; "
+                                     f"{self.cfg.env} is not deterministic given its seed")
 
     def carry_over(self, b: int) -> None:
         """The last observation of the previous window is the first of this one."""
@@ -55,7 +73,7 @@ class EnvGroups:
             if terminated or truncated:
                 if truncated:
                     B.final_obs[b, t, i] = obs
-                obs, _ = env.reset()
+                obs = self._reset(i)
             B.obs[b, t + 1, i] = obs
 
     def close(self) -> None:
@@ -65,10 +83,10 @@ class EnvGroups:
 
 def executor_loop(index: int, envs: EnvGroups, inbox: Channel, ready: Channel, done: Channel,
                   num_groups: int) -> None:
-    """Commands on ``inbox``: GO(window), a group id whose actions are written, or STOP."""
+    """Commands on ``inbox``: GO(window), a group id whose actions are written, or STOP.
+    The envs are started (reset or replayed) before this is called."""
     bufs, alpha = envs.bufs, envs.bufs.alpha
     stats = bufs.stats[index]
-    envs.reset_all(0)
     done.put(index)
     while True:
         t0 = time.perf_counter()

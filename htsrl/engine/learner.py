@@ -32,6 +32,16 @@ class Learner:
         bufs.params_tensor().copy_(flat)
         bufs.params_version[0] = self.updates
 
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "updates": self.updates, "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.updates = state["updates"]
+        self.generator.set_state(state["generator"])
+
     def update(self, window: Window) -> dict[str, float]:
         lr = algos.learning_rate(self.cfg, self.updates, self.total_updates)
         for group in self.optimizer.param_groups:

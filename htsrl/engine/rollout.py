@@ -26,6 +26,7 @@ import torch
 from htsrl.config import Config
 from htsrl.engine.actor import Policy, actor_loop
 from htsrl.engine.executor import EnvGroups, executor_loop
+from htsrl.engine.history import EnvHistory
 from htsrl.engine.shm import STAT, RolloutBuffers
 from htsrl.engine.sync import STOP, Channel, ErrorChannel, decode_task, encode_go
 
@@ -47,8 +48,8 @@ class SerialRollout:
         self.policy = Policy(obs_shape, num_actions, bufs)
         self.pids: dict[str, int] = {}
 
-    def start(self) -> None:
-        self.envs.reset_all(0)
+    def start(self, history: EnvHistory | None = None, last_window: int = -1) -> None:
+        self.envs.start(history, last_window)
 
     def begin(self, w: int) -> None:
         pass
@@ -107,7 +108,10 @@ class ParallelRollout:
         self.pids: dict[str, int] = {}
 
     # -- start and stop
-    def start(self) -> None:
+    def start(self, history: EnvHistory | None = None, last_window: int = -1) -> None:
+        """Fork the roles; executors start their envs fresh or, given ``history``, rebuild them at
+        their state after ``last_window``."""
+        self._start_args = (history, last_window)
         ctx = mp.get_context("fork")  # shares the anonymous mapping and the pipes; Linux only
         cfg, per_exec = self.cfg, self.num_groups // self.cfg.num_executors
         for e in range(cfg.num_executors):
@@ -129,6 +133,7 @@ class ParallelRollout:
     def _run_executor(self, e: int, groups: range) -> None:
         envs = EnvGroups(self.cfg, self.bufs, groups)
         try:
+            envs.start(*self._start_args)
             executor_loop(e, envs, self.inboxes[e], self.ready, self.done, self.num_groups)
         finally:
             envs.close()

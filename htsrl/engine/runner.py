@@ -2,21 +2,26 @@
 
 HTS mode, window w in buffer w % 2 (time runs left to right)::
 
-    executors+actors | collect w=0 | collect 1 (theta0) | collect 2 (theta1) | collect 3 (theta2) | ...
-    learner          |             | update 0 -> theta1 | update 1 -> theta2 | update 2 -> theta3 | ...
-                                  ^ barrier: publish theta_w, draw uniforms of w+1, go
+    executors+actors | collect w=0 | collect 1 (θ0) | collect 2 (θ1) | collect 3 (θ2) | ...
+    learner          |             | update 0 → θ1  | update 1 → θ2  | update 2 → θ3  | ...
+                                  ^ barrier: publish θ_w, draw the uniforms of w+1, go
 
 Each barrier waits for the rollout of window w+1 and the update on window w; the weights published
 there (after update w) drive window w+2: the policy lag is exactly one update. Lock-step mode
-(``--mode sync``) runs collect w with theta_w, then update w, with no overlap and no lag.
+(``--mode sync``) runs collect w with θ_w, then update w, with no overlap and no lag.
+
+Checkpoints are taken at barriers only (HTS: before collect w+1, with window w still to learn; sync:
+after update w), where no process is working, so the state is complete and resume is bitwise exact.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
-import os
+import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +29,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from htsrl.config import Config, resolve
+from htsrl.checkpoint import load_checkpoint, save_checkpoint
+from htsrl.config import Config, ConfigError, resolve
+from htsrl.engine.history import EnvHistory
 from htsrl.engine.learner import Learner
 from htsrl.engine.rollout import ParallelRollout, SerialRollout, write_pids
 from htsrl.engine.shm import STAT, STAT_NAMES, RolloutBuffers
@@ -35,33 +42,87 @@ from htsrl.nn import num_params, params_sha256
 
 # on_window(w, bufs, b): called with window w complete in buffer b, before its update (tests use it).
 WindowHook = Callable[[int, RolloutBuffers, int], None]
+# Buffer fields a checkpoint keeps of the last window (the one still to learn in HTS mode).
+WINDOW_FIELDS = ("obs", "final_obs", "actions", "logp", "value", "reward", "terminated", "truncated",
+                 "uniforms", "version", "ep_return", "ep_length", "ep_score")
+
+
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM: a checkpoint was saved at the barrier where the run stopped."""
 
 
 def default_run_dir(cfg: Config) -> Path:
-    name = f"{cfg.env.replace('/', '-')}__{cfg.algo}__{cfg.seed}__{int(time.time())}"
-    return Path("runs") / name
+    return Path("runs") / f"{cfg.env.replace('/', '-')}__{cfg.algo}__{cfg.seed}__{int(time.time())}"
 
 
-def train(cfg: Config, on_window: WindowHook | None = None) -> dict:
+class _StopRequest:
+    """The first Ctrl-C/SIGTERM asks for a stop at the next barrier; a second one stops at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old = {}
+
+    def __enter__(self):
+        if threading.current_thread() is not threading.main_thread():
+            return self  # signals can only be handled in the main thread
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nhtsrl: stopping at the next barrier to save a checkpoint (press Ctrl-C again to stop now)",
+              flush=True)
+
+    def __exit__(self, *exc):
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+
+def train(cfg: Config, on_window: WindowHook | None = None, resume: bool = False) -> dict:
     cfg = resolve(cfg)
     info = probe_env(cfg.env, cfg.env_kwargs)
     run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
+    ckpt = load_checkpoint(run_dir) if resume else None
+    if ckpt is not None and ckpt["finished"]:
+        raise ConfigError(f"the run in {run_dir} already finished ({ckpt['learner']['updates']} updates); "
+                          "nothing to resume")
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg.run_dir = str(run_dir)
-    (run_dir / "config.json").write_text(cfg.to_json())
+    if not resume:
+        (run_dir / "config.json").write_text(cfg.to_json())
     torch.set_num_threads(cfg.learner_threads)
 
     n, alpha = cfg.num_envs, cfg.alpha
     windows = math.ceil(cfg.total_steps / (n * alpha))
-    num_roles = cfg.num_executors + cfg.num_actors
+    if ckpt is not None and ckpt["next_window"] >= windows:
+        raise ConfigError(f"--total-steps {cfg.total_steps} ends before the checkpoint in {run_dir} "
+                          f"({ckpt['next_window'] * n * alpha} steps)")
     learner = Learner(cfg, info.obs_shape, info.num_actions, total_updates=windows)
+    num_roles = cfg.num_executors + cfg.num_actors
     bufs = RolloutBuffers(n, alpha, info.obs_shape, info.obs_dtype, num_params(learner.model), num_roles + 1)
     streams = ActionStreams(cfg.seed, n)
-    rollout_cls = SerialRollout if cfg.serial else ParallelRollout
-    rollout = rollout_cls(cfg, info.obs_shape, info.num_actions, bufs)
-    monitor = Monitor(run_dir, windows * n * alpha, enabled=cfg.progress)
+    history = EnvHistory(n)
+    hts = cfg.mode == "hts"
+    state = {"rollout_sha256": hashlib.sha256(b"htsrl").hexdigest(), "env_steps_before": 0}
+    first = 0  # first loop iteration of this process
+    if ckpt is not None:
+        learner.load_state_dict(ckpt["learner"])
+        streams.set_state(ckpt["streams"])
+        history.load_state_dict(ckpt["history"])
+        b = ckpt["last_window"] % 2
+        for name in WINDOW_FIELDS:
+            getattr(bufs, name)[b] = ckpt["window"][name]
+        state["rollout_sha256"] = ckpt["rollout_sha256"]
+        first = ckpt["next_window"]
+        state["env_steps_before"] = first * n * alpha
+    rollout = (SerialRollout if cfg.serial else ParallelRollout)(cfg, info.obs_shape, info.num_actions, bufs)
+    monitor = Monitor(run_dir, windows * n * alpha, start_steps=state["env_steps_before"], enabled=cfg.progress)
+    if ckpt is not None:
+        monitor.restore(**ckpt["monitor"])
     timing = {"rollout_s": 0.0, "learn_s": 0.0, "barrier_wait_s": 0.0, "collect_started": 0.0}
-    rollout_hash = hashlib.sha256()
     main_stats = bufs.stats[-1]
 
     def collect(w: int) -> None:
@@ -82,9 +143,12 @@ def train(cfg: Config, on_window: WindowHook | None = None) -> dict:
         b = w % 2
         if on_window is not None:
             on_window(w, bufs, b)
+        h = hashlib.sha256(bytes.fromhex(state["rollout_sha256"]))
         for name in ("actions", "logp", "value", "reward", "version"):
-            rollout_hash.update(np.ascontiguousarray(getattr(bufs, name)[b]).tobytes())
+            h.update(np.ascontiguousarray(getattr(bufs, name)[b]).tobytes())
+        state["rollout_sha256"] = h.hexdigest()
         ended = ~np.isnan(bufs.ep_return[b])  # row-major: ordered by (step, env)
+        history.record_window(bufs.actions[b], bufs.terminated[b] | bufs.truncated[b], ended)
         scores = bufs.ep_score[b][ended]
         return Episodes(bufs.ep_return[b][ended].tolist(), bufs.ep_length[b][ended].tolist(),
                         scores[~np.isnan(scores)].tolist())
@@ -96,42 +160,82 @@ def train(cfg: Config, on_window: WindowHook | None = None) -> dict:
         main_stats[STAT["learn_s"]] += timing["learn_s"]
         return metrics
 
-    t_start = time.perf_counter()
-    try:
-        rollout.start()
-        write_pids(run_dir, rollout.pids)
-        t_loop, cpu_loop = time.perf_counter(), time.process_time()
-        if cfg.mode == "hts":
-            collect(0)
-            wait(0)
-        for w in range(windows):
-            if cfg.mode == "hts":
-                episodes = window_done(w)
-                if w + 1 < windows:
-                    collect(w + 1)  # runs on the other buffer while the learner updates on this one
-                metrics = learn(w)
-                if w + 1 < windows:
-                    wait(w + 1)
-            else:
-                collect(w)
-                wait(w)
-                episodes = window_done(w)
-                metrics = learn(w)
-            metrics.update({f"time/{k}": timing[k] for k in ("rollout_s", "learn_s", "barrier_wait_s")})
-            monitor.row((w + 1) * n * alpha, learner.updates, episodes, metrics)
-        wall = time.perf_counter() - t_loop
-    finally:
-        rollout.close()
-        monitor.close()
+    def checkpoint(last_window: int, next_window: int, finished: bool = False) -> None:
+        b = last_window % 2
+        save_checkpoint(run_dir, {
+            "format": 1, "config": dataclasses.asdict(cfg), "finished": finished,
+            "last_window": last_window, "next_window": next_window,
+            "learner": learner.state_dict(), "streams": streams.state(), "history": history.state_dict(),
+            "window": {name: getattr(bufs, name)[b].copy() for name in WINDOW_FIELDS},
+            "rollout_sha256": state["rollout_sha256"],
+            "monitor": {"returns": list(monitor.returns), "scores": list(monitor.scores),
+                        "episodes": monitor.episodes},
+        })
 
-    env_steps = windows * n * alpha
+    def due(updates: int) -> bool:
+        return cfg.checkpoint_every > 0 and updates % cfg.checkpoint_every == 0
+
+    stop_at = cfg.stop_at_steps or math.inf
+    done_windows = first
+    t_start = time.perf_counter()
+    with _StopRequest() as stop:
+        try:
+            rollout.start(history if ckpt is not None else None, ckpt["last_window"] if ckpt is not None else -1)
+            write_pids(run_dir, rollout.pids)
+            t_loop, cpu_loop = time.perf_counter(), time.process_time()
+            if hts and ckpt is None:
+                collect(0)
+                wait(0)
+            for w in range(first, windows):
+                if hts:
+                    # Barrier w: window w complete, update w-1 done, nothing running.
+                    episodes = window_done(w) if not (ckpt is not None and w == first) else Episodes()
+                    pause = stop.requested or (w > first and w * n * alpha >= stop_at)
+                    if pause or (w > first and due(learner.updates)):
+                        checkpoint(last_window=w, next_window=w)  # resumes by learning window w
+                        if stop.requested:
+                            raise Interrupted
+                        if pause:
+                            break
+                    if w + 1 < windows:
+                        collect(w + 1)  # runs on the other buffer while the learner updates on this one
+                    metrics = learn(w)
+                    done_windows = w + 1
+                    if w + 1 < windows:
+                        wait(w + 1)
+                else:
+                    collect(w)
+                    wait(w)
+                    episodes = window_done(w)
+                    metrics = learn(w)
+                metrics.update({f"time/{k}": timing[k] for k in ("rollout_s", "learn_s", "barrier_wait_s")})
+                monitor.row((w + 1) * n * alpha, learner.updates, episodes, metrics)
+                done_windows = w + 1
+                pause = stop.requested or done_windows * n * alpha >= stop_at
+                if not hts and done_windows < windows and (pause or due(learner.updates)):
+                    checkpoint(last_window=w, next_window=done_windows)
+                    if stop.requested:
+                        raise Interrupted
+                    if pause:
+                        break
+            wall = time.perf_counter() - t_loop
+            finished = done_windows == windows
+            if finished:
+                checkpoint(last_window=windows - 1, next_window=windows, finished=True)
+        finally:
+            rollout.close()
+            monitor.close()
+
+    env_steps = done_windows * n * alpha
     main_stats[STAT["cpu_s"]] = time.process_time() - cpu_loop  # this process's CPU during training
+    steps_here = env_steps - state["env_steps_before"]
     summary = {
-        "run_dir": str(run_dir), "env": cfg.env, "algo": cfg.algo, "mode": cfg.mode, "serial": cfg.serial, "seed": cfg.seed,
-        "num_envs": n, "alpha": alpha, "num_executors": cfg.num_executors, "num_actors": cfg.num_actors,
-        "env_steps": env_steps, "updates": learner.updates, "wall_time_s": wall,
-        "startup_s": t_loop - t_start, "sps": env_steps / wall,
-        "params_sha256": params_sha256(learner.model), "rollout_sha256": rollout_hash.hexdigest(),
+        "run_dir": str(run_dir), "env": cfg.env, "algo": cfg.algo, "mode": cfg.mode, "serial": cfg.serial,
+        "seed": cfg.seed, "num_envs": n, "alpha": alpha, "num_executors": cfg.num_executors,
+        "num_actors": cfg.num_actors, "resumed_at_steps": state["env_steps_before"] if resume else None,
+        "finished": finished, "env_steps": env_steps, "updates": learner.updates, "wall_time_s": wall,
+        "startup_s": t_loop - t_start, "sps": steps_here / wall,
+        "params_sha256": params_sha256(learner.model), "rollout_sha256": state["rollout_sha256"],
         "episodes": monitor.episodes, "mean_return_last_100": _none_if_nan(monitor.mean_return()),
         "mean_score_last_100": _none_if_nan(monitor.mean_score()),
         "time_split": _time_split(cfg, bufs), "num_params": num_params(learner.model),
@@ -153,7 +257,3 @@ def _time_split(cfg: Config, bufs: RolloutBuffers) -> dict[str, dict[str, float]
 
 def _none_if_nan(x: float) -> float | None:
     return None if math.isnan(x) else x
-
-
-if os.name != "posix":  # pragma: no cover
-    raise ImportError("htsrl's engine uses fork and POSIX pipes; it runs on Linux")

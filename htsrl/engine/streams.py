@@ -1,6 +1,7 @@
 """Every random stream of a run, derived from the master seed and an env's id, never from the layout.
 
-- env i is reset first with ``env_seed(seed, i)``;
+- the k-th reset of env i uses ``reset_seed(seed, i, k)``, so any episode can be rebuilt from its seed
+  and the actions taken since it began (see history.py);
 - env i samples its actions from its own stream: at each barrier the runner draws the next ``alpha``
   uniforms of every env's stream into the buffer, and whichever actor serves the env turns
   ``u[t, i]`` into an action by inverse-CDF sampling. Which actor or executor touched the env, and when,
@@ -20,8 +21,8 @@ def _seq(seed: int, *key: int) -> np.random.SeedSequence:
     return np.random.SeedSequence(seed, spawn_key=key)
 
 
-def env_seed(seed: int, env_index: int) -> int:
-    return int(_seq(seed, _ENV, env_index).generate_state(1)[0])
+def reset_seed(seed: int, env_index: int, reset_index: int) -> int:
+    return int(_seq(seed, _ENV, env_index, reset_index).generate_state(1)[0])
 
 
 def weights_seed(seed: int) -> int:

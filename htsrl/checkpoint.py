@@ -1,0 +1,69 @@
+"""Checkpoints: everything a run needs to continue bitwise-identically, written atomically.
+
+File layout: ``MAGIC | sha256(payload) | len(payload) | payload`` where the payload is a ``torch.save``
+of the state dict. A file whose magic, length or hash is off is refused whole, never half-loaded. A
+write goes to a temporary file that is fsynced and renamed over the old one, so a failure while
+saving (full disk, crash) leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from pathlib import Path
+
+import torch
+
+MAGIC = b"HTSRLCK1"
+FILENAME = "checkpoint.pt"
+
+
+class CheckpointError(RuntimeError):
+    pass
+
+
+def save_checkpoint(run_dir: Path, state: dict) -> Path:
+    path = Path(run_dir) / FILENAME
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    payload = buf.getvalue()
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(MAGIC + hashlib.sha256(payload).digest() + len(payload).to_bytes(8, "little"))
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as e:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise CheckpointError(f"could not write checkpoint {path}: {e}; the previous checkpoint is kept") from e
+    return path
+
+
+def load_checkpoint(run_dir: Path) -> dict:
+    path = Path(run_dir) / FILENAME
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    data = path.read_bytes()
+    head = len(MAGIC) + 32 + 8
+    if len(data) < head or not data.startswith(MAGIC):
+        raise CheckpointError(f"{path} is not an htsrl checkpoint (bad header); refusing to load it")
+    digest = data[len(MAGIC):len(MAGIC) + 32]
+    length = int.from_bytes(data[len(MAGIC) + 32:head], "little")
+    payload = data[head:]
+    if len(payload) != length:
+        raise CheckpointError(f"{path} is truncated ({len(payload)} of {length} bytes); refusing to load it")
+    if hashlib.sha256(payload).digest() != digest:
+        raise CheckpointError(f"{path} is corrupt (sha256 mismatch); refusing to load it")
+    # Our own file, verified by its hash: it holds numpy arrays and RNG states, not only tensors.
+    return torch.load(io.BytesIO(payload), weights_only=False)
