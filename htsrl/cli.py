@@ -7,6 +7,7 @@ import dataclasses
 import json
 import sys
 import typing
+from pathlib import Path
 
 from htsrl.config import Config, ConfigError
 
@@ -50,6 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(train)
     train.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its checkpoint "
                        "(bitwise identical to an uninterrupted run); only layout flags and --total-steps may change")
+    ev = sub.add_parser("eval", help="play a trained policy and report its true score")
+    ev.add_argument("run_dir")
+    ev.add_argument("--episodes", type=int, default=10, help="episodes to play")
+    ev.add_argument("--greedy", action="store_true", help="take the most likely action instead of sampling")
+    ev.add_argument("--video", nargs="?", const="", default=None, metavar="PATH",
+                    help="record the first episode as MP4 (default path: RUN_DIR/eval.mp4)")
+    pl = sub.add_parser("plot", help="learning curves of one or more runs as PNG")
+    pl.add_argument("run_dirs", nargs="+")
+    pl.add_argument("--out", default="learning_curves.png", help="PNG path")
+    pl.add_argument("--title", default=None)
     return parser
 
 
@@ -61,7 +72,6 @@ def config_from_args(args: argparse.Namespace) -> Config:
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config) if getattr(args, f.name) is not None}
     if not args.resume:
         return Config(**given)
-    from pathlib import Path
     saved = Path(args.resume) / "config.json"
     if not saved.is_file():
         raise ConfigError(f"--resume {args.resume}: no config.json there (is it a run directory?)")
@@ -108,6 +118,23 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"stopped at {summary['env_steps']} steps as asked; continue with: "
                   f"htsrl train --resume {summary['run_dir']}", file=sys.stderr)
+    elif args.command == "eval":
+        from htsrl.evaluate import evaluate
+        video = None if args.video is None else (args.video or str(Path(args.run_dir) / "eval.mp4"))
+        try:
+            result = evaluate(args.run_dir, episodes=args.episodes, greedy=args.greedy, video=video)
+        except ConfigError as e:
+            print(f"htsrl: error: {e}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        print(json.dumps({k: v for k, v in result.items() if k != "scores"}))
+    elif args.command == "plot":
+        from htsrl.analysis.plots import plot_runs
+        try:
+            out = plot_runs(args.run_dirs, args.out, args.title)
+        except ConfigError as e:
+            print(f"htsrl: error: {e}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        print(f"wrote {out}", file=sys.stderr)
     return 0
 
 

@@ -38,6 +38,7 @@ class Monitor:
         self.episodes = 0
         self.start = time.perf_counter()
         self.start_steps = start_steps
+        self.wall_before = 0.0  # wall time of earlier sessions of a resumed run
         self._last_print = -math.inf
         self._csv_path = run_dir / "progress.csv"
         self._csv_file = open(self._csv_path, "a", newline="")
@@ -52,10 +53,15 @@ class Monitor:
             self._bar = tqdm(total=total_steps, initial=start_steps, unit="step", unit_scale=True,
                              dynamic_ncols=True, file=sys.stderr)
 
-    def restore(self, returns: list[float], scores: list[float], episodes: int) -> None:
+    def restore(self, returns: list[float], scores: list[float], episodes: int, wall_time_s: float = 0.0) -> None:
         self.returns.extend(returns)
         self.scores.extend(scores)
         self.episodes = episodes
+        self.wall_before = wall_time_s
+
+    def state_dict(self) -> dict:
+        return {"returns": list(self.returns), "scores": list(self.scores), "episodes": self.episodes,
+                "wall_time_s": self.wall_before + time.perf_counter() - self.start}
 
     def mean_return(self) -> float:
         return _mean(self.returns)
@@ -74,7 +80,8 @@ class Monitor:
                    "charts/mean_return_last_100": self.mean_return(), **metrics}
         if episodes.scores or self.scores:
             scalars["charts/episodic_score"] = _mean(episodes.scores)
-        row = {"env_steps": env_steps, "updates": updates, "wall_time_s": round(elapsed, 3), **scalars}
+        row = {"env_steps": env_steps, "updates": updates, "wall_time_s": round(self.wall_before + elapsed, 3),
+               **scalars}
         if self._csv is None:
             new_file = self._csv_path.stat().st_size == 0
             self._csv = csv.DictWriter(self._csv_file, fieldnames=list(row), extrasaction="ignore")

@@ -17,6 +17,7 @@ import multiprocessing as mp
 import multiprocessing.connection
 import os
 import signal
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -85,9 +86,13 @@ def _die_with_parent() -> None:
 def _child(role: str, errors: ErrorChannel, fn, *args) -> None:
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    faulthandler.enable()  # a crash in native env code still prints this child's Python stack
-    torch.set_num_threads(1)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:  # a crash in native env code still prints this child's Python stack
+        faulthandler.enable(file=sys.__stderr__)
+    except (AttributeError, ValueError, OSError):
+        pass  # no usable stderr (embedded interpreter)
     try:
+        torch.set_num_threads(1)
         fn(*args)
     except BaseException:
         errors.report(f"{role} (pid {os.getpid()}) failed:\n{traceback.format_exc()}")

@@ -160,16 +160,16 @@ def train(cfg: Config, on_window: WindowHook | None = None, resume: bool = False
         main_stats[STAT["learn_s"]] += timing["learn_s"]
         return metrics
 
-    def checkpoint(last_window: int, next_window: int, finished: bool = False) -> None:
+    def checkpoint(last_window: int, next_window: int, finished: bool = False,
+                   pending: Episodes | None = None) -> None:
         b = last_window % 2
         save_checkpoint(run_dir, {
-            "format": 1, "config": dataclasses.asdict(cfg), "finished": finished,
+            "format": 1, "pending_episodes": dataclasses.asdict(pending or Episodes()), "config": dataclasses.asdict(cfg), "finished": finished,
             "last_window": last_window, "next_window": next_window,
             "learner": learner.state_dict(), "streams": streams.state(), "history": history.state_dict(),
             "window": {name: getattr(bufs, name)[b].copy() for name in WINDOW_FIELDS},
             "rollout_sha256": state["rollout_sha256"],
-            "monitor": {"returns": list(monitor.returns), "scores": list(monitor.scores),
-                        "episodes": monitor.episodes},
+            "monitor": monitor.state_dict(),
         })
 
     def due(updates: int) -> bool:
@@ -189,10 +189,13 @@ def train(cfg: Config, on_window: WindowHook | None = None, resume: bool = False
             for w in range(first, windows):
                 if hts:
                     # Barrier w: window w complete, update w-1 done, nothing running.
-                    episodes = window_done(w) if not (ckpt is not None and w == first) else Episodes()
+                    if ckpt is not None and w == first:  # window w was recorded before the checkpoint
+                        episodes = Episodes(**ckpt["pending_episodes"])
+                    else:
+                        episodes = window_done(w)
                     pause = stop.requested or (w > first and w * n * alpha >= stop_at)
                     if pause or (w > first and due(learner.updates)):
-                        checkpoint(last_window=w, next_window=w)  # resumes by learning window w
+                        checkpoint(last_window=w, next_window=w, pending=episodes)  # resumes by learning w
                         if stop.requested:
                             raise Interrupted
                         if pause:

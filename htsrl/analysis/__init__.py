@@ -1,0 +1,1 @@
+"""Analysis tools: the Claim 1 synchronization cost model, step-time fits, plots."""

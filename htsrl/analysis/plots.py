@@ -1,0 +1,71 @@
+"""Learning curves from one or more run directories, in the style of the HTS-RL paper's figures:
+return against env steps and against wall time, mean line with the min-max spread over seeds."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from htsrl.config import ConfigError
+
+METRIC = "charts/mean_return_last_100"
+
+
+def read_run(run_dir: Path) -> dict:
+    progress = run_dir / "progress.csv"
+    if not progress.is_file():
+        raise ConfigError(f"{run_dir} has no progress.csv: not an htsrl run directory")
+    cfg = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").is_file() else {}
+    steps, wall, value = [], [], []
+    with open(progress) as f:
+        for row in csv.DictReader(f):
+            if row.get(METRIC):
+                steps.append(float(row["env_steps"]))
+                wall.append(float(row["wall_time_s"]))
+                value.append(float(row[METRIC]))
+    label = f"{cfg.get('algo', '?')} {cfg.get('mode', '?')}"
+    return {"label": label, "env": cfg.get("env", "?"), "steps": np.array(steps), "wall": np.array(wall),
+            "value": np.array(value)}
+
+
+def plot_runs(run_dirs: list[str | Path], out: str | Path, title: str | None = None) -> Path:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ConfigError("htsrl plot needs matplotlib: pip install 'htsrl[plot]'") from None
+    runs = [read_run(Path(d)) for d in run_dirs]
+    runs = [r for r in runs if len(r["value"])]
+    if not runs:
+        raise ConfigError("no run has episode returns to plot yet")
+    groups: dict[str, list[dict]] = {}
+    for r in runs:
+        groups.setdefault(r["label"], []).append(r)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for (label, members), color in zip(groups.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"]):
+        for ax, x_key in zip(axes, ("steps", "wall")):
+            end = min(m[x_key][-1] for m in members)
+            start = max(m[x_key][0] for m in members)
+            grid = np.linspace(start, end, 200) if end > start else np.array([end])
+            ys = np.stack([np.interp(grid, m[x_key], m["value"]) for m in members])
+            mean = ys.mean(0)
+            ax.plot(grid, mean, color=color, label=f"{label} (n={len(members)})")
+            if len(members) > 1:
+                ax.fill_between(grid, ys.min(0), ys.max(0), color=color, alpha=0.25)
+    axes[0].set_xlabel("environment steps")
+    axes[1].set_xlabel("wall time (s)")
+    for ax in axes:
+        ax.set_ylabel("mean return (last 100 episodes)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title or ", ".join(sorted({r["env"] for r in runs})))
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
