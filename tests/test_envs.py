@@ -57,3 +57,30 @@ def test_atari_preprocessing_and_true_score():
             env.reset()
     assert life_losses == 4  # five lives: four life losses end a training episode each, the fifth ends the game
     assert true_score is not None and true_score >= clipped  # raw score: bricks are worth 1, 4 or 7
+
+
+def test_atari_episode_rebuilds_from_its_seed_and_actions():
+    """The replay that resume and crash recovery rely on: after several games with cheap reseeding,
+    a fresh env reset with the current game's seed and given the same actions is in the same state."""
+    from htsrl.engine.history import replay
+    rng = np.random.default_rng(0)
+    env = make_env("ALE/Breakout-v5")
+    reset_index = 0
+    env.reset(seed=1000 + reset_index)
+    start, actions, dones, games = 0, [], [], 0
+    while games < 3 or len(actions) < 120:
+        a = int(rng.integers(4))
+        obs, _, term, trunc, info = env.step(a)
+        actions.append(a)
+        dones.append(term or trunc)
+        if term or trunc:
+            reset_index += 1
+            obs, _ = env.reset(seed=1000 + reset_index)
+            if EPISODE_KEY in info:  # a real game over: the next game starts from this reset
+                games += 1
+                start, actions, dones = reset_index, [], []
+    fresh = make_env("ALE/Breakout-v5")
+    replayed, resets = replay(fresh, lambda k: 1000 + k, start, actions, dones)
+    assert resets == reset_index + 1
+    assert np.array_equal(replayed, obs)
+    assert np.array_equal(fresh.unwrapped.ale.getRAM(), env.unwrapped.ale.getRAM())

@@ -14,6 +14,25 @@ from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation
 from htsrl.envs import EpisodeStats
 
 
+class ReseedWithoutReload(gym.Wrapper):
+    """ale-py reloads the ROM on every seeded reset (~65 ms); htsrl seeds every reset (so an episode
+    can be rebuilt from its seed). After the first load, reseed the Python-side generator (used by
+    the no-op reset) and reset the game without reloading. With sticky actions off the emulator's
+    own generator is not used, so an episode still depends only on its seed and its actions (the
+    replay check in engine/history.py verifies this on every resume)."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self._loaded = False
+
+    def reset(self, *, seed=None, options=None):
+        if seed is not None and self._loaded:
+            self.env.unwrapped.seed_game(seed)
+            seed = None
+        self._loaded = True
+        return self.env.reset(seed=seed, options=options)
+
+
 class EpisodicLife(gym.Wrapper):
     """A lost life ends the training episode; the game itself resets only at real game over."""
 
@@ -65,6 +84,8 @@ def make_atari(env_id: str, env_kwargs: dict, training: bool = True) -> gym.Env:
         kwargs.setdefault("frameskip", 1)
         kwargs.setdefault("repeat_action_probability", 0.0)
     env = gym.make(env_id, **kwargs)
+    if kwargs.get("repeat_action_probability", 0.25) == 0.0:
+        env = ReseedWithoutReload(env)
     env = EpisodeStats(env)
     env = AtariPreprocessing(env, noop_max=30, frame_skip=4, screen_size=84, grayscale_obs=True)
     if training:
