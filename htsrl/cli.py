@@ -5,11 +5,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import typing
 from pathlib import Path
 
 from htsrl.config import Config, ConfigError
+
+# Before torch loads: idle OpenMP threads sleep instead of spinning, so a learner thread waiting in a
+# parallel region does not steal the core an environment needs (measured: +4% SPS on Breakout).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
 

@@ -48,7 +48,7 @@ class Config:
     # --- settings that change the numbers (documented in README)
     envs_per_group: int | None = _f(None, "inference batch: envs always inferred together "
                                     "(default: largest divisor of num_envs <= num_envs/4)")
-    learner_threads: int = _f(1, "torch threads of the learner (reduction order may change with it)")
+    learner_threads: int = _f(2, "torch threads of the learner (reduction order may change with it)")
     # --- algorithm
     alpha: int | None = _f(None, "rollout length = steps per env between barriers")
     lr: float | None = _f(None, "learning rate")

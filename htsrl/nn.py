@@ -1,4 +1,6 @@
-"""Actor-critic networks: Nature CNN for uint8 images, MLP for vectors.
+"""Actor-critic networks: Nature CNN for uint8 images (Atari 4x84x84, and football's 16x72x96 SMM,
+which is the HTS-RL paper's football network: 32-8/4, 64-4/2, 64-3/1 convolutions, 512 units), MLP
+for vectors.
 
 Both take the observation as stored in the rollout buffer (uint8 images stay uint8 until here) and
 return ``(logits, value)``.
@@ -37,7 +39,9 @@ class NatureCNN(nn.Module):
         self.v = _init(nn.Linear(512, 1), 1.0)
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.fc(self.body(obs.float() / 255.0))
+        # channels_last input: oneDNN's convolutions (and backward) run ~1.5x faster on CPU with it
+        x = (obs.float() / 255.0).contiguous(memory_format=torch.channels_last)
+        x = self.fc(self.body(x))
         return self.pi(x), self.v(x).squeeze(-1)
 
 

@@ -84,7 +84,8 @@ class FootballEnv(gym.Env):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self._env = football_env.create_environment(
-                env_name=self.scenario, representation=REPRESENTATIONS[self.representation], stacked=True,
+                env_name=self.scenario, representation=REPRESENTATIONS[self.representation],
+                stacked=self.representation == "extracted",  # SMM: 4 frames x 4 planes; simple115: one frame
                 rewards=self.rewards, render=False, write_video=False, write_full_episode_dumps=False,
                 other_config_options={"game_engine_random_seed": int(seed)})
 
