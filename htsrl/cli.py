@@ -56,6 +56,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(train)
     train.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its checkpoint "
                        "(bitwise identical to an uninterrupted run); only layout flags and --total-steps may change")
+    be = sub.add_parser("bench", help="throughput: raw ceiling vs lock-step vs HTS vs SB3, side by side",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _add_config_flags(be)
+    be.add_argument("--steps", type=int, default=20_000, help="agent steps per run")
+    be.add_argument("--reps", type=int, default=3, help="repetitions (interleaved)")
+    be.add_argument("--modes", default="raw,sync,hts", help="comma list of raw,sync,hts,sb3")
+    be.add_argument("--out", default="bench", help="folder for bench.json, bench.png and the runs")
+    st = sub.add_parser("steptime", help="step-time distribution of an env: Gamma fit and KS test of window sums")
+    st.add_argument("--env", required=True)
+    st.add_argument("--env-kwargs", type=_json_dict, default={})
+    st.add_argument("--steps", type=int, default=20_000, help="steps to time (random actions)")
+    st.add_argument("--k", type=int, default=100, help="steps per summed window")
+    st.add_argument("--out", default="steptime", help="folder for steptime.json/.png and step_times.npy")
     ev = sub.add_parser("eval", help="play a trained policy and report its true score")
     ev.add_argument("run_dir")
     ev.add_argument("--episodes", type=int, default=10, help="episodes to play")
@@ -123,6 +136,30 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"stopped at {summary['env_steps']} steps as asked; continue with: "
                   f"htsrl train --resume {summary['run_dir']}", file=sys.stderr)
+    elif args.command == "bench":
+        from htsrl.bench import bench
+        if args.steps <= 0 or args.reps <= 0:
+            print("htsrl: error: --steps and --reps must be positive", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config) if getattr(args, f.name) is not None}
+        if given.get("env", "").startswith("synthetic/") and "num_executors" not in given:
+            # one env per executor: sleeping envs then step in parallel, as the Claim 1 model assumes
+            given.setdefault("num_envs", 16)
+            given["num_executors"] = given["num_envs"]
+            given.setdefault("envs_per_group", 1)
+        try:
+            bench(Config(**given), args.steps, args.reps, [m for m in args.modes.split(",") if m], Path(args.out))
+        except ConfigError as e:
+            print(f"htsrl: error: {e}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+    elif args.command == "steptime":
+        from htsrl.analysis.steptime import steptime_report
+        try:
+            result = steptime_report(args.env, args.steps, Path(args.out), args.k, args.env_kwargs)
+        except (ConfigError, ValueError) as e:
+            print(f"htsrl: error: {e}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        print(json.dumps(result))
     elif args.command == "eval":
         from htsrl.evaluate import evaluate
         video = None if args.video is None else (args.video or str(Path(args.run_dir) / "eval.mp4"))

@@ -34,8 +34,9 @@ class Config:
     seed: int = _f(1, "master seed: env seeds, action streams, initial weights, minibatches")
     run_dir: str | None = _f(None, "output folder (default runs/<env>__<algo>__<seed>__<time>)")
     # --- runtime layout (does not change the numbers)
-    mode: str = _f("hts", "hts: overlapped rollout/learning, lag 1; sync: lock-step A2C/PPO baseline",
-                   choices=("hts", "sync"))
+    mode: str = _f("hts", "hts: overlapped rollout/learning, lag 1; sync: lock-step A2C/PPO baseline; raw: "
+                   "random actions, no inference or learning (the throughput ceiling, for htsrl bench)",
+                   choices=("hts", "sync", "raw"))
     num_envs: int | None = _f(None, "environments (preset: 8 for PPO, 16 for A2C)")
     num_executors: int = _f(2, "processes that step environments")
     num_actors: int = _f(1, "inference processes (hts mode; sync mode infers in the learner)")
@@ -123,8 +124,8 @@ def resolve(cfg: Config) -> Config:
     """Fill preset values into unset fields and validate; raises ConfigError with one clear line."""
     if cfg.algo not in ALGOS:
         raise ConfigError(f"--algo must be one of {list(ALGOS)}, got {cfg.algo!r}")
-    if cfg.mode not in ("hts", "sync"):
-        raise ConfigError(f"--mode must be 'hts' or 'sync', got {cfg.mode!r}")
+    if cfg.mode not in ("hts", "sync", "raw"):
+        raise ConfigError(f"--mode must be 'hts', 'sync' or 'raw', got {cfg.mode!r}")
     preset_name = cfg.preset or default_preset(cfg.algo, cfg.env)
     if preset_name not in PRESETS:
         raise ConfigError(f"unknown --preset {preset_name!r}; choose one of {sorted(PRESETS)}")

@@ -58,6 +58,13 @@ class EnvGroups:
         ids = slice(self.env_ids.start, self.env_ids.stop)
         self.bufs.obs[b, 0, ids] = self.bufs.obs[1 - b, self.bufs.alpha, ids]
 
+    def random_actions(self, b: int, g: int, t: int) -> None:
+        """Raw mode: the env's own uniform turned into a uniformly random action, no network."""
+        ids = self.group_envs(g)
+        u = self.bufs.uniforms[b, t, ids.start:ids.stop]
+        n = self.envs[ids.start].action_space.n
+        self.bufs.actions[b, t, ids.start:ids.stop] = np.minimum((u * n).astype(np.int64), n - 1)
+
     def step_group(self, b: int, g: int, t: int) -> None:
         B = self.bufs
         for i in self.group_envs(g):
@@ -82,9 +89,10 @@ class EnvGroups:
 
 
 def executor_loop(index: int, envs: EnvGroups, inbox: Channel, ready: Channel, done: Channel,
-                  num_groups: int) -> None:
+                  num_groups: int, raw: bool = False) -> None:
     """Commands on ``inbox``: GO(window), a group id whose actions are written, or STOP.
-    The envs are started (reset or replayed) before this is called."""
+    The envs are started (reset or replayed) before this is called. ``raw``: no actors; random
+    actions from each env's uniforms (the throughput ceiling)."""
     bufs, alpha = envs.bufs, envs.bufs.alpha
     stats = bufs.stats[index]
     done.put(index)
@@ -98,6 +106,16 @@ def executor_loop(index: int, envs: EnvGroups, inbox: Channel, ready: Channel, d
         b = w % 2
         if w > 0:
             envs.carry_over(b)
+        if raw:
+            t0 = time.perf_counter()
+            for t in range(alpha):
+                for g in envs.groups:
+                    envs.random_actions(b, g, t)
+                    envs.step_group(b, g, t)
+            stats[STAT["env_s"]] += time.perf_counter() - t0
+            stats[STAT["cpu_s"]] = time.process_time()
+            done.put(index)
+            continue
         steps = dict.fromkeys(envs.groups, 0)
         for g in envs.groups:
             ready.put(encode_task(0, b, g, num_groups))

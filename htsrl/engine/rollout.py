@@ -5,7 +5,8 @@ process (``SerialRollout``, for pdb). Both run the same per-group code (``EnvGro
 ``begin(w)`` starts window ``w`` into buffer ``w % 2`` and returns at once; ``finish(w)`` blocks until it
 is complete. In HTS mode the runner updates on window ``w-1`` between the two. In lock-step mode
 (``cfg.mode == 'sync'``) there are no actor processes: ``finish`` waits for every group of a step, runs
-one batched forward for all envs, and releases them all.
+one batched forward for all envs, and releases them all. In raw mode executors take random actions
+from each env's uniforms themselves: no actors, no inference, the ceiling of the same executors.
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ class SerialRollout:
                 for g in range(self.num_groups):
                     if self.cfg.mode == "hts":
                         self.policy.act(b, t, slice(g * k, (g + 1) * k))
+                    elif self.cfg.mode == "raw":
+                        self.envs.random_actions(b, g, t)
                     self.envs.step_group(b, g, t)
         finally:
             torch.set_num_threads(threads)
@@ -139,7 +142,8 @@ class ParallelRollout:
         envs = EnvGroups(self.cfg, self.bufs, groups)
         try:
             envs.start(*self._start_args)
-            executor_loop(e, envs, self.inboxes[e], self.ready, self.done, self.num_groups)
+            executor_loop(e, envs, self.inboxes[e], self.ready, self.done, self.num_groups,
+                          raw=self.cfg.mode == "raw")
         finally:
             envs.close()
 

@@ -173,7 +173,7 @@ def train(cfg: Config, on_window: WindowHook | None = None, resume: bool = False
         })
 
     def due(updates: int) -> bool:
-        return cfg.checkpoint_every > 0 and updates % cfg.checkpoint_every == 0
+        return cfg.checkpoint_every > 0 and updates % cfg.checkpoint_every == 0 and cfg.mode != "raw"
 
     stop_at = cfg.stop_at_steps or math.inf
     done_windows = first
@@ -210,7 +210,7 @@ def train(cfg: Config, on_window: WindowHook | None = None, resume: bool = False
                     collect(w)
                     wait(w)
                     episodes = window_done(w)
-                    metrics = learn(w)
+                    metrics = learn(w) if cfg.mode == "sync" else {}
                 metrics.update({f"time/{k}": timing[k] for k in ("rollout_s", "learn_s", "barrier_wait_s")})
                 monitor.row((w + 1) * n * alpha, learner.updates, episodes, metrics)
                 done_windows = w + 1
@@ -223,7 +223,7 @@ def train(cfg: Config, on_window: WindowHook | None = None, resume: bool = False
                         break
             wall = time.perf_counter() - t_loop
             finished = done_windows == windows
-            if finished:
+            if finished and cfg.mode != "raw":
                 checkpoint(last_window=windows - 1, next_window=windows, finished=True)
         finally:
             rollout.close()

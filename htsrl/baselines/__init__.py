@@ -1,0 +1,1 @@
+"""Peer libraries run on the same envs for `htsrl bench` (optional extras)."""

@@ -1,0 +1,215 @@
+"""``htsrl bench``: throughput side by side on the same machine and envs.
+
+Modes, run interleaved (raw sync hts sb3 raw sync hts sb3 ...) so that machine noise hits all alike:
+- ``raw``:  random actions through the same executors, no inference, no learning (the ceiling);
+- ``sync``: htsrl lock-step A2C/PPO;
+- ``hts``:  htsrl HTS-RL;
+- ``sb3``:  Stable-Baselines3 with SubprocVecEnv, same env count, rollout length and network.
+Rates are steady state (the first fifth of each run excluded), reported as medians over repetitions,
+in agent steps per second, with emulator frames (steps x frameskip) beside them. For synthetic envs
+it also prints the Claim 1 prediction next to the measured rollout speedup.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from htsrl.config import Config, ConfigError, resolve
+from htsrl.envs import is_atari
+
+MODES = ("raw", "sync", "hts", "sb3")
+
+
+def steady_rate(run_dir: Path) -> tuple[float, float]:
+    """(steps/s, median rollout seconds per window) over the last four fifths of a run."""
+    with open(run_dir / "progress.csv") as f:
+        rows = list(csv.DictReader(f))
+    if len(rows) < 3:
+        raise ConfigError("a benchmark run needs at least 3 windows; raise --steps")
+    k = max(1, len(rows) // 5)
+    steps = [float(r["env_steps"]) for r in rows]
+    wall = [float(r["wall_time_s"]) for r in rows]
+    rollout = [float(r["time/rollout_s"]) for r in rows[k:]]
+    return (steps[-1] - steps[k]) / (wall[-1] - wall[k]), statistics.median(rollout)
+
+
+def run_htsrl(cfg: Config, mode: str, run_dir: Path) -> dict:
+    from htsrl.engine.runner import train
+    cfg = Config.from_dict({**cfg.__dict__, "mode": mode, "run_dir": str(run_dir), "progress": False,
+                            "checkpoint_every": 0})
+    summary = train(cfg)
+    sps, rollout_s = steady_rate(run_dir)
+    return {"mode": mode, "sps": sps, "rollout_s": rollout_s, "summary_sps": summary["sps"],
+            "time_split": summary["time_split"], "env_steps": summary["env_steps"]}
+
+
+def run_sb3(cfg: Config, steps: int) -> dict:
+    cmd = [sys.executable, "-m", "htsrl.baselines.sb3", "--env", cfg.env, "--algo", cfg.algo,
+           "--num-envs", str(cfg.num_envs), "--n-steps", str(cfg.alpha), "--steps", str(steps),
+           "--seed", str(cfg.seed), "--threads", str(cfg.learner_threads)]
+    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    if out.returncode != 0:
+        tail = out.stderr.strip().splitlines()[-1:] or ["?"]
+        raise RuntimeError(f"SB3 baseline failed: {tail[0]} (pip install 'htsrl[bench]')")
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    return {"mode": "sb3", "sps": result["steady_sps"], "rollout_s": None, "env_steps": result["steps"]}
+
+
+def claim1_prediction(cfg: Config) -> dict | None:
+    if not cfg.env.startswith("synthetic/"):
+        return None
+    from htsrl.analysis.claim1 import predicted_speedup, simulate
+    from htsrl.envs.synthetic import SyntheticEnv
+    env = SyntheticEnv(distribution=cfg.env.split("/", 1)[1], **{k: v for k, v in cfg.env_kwargs.items()})
+    if env.distribution == "exponential":
+        return {"model": "exponential (closed form)", "speedup": predicted_speedup(cfg.num_envs, cfg.alpha)}
+    if env.distribution in ("constant", "straggler"):
+        # Deterministic step times: every step and every window waits for the slowest env alike.
+        return {"model": "deterministic step times", "speedup": 1.0}
+    sample = np.array([env.step_time() for _ in range(20_000)])
+    sim = simulate(sample, cfg.num_envs, cfg.alpha)
+    return {"model": f"Monte Carlo on {cfg.env} step times", "speedup": sim["speedup"]}
+
+
+def bench(cfg: Config, steps: int, reps: int, modes: list[str], out_dir: Path) -> dict:
+    cfg = resolve(Config.from_dict({**cfg.__dict__, "total_steps": steps}))
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        raise ConfigError(f"unknown bench modes {unknown}; choose from {list(MODES)}")
+    if "sb3" in modes:
+        try:
+            import stable_baselines3  # noqa: F401
+        except ImportError:
+            raise ConfigError("the sb3 mode needs Stable-Baselines3: pip install 'htsrl[bench]'") from None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    runs: list[dict] = []
+    for rep in range(reps):
+        for mode in modes:
+            print(f"[bench] rep {rep + 1}/{reps} {mode} ...", file=sys.stderr, flush=True)
+            r = run_sb3(cfg, steps) if mode == "sb3" else run_htsrl(cfg, mode, out_dir / f"{mode}_{rep}")
+            r["rep"] = rep
+            runs.append(r)
+            print(f"[bench]   {r['sps']:,.0f} steps/s", file=sys.stderr, flush=True)
+    frameskip = 4 if is_atari(cfg.env) else 1
+    med = {m: statistics.median(r["sps"] for r in runs if r["mode"] == m) for m in modes}
+    table = []
+    for m in modes:
+        rates = [r["sps"] for r in runs if r["mode"] == m]
+        row = {"mode": m, "sps_median": med[m], "sps_min": min(rates), "sps_max": max(rates),
+               "frames_per_s": med[m] * frameskip}
+        for ref in ("raw", "sync", "sb3"):
+            if ref in med and ref != m:
+                row[f"x_{ref}"] = med[m] / med[ref]
+        table.append(row)
+    result = {"env": cfg.env, "algo": cfg.algo, "num_envs": cfg.num_envs, "alpha": cfg.alpha,
+              "num_executors": cfg.num_executors, "num_actors": cfg.num_actors,
+              "envs_per_group": cfg.envs_per_group, "learner_threads": cfg.learner_threads,
+              "steps_per_run": steps, "reps": reps, "cpu_count": os.cpu_count(), "frameskip": frameskip,
+              "table": table, "runs": runs, "time_split": _split(runs, steps), "machine": _machine()}
+    if "hts" in med:
+        result["compute_bound"] = _compute_bound(runs)
+    prediction = claim1_prediction(cfg)
+    if prediction and "sync" in med and "hts" in med:
+        roll = {m: statistics.median(r["rollout_s"] for r in runs if r["mode"] == m) for m in ("sync", "hts")}
+        prediction["measured_rollout_speedup"] = roll["sync"] / roll["hts"]
+        prediction["measured_sps_ratio"] = med["hts"] / med["sync"]
+        prediction["relative_error"] = prediction["measured_rollout_speedup"] / prediction["speedup"] - 1
+        result["claim1"] = prediction
+    (out_dir / "bench.json").write_text(json.dumps(result, indent=2))
+    _bar_chart(result, out_dir / "bench.png")
+    print(format_table(result))
+    return result
+
+
+def _split(runs: list[dict], steps: int) -> dict:
+    """Median per-role seconds (and CPU ms per agent step) of the htsrl runs of each mode."""
+    out = {}
+    for mode in ("raw", "sync", "hts"):
+        mine = [r for r in runs if r["mode"] == mode]
+        if not mine:
+            continue
+        roles = {}
+        for role in mine[0]["time_split"]:
+            roles[role] = {k: statistics.median(r["time_split"][role][k] for r in mine)
+                           for k in mine[0]["time_split"][role]}
+            roles[role]["cpu_ms_per_step"] = 1e3 * roles[role]["cpu_s"] / mine[0]["env_steps"]
+        out[mode] = roles
+    return out
+
+
+def _compute_bound(runs: list[dict]) -> dict:
+    """cores / (CPU seconds per agent step of env + inference + learning), measured inside the HTS runs."""
+    hts = [r for r in runs if r["mode"] == "hts"]
+    per = {}
+    for role, key in (("executors", "env"), ("actors", "inference"), ("learner", "learning")):
+        per[key] = statistics.median(1e3 * r["time_split"][role]["cpu_s"] / r["env_steps"] for r in hts)
+    total = sum(per.values())
+    limit = os.cpu_count() / (total / 1e3)
+    achieved = statistics.median(r["sps"] for r in hts)
+    return {"cpu_ms_per_step": per, "total_ms": total, "limit_sps": limit, "hts_fraction": achieved / limit}
+
+
+def _machine() -> dict:
+    import platform
+
+    import torch
+    return {"python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine()}
+
+
+def format_table(result: dict) -> str:
+    refs = [r for r in ("raw", "sync", "sb3") if any(f"x_{r}" in row for row in result["table"])]
+    head = f"{'mode':<6} {'steps/s':>9} {'(min-max)':>15} {'frames/s':>9} " + " ".join(f"{'x ' + r:>7}" for r in refs)
+    lines = [f"{result['env']} {result['algo']} | {result['num_envs']} envs, alpha {result['alpha']}, "
+             f"{result['num_executors']} executors, {result['num_actors']} actors | "
+             f"{result['reps']} reps x {result['steps_per_run']} steps", head, "-" * len(head)]
+    for row in result["table"]:
+        ratios = " ".join(f"{row[f'x_{r}']:>7.2f}" if f"x_{r}" in row else f"{'':>7}" for r in refs)
+        lines.append(f"{row['mode']:<6} {row['sps_median']:>9,.0f} {row['sps_min']:>7,.0f}-{row['sps_max']:<7,.0f} "
+                     f"{row['frames_per_s']:>9,.0f} {ratios}")
+    for mode, roles in result["time_split"].items():
+        parts = []
+        for role, v in roles.items():
+            busy = {k: round(v[k], 1) for k in ("env_s", "infer_s", "learn_s", "wait_s", "ipc_s") if v[k]}
+            parts.append(f"{role} {busy} cpu {v['cpu_ms_per_step']:.2f} ms/step")
+        lines.append(f"time split [{mode}]: " + "; ".join(parts))
+    if "compute_bound" in result:
+        cb = result["compute_bound"]
+        terms = ", ".join(f"{k} {v:.2f}" for k, v in cb["cpu_ms_per_step"].items())
+        lines.append(f"compute bound: {result['cpu_count']} cores / ({terms} ms CPU per step) = "
+                     f"{cb['limit_sps']:,.0f} steps/s; HTS reaches {cb['hts_fraction']:.2f} of it")
+    if "claim1" in result:
+        c = result["claim1"]
+        lines.append(f"Claim 1 [{c['model']}]: predicted rollout speedup {c['speedup']:.2f}x, measured "
+                     f"{c['measured_rollout_speedup']:.2f}x ({100 * c['relative_error']:+.1f}%); "
+                     f"HTS/sync steps/s {c['measured_sps_ratio']:.2f}x")
+    return "\n".join(lines)
+
+
+def _bar_chart(result: dict, path: Path) -> None:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    rows = result["table"]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    med = [r["sps_median"] for r in rows]
+    err = [[r["sps_median"] - r["sps_min"] for r in rows], [r["sps_max"] - r["sps_median"] for r in rows]]
+    ax.bar([r["mode"] for r in rows], med, yerr=err, capsize=4, color=["#999", "#d62728", "#1f77b4", "#2ca02c"][:len(rows)])
+    for i, v in enumerate(med):
+        ax.text(i, v, f"{v:,.0f}", ha="center", va="bottom")
+    ax.set_ylabel("agent steps / s")
+    ax.set_title(f"{result['env']} {result['algo']}, {result['num_envs']} envs ({result['cpu_count']} cores)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
