@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # What may differ on resume: nothing here changes the numbers.
-RESUMABLE = {"total_steps", "stop_at_steps", "num_executors", "num_actors", "serial", "watchdog_s", "progress", "checkpoint_every"}
+RESUMABLE = {"total_steps", "stop_at_steps", "max_restarts", "num_executors", "num_actors", "serial", "watchdog_s", "progress", "checkpoint_every"}
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -107,6 +107,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "train":
+        from htsrl.algos.guards import NonFiniteError
         from htsrl.checkpoint import CheckpointError
         from htsrl.engine.rollout import RolloutError
         from htsrl.engine.runner import Interrupted, train
@@ -121,6 +122,11 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_BAD_INPUT if args.resume else EXIT_FAILED
         except RolloutError as e:
             print(f"htsrl: run failed: {e}", file=sys.stderr)
+            return EXIT_FAILED
+        except NonFiniteError as e:
+            kept = Path(cfg.run_dir) / "checkpoint.pt"
+            tail = f"the last good checkpoint ({kept}) is kept" if kept.exists() else "no checkpoint was saved yet"
+            print(f"htsrl: run failed: {e} (NaN/inf); stopped before it reached the weights; {tail}", file=sys.stderr)
             return EXIT_FAILED
         except Interrupted:
             print(f"htsrl: interrupted; checkpoint saved, continue with: htsrl train --resume {cfg.run_dir}",

@@ -44,6 +44,7 @@ class Config:
     stop_at_steps: int | None = _f(None, "stop with a checkpoint once this many steps are learned; the run "
                                    "stays resumable with --resume (e.g. to fit a job's time limit)")
     checkpoint_every: int = _f(50, "save a checkpoint every N updates (0: only at the end and on Ctrl-C)")
+    max_restarts: int = _f(3, "times a run may restart its rollout after a role died or an env raised")
     watchdog_s: float = _f(120.0, "stop with a message if a window takes longer than this")
     progress: bool = _f(True, "print a live progress line")
     # --- settings that change the numbers (documented in README)
@@ -154,6 +155,8 @@ def validate(c: Config) -> None:
     for name in ["gamma", "gae_lambda"]:
         if not 0.0 <= getattr(c, name) <= 1.0:
             raise ConfigError(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(c, name)!r}")
+    if c.max_restarts < 0:
+        raise ConfigError(f"--max-restarts must be >= 0, got {c.max_restarts}")
     if c.checkpoint_every < 0:
         raise ConfigError(f"--checkpoint-every must be >= 0, got {c.checkpoint_every}")
     if c.seed < 0:

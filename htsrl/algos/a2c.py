@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from htsrl.algos.guards import check_finite
 from htsrl.algos.returns import Window, gae, truncation_values
 
 
@@ -22,6 +23,7 @@ def a2c_update(cfg, model, optimizer, w: Window) -> dict[str, float]:
     loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy  # entropy is a bonus
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    check_finite(model, policy=policy_loss, value=value_loss, entropy=entropy)
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
     optimizer.step()
     return {"losses/policy": policy_loss.item(), "losses/value": value_loss.item(),

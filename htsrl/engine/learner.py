@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from htsrl import algos
+from htsrl.algos.guards import NonFiniteError
 from htsrl.algos.returns import Window
 from htsrl.config import Config
 from htsrl.engine.shm import RolloutBuffers
@@ -46,7 +47,15 @@ class Learner:
         lr = algos.learning_rate(self.cfg, self.updates, self.total_updates)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        metrics = algos.update(self.cfg, self.model, self.optimizer, window, self.generator)
+        bad = (~torch.isfinite(window.reward)).nonzero()
+        if len(bad):
+            t, i = bad[0].tolist()
+            raise NonFiniteError(f"update {self.updates}: the reward of env {i} at step {t} of its window is "
+                                 f"{window.reward[t, i].item()}")
+        try:
+            metrics = algos.update(self.cfg, self.model, self.optimizer, window, self.generator)
+        except NonFiniteError as e:
+            raise NonFiniteError(f"update {self.updates}: {e}") from None
         self.updates += 1
         metrics["charts/learning_rate"] = lr
         return metrics

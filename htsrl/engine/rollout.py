@@ -37,6 +37,14 @@ class RolloutError(RuntimeError):
     """A role failed or stopped making progress; the message names it."""
 
 
+class RoleFailed(RolloutError):
+    """A role process raised or died: recoverable by restarting the rollout from the last barrier."""
+
+
+class RolloutHang(RolloutError):
+    """No progress within the watchdog timeout: not retried."""
+
+
 def _inference_threads(cfg: Config) -> int:
     # Actors use one thread each; the lock-step forward runs in the learner process with its threads.
     return cfg.learner_threads if cfg.mode == "sync" else 1
@@ -86,7 +94,7 @@ def _die_with_parent() -> None:
         pass
 
 
-def _child(role: str, errors: ErrorChannel, fn, *args) -> None:
+def _child(role: str, errors: ErrorChannel, stack_dir: Path | None, fn, *args) -> None:
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -94,6 +102,9 @@ def _child(role: str, errors: ErrorChannel, fn, *args) -> None:
         faulthandler.enable(file=sys.__stderr__)
     except (AttributeError, ValueError, OSError):
         pass  # no usable stderr (embedded interpreter)
+    if stack_dir is not None:  # the watchdog asks for a stack dump with SIGUSR1
+        dump = open(stack_dir / f"stack-{role.replace(' ', '')}.txt", "w")
+        faulthandler.register(signal.SIGUSR1, file=dump, all_threads=True)
     try:
         torch.set_num_threads(1)
         fn(*args)
@@ -109,29 +120,34 @@ class ParallelRollout:
         self.num_groups = cfg.num_envs // cfg.envs_per_group
         per_exec = self.num_groups // cfg.num_executors
         self.group_owner = [g // per_exec for g in range(self.num_groups)]
-        self.inboxes = [Channel() for _ in range(cfg.num_executors)]
-        self.ready, self.done, self.errors = Channel(), Channel(), ErrorChannel()
+        self._open_channels()
         self.procs: dict[str, mp.Process] = {}
         self.policy = Policy(obs_shape, num_actions, bufs) if cfg.mode == "sync" else None
         self.pids: dict[str, int] = {}
+        self.stack_dir: Path | None = None  # where children dump their stacks on SIGUSR1 (watchdog)
+
+    def _open_channels(self) -> None:
+        self.inboxes = [Channel() for _ in range(self.cfg.num_executors)]
+        self.ready, self.done, self.errors = Channel(), Channel(), ErrorChannel()
 
     # -- start and stop
     def start(self, history: EnvHistory | None = None, last_window: int = -1) -> None:
         """Fork the roles; executors start their envs fresh or, given ``history``, rebuild them at
         their state after ``last_window``."""
         self._start_args = (history, last_window)
+        self.procs = {}
         ctx = mp.get_context("fork")  # shares the anonymous mapping and the pipes; Linux only
         cfg, per_exec = self.cfg, self.num_groups // self.cfg.num_executors
         for e in range(cfg.num_executors):
             groups = range(e * per_exec, (e + 1) * per_exec)
             role = f"executor {e}"
             self.procs[role] = ctx.Process(target=_child, name=f"htsrl-{role}", daemon=True, args=(
-                role, self.errors, self._run_executor, e, groups))
+                role, self.errors, self.stack_dir, self._run_executor, e, groups))
         if cfg.mode == "hts":
             for a in range(cfg.num_actors):
                 role = f"actor {a}"
                 self.procs[role] = ctx.Process(target=_child, name=f"htsrl-{role}", daemon=True, args=(
-                    role, self.errors, self._run_actor, cfg.num_executors + a))
+                    role, self.errors, self.stack_dir, self._run_actor, cfg.num_executors + a))
         for p in self.procs.values():
             p.start()
         self.pids = {role: p.pid for role, p in self.procs.items()}
@@ -151,12 +167,13 @@ class ParallelRollout:
         policy = Policy(self.obs_shape, self.num_actions, self.bufs)
         actor_loop(stat_row, policy, self.ready, self.inboxes, self.group_owner, self.cfg.envs_per_group)
 
-    def close(self) -> None:
+    def close(self, grace_s: float = 3.0) -> None:
+        """Ask every child to stop, kill what is still alive after ``grace_s``, close the pipes."""
         for inbox in self.inboxes:
             self._quiet_put(inbox, STOP)
         for _ in range(self.cfg.num_actors if self.cfg.mode == "hts" else 0):
             self._quiet_put(self.ready, STOP)
-        deadline = time.monotonic() + 3.0
+        deadline = time.monotonic() + grace_s
         for p in self.procs.values():
             p.join(max(0.0, deadline - time.monotonic()))
         for p in self.procs.values():
@@ -165,6 +182,32 @@ class ParallelRollout:
                 p.join(2.0)
         for ch in (*self.inboxes, self.ready, self.done, self.errors):
             ch.close()
+
+    def restart(self, history: EnvHistory | None, last_window: int) -> None:
+        """After a role failed: stop every child, open fresh pipes (nothing stale can arrive) and fork
+        the roles again, with every env rebuilt at its state after ``last_window``. Weights and uniforms
+        in shared memory are untouched, so the window collected again is the same window."""
+        self.close(grace_s=0.0)
+        self._open_channels()
+        self.start(history, last_window)
+
+    def dump_stacks(self) -> str:
+        """Watchdog: ask every child for its Python stack; say where each role was."""
+        if self.stack_dir is None:
+            return ""
+        for p in self.procs.values():
+            if p.is_alive():
+                os.kill(p.pid, signal.SIGUSR1)
+        with open(self.stack_dir / "stack-main.txt", "w") as f:
+            faulthandler.dump_traceback(file=f, all_threads=True)
+        time.sleep(0.5)
+        lines = []
+        for role in self.procs:
+            path = self.stack_dir / f"stack-{role.replace(' ', '')}.txt"
+            frames = [ln.strip() for ln in path.read_text().splitlines() if ln.strip().startswith("File")] \
+                if path.exists() else []
+            lines.append(f"  {role}: {frames[0] if frames else 'no stack (process gone?)'}")
+        return "where each role was (innermost frame; full stacks in stack-*.txt):\n" + "\n".join(lines)
 
     @staticmethod
     def _quiet_put(ch: Channel, msg: int) -> None:
@@ -178,19 +221,20 @@ class ParallelRollout:
         sentinels = {p.sentinel: role for role, p in self.procs.items()}
         ready = mp.connection.wait([ch.r, self.errors.r, *sentinels], timeout=self.cfg.watchdog_s)
         if not ready:
-            raise RolloutError(f"no progress for {self.cfg.watchdog_s:g}s while waiting for {waiting_for} "
-                               f"(a hung environment or process?); stopping")
+            where = self.dump_stacks()
+            raise RolloutHang(f"no progress for {self.cfg.watchdog_s:g}s while waiting for {waiting_for} "
+                              f"(a hung environment or process?); stopping\n{where}".rstrip())
         if self.errors.r in ready:
-            raise RolloutError(self.errors.read())
+            raise RoleFailed(self.errors.read())
         dead = [sentinels[s] for s in ready if s in sentinels]
         if dead:
             # A child that raised reports on the error pipe just before it exits: prefer that text.
             if mp.connection.wait([self.errors.r], timeout=0.5):
-                raise RolloutError(self.errors.read())
+                raise RoleFailed(self.errors.read())
             role = dead[0]
             code = self.procs[role].exitcode
             how = f"killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
-            raise RolloutError(f"{role} (pid {self.procs[role].pid}) died unexpectedly ({how})")
+            raise RoleFailed(f"{role} (pid {self.procs[role].pid}) died unexpectedly ({how})")
         return ch.get()
 
     # -- windows

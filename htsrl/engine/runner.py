@@ -21,6 +21,7 @@ import hashlib
 import json
 import math
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -33,7 +34,7 @@ from htsrl.checkpoint import load_checkpoint, save_checkpoint
 from htsrl.config import Config, ConfigError, resolve
 from htsrl.engine.history import EnvHistory
 from htsrl.engine.learner import Learner
-from htsrl.engine.rollout import ParallelRollout, SerialRollout, write_pids
+from htsrl.engine.rollout import ParallelRollout, RoleFailed, SerialRollout, write_pids
 from htsrl.engine.shm import STAT, STAT_NAMES, RolloutBuffers
 from htsrl.engine.streams import ActionStreams
 from htsrl.envs import probe_env
@@ -106,7 +107,7 @@ def train(cfg: Config, on_window: WindowHook | None = None, resume: bool = False
     streams = ActionStreams(cfg.seed, n)
     history = EnvHistory(n)
     hts = cfg.mode == "hts"
-    state = {"rollout_sha256": hashlib.sha256(b"htsrl").hexdigest(), "env_steps_before": 0}
+    state = {"rollout_sha256": hashlib.sha256(b"htsrl").hexdigest(), "env_steps_before": 0, "restarts": 0}
     first = 0  # first loop iteration of this process
     if ckpt is not None:
         learner.load_state_dict(ckpt["learner"])
@@ -119,6 +120,8 @@ def train(cfg: Config, on_window: WindowHook | None = None, resume: bool = False
         first = ckpt["next_window"]
         state["env_steps_before"] = first * n * alpha
     rollout = (SerialRollout if cfg.serial else ParallelRollout)(cfg, info.obs_shape, info.num_actions, bufs)
+    rollout.stack_dir = run_dir / "stacks"
+    rollout.stack_dir.mkdir(exist_ok=True)
     monitor = Monitor(run_dir, windows * n * alpha, start_steps=state["env_steps_before"], enabled=cfg.progress)
     if ckpt is not None:
         monitor.restore(**ckpt["monitor"])
@@ -134,10 +137,32 @@ def train(cfg: Config, on_window: WindowHook | None = None, resume: bool = False
 
     def wait(w: int) -> None:
         t0 = time.perf_counter()
-        rollout.finish(w)
+        while True:
+            try:
+                rollout.finish(w)
+                break
+            except RoleFailed as failure:
+                recover(w, failure)
         timing["barrier_wait_s"] = time.perf_counter() - t0
         timing["rollout_s"] = time.perf_counter() - timing["collect_started"]
         main_stats[STAT["wait_s"]] += timing["barrier_wait_s"]
+
+    def recover(w: int, failure: RoleFailed) -> None:
+        """A role died or an env raised while window w was collected: restart every role, rebuild the
+        envs at their state after window w-1 (from the history) and collect window w again. The
+        weights and uniforms of window w are still in shared memory, so the numbers do not change."""
+        state["restarts"] += 1
+        if state["restarts"] > cfg.max_restarts:
+            kept = f"the last checkpoint ({run_dir / 'checkpoint.pt'}) is kept; continue with: htsrl train " \
+                   f"--resume {run_dir}" if (run_dir / "checkpoint.pt").exists() else "no checkpoint was saved yet"
+            raise RoleFailed(f"{failure}\ngave up after {cfg.max_restarts} restarts (--max-restarts); {kept}")
+        lines = [ln for ln in str(failure).splitlines() if ln.strip()]
+        reason = lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1].strip()}"
+        print(f"htsrl: {reason}; restarting the rollout of window {w} from the last barrier "
+              f"(restart {state['restarts']} of at most {cfg.max_restarts})", file=sys.stderr, flush=True)
+        rollout.restart(history if w > 0 else None, w - 1)
+        write_pids(run_dir, rollout.pids)
+        rollout.begin(w)
 
     def window_done(w: int) -> Episodes:
         b = w % 2
@@ -242,6 +267,7 @@ def train(cfg: Config, on_window: WindowHook | None = None, resume: bool = False
         "episodes": monitor.episodes, "mean_return_last_100": _none_if_nan(monitor.mean_return()),
         "mean_score_last_100": _none_if_nan(monitor.mean_score()),
         "time_split": _time_split(cfg, bufs), "num_params": num_params(learner.model),
+        "restarts": state["restarts"],
     }
     torch.save(learner.model.state_dict(), run_dir / "model.pt")
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))

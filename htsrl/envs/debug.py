@@ -1,6 +1,7 @@
 """Small envs for tests and fault injection, registered as ``htsrl/...`` ids.
 
-``htsrl/Counter-v0``: the observation is ``[env_tag, step_in_episode, episode]`` and the reward is
+``htsrl/Counter-v0``: the observation is ``[env_tag, step_in_episode, episode_kind]`` (an episode of odd
+kind ends truncated, of even kind terminated) and the reward is
 ``step_in_episode * 10 + action``, so a rollout proves that each observation is paired with the action
 taken on it and that no step is lost or repeated at a window edge.
 ``htsrl/Faulty-v0``: CartPole-like counter that raises, segfaults or hangs at a chosen step, and can
@@ -10,6 +11,7 @@ sleep per step (a blocking, CPU-free step for no-spin tests).
 from __future__ import annotations
 
 import ctypes
+import os
 import time
 
 import gymnasium as gym
@@ -32,10 +34,13 @@ class CounterEnv(gym.Env):
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
+        # The state after a reset depends on its seed alone, so an episode replays from seed + actions.
         if seed is not None:
             self.tag = float(seed % 100_000)
+            self.episode = seed % 2
+        else:
+            self.episode += 1
         self.t = 0
-        self.episode += 1
         return self._obs(), {}
 
     def step(self, action):
@@ -49,16 +54,32 @@ class CounterEnv(gym.Env):
 
 
 class FaultyEnv(CounterEnv):
-    """Counter env that injects ``fault`` ('raise' | 'segfault' | 'hang') at its ``fail_at``-th step."""
+    """Counter env that injects ``fault`` ('raise' | 'segfault' | 'hang' | 'nan_reward') at its
+    ``fail_at``-th step. With ``once_file`` the fault fires once per run directory (the first env to
+    get there creates the file): a transient fault, which crash recovery must ride through."""
 
-    def __init__(self, fail_at: int = 100, fault: str = "raise", sleep_s: float = 0.0):
+    def __init__(self, fail_at: int = 100, fault: str = "raise", sleep_s: float = 0.0, once_file: str = ""):
         super().__init__(episode_length=50, num_actions=2, sleep_s=sleep_s)
-        self.fail_at, self.fault = fail_at, fault
+        self.fail_at, self.fault, self.once_file = fail_at, fault, once_file
         self.global_steps = 0
+
+    def _fire(self) -> bool:
+        if self.global_steps != self.fail_at:
+            return False
+        if not self.once_file:
+            return True
+        try:
+            os.close(os.open(self.once_file, os.O_CREAT | os.O_EXCL))
+            return True
+        except FileExistsError:
+            return False
 
     def step(self, action):
         self.global_steps += 1
-        if self.global_steps == self.fail_at:
+        if self.fault == "nan_reward" and self._fire():
+            obs, _, terminated, truncated, info = super().step(action)
+            return obs, float("nan"), terminated, truncated, info
+        if self._fire():
             if self.fault == "raise":
                 raise RuntimeError(f"injected env fault at step {self.global_steps}")
             if self.fault == "segfault":
