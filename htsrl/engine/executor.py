@@ -21,11 +21,13 @@ from htsrl.envs import EPISODE_KEY, make_env
 class EnvGroups:
     """The envs of some groups, and how one group takes one step. Shared by executors and serial mode."""
 
-    def __init__(self, cfg: Config, bufs: RolloutBuffers, groups: range):
-        self.cfg, self.bufs, self.groups = cfg, bufs, groups
+    def __init__(self, cfg: Config, bufs: RolloutBuffers, groups: range, env_offset: int = 0):
+        """``env_offset``: global id of buffer column 0 (a rank's first env under data parallelism);
+        seeds are keyed by the global id."""
+        self.cfg, self.bufs, self.groups, self.env_offset = cfg, bufs, groups, env_offset
         k = cfg.envs_per_group
         self.env_ids = range(groups.start * k, groups.stop * k)
-        self.envs = {i: make_env(cfg.env, cfg.env_kwargs, index=i) for i in self.env_ids}
+        self.envs = {i: make_env(cfg.env, cfg.env_kwargs, index=env_offset + i) for i in self.env_ids}
         self.resets = dict.fromkeys(self.env_ids, 0)  # top-level resets made, per env
 
     def group_envs(self, g: int) -> range:
@@ -33,7 +35,7 @@ class EnvGroups:
         return range(g * k, (g + 1) * k)
 
     def _reset(self, i: int):
-        obs, _ = self.envs[i].reset(seed=reset_seed(self.cfg.seed, i, self.resets[i]))
+        obs, _ = self.envs[i].reset(seed=reset_seed(self.cfg.seed, self.env_offset + i, self.resets[i]))
         self.resets[i] += 1
         return obs
 
@@ -47,7 +49,7 @@ class EnvGroups:
         b = last_window % 2
         for i in self.env_ids:
             obs, self.resets[i] = replay(
-                self.envs[i], lambda k, i=i: reset_seed(self.cfg.seed, i, k), history.start_reset[i],
+                self.envs[i], lambda k, i=i: reset_seed(self.cfg.seed, self.env_offset + i, k), history.start_reset[i],
                 history.actions[i], history.dones[i])
             if self.resets[i] != history.resets[i] or not np.array_equal(obs, self.bufs.obs[b, self.bufs.alpha, i]):
                 raise ReplayMismatch(f"env {i} did not return to its recorded state on replay; "

@@ -8,19 +8,22 @@ weights come from the learner's own seeded stream: actors receive these, never a
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 
 from htsrl import algos
 from htsrl.algos.guards import NonFiniteError
 from htsrl.algos.returns import Window
 from htsrl.config import Config
+from htsrl.distributed import Local
+from htsrl.engine.rollout import RolloutError
 from htsrl.engine.shm import RolloutBuffers
 from htsrl.engine.streams import minibatch_generator, weights_seed
 from htsrl.nn import build_model
 
 
 class Learner:
-    def __init__(self, cfg: Config, obs_shape, num_actions: int, total_updates: int):
-        self.cfg, self.total_updates = cfg, total_updates
+    def __init__(self, cfg: Config, obs_shape, num_actions: int, total_updates: int, dp=Local()):
+        self.cfg, self.total_updates, self.dp = cfg, total_updates, dp
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(weights_seed(cfg.seed))
             self.model = build_model(obs_shape, num_actions)
@@ -53,9 +56,13 @@ class Learner:
             raise NonFiniteError(f"update {self.updates}: the reward of env {i} at step {t} of its window is "
                                  f"{window.reward[t, i].item()}")
         try:
-            metrics = algos.update(self.cfg, self.model, self.optimizer, window, self.generator)
+            metrics = algos.update(self.cfg, self.model, self.optimizer, window, self.generator, self.dp)
         except NonFiniteError as e:
             raise NonFiniteError(f"update {self.updates}: {e}") from None
+        except dist.DistError as e:  # a peer died or hung: its collective fails here (gloo/nccl timeout)
+            raise RolloutError(f"rank {self.dp.rank}: the all-reduce of update {self.updates} with the other "
+                               f"ranks failed ({type(e).__name__}: {str(e).splitlines()[0]}); another rank died "
+                               f"or hung") from None
         self.updates += 1
         metrics["charts/learning_rate"] = lr
         return metrics

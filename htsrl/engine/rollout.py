@@ -51,10 +51,10 @@ def _inference_threads(cfg: Config) -> int:
 
 
 class SerialRollout:
-    def __init__(self, cfg: Config, obs_shape, num_actions: int, bufs: RolloutBuffers):
+    def __init__(self, cfg: Config, obs_shape, num_actions: int, bufs: RolloutBuffers, env_offset: int = 0):
         self.cfg, self.bufs = cfg, bufs
         self.num_groups = cfg.num_envs // cfg.envs_per_group
-        self.envs = EnvGroups(cfg, bufs, range(self.num_groups))
+        self.envs = EnvGroups(cfg, bufs, range(self.num_groups), env_offset)
         self.policy = Policy(obs_shape, num_actions, bufs)
         self.pids: dict[str, int] = {}
 
@@ -114,8 +114,8 @@ def _child(role: str, errors: ErrorChannel, stack_dir: Path | None, fn, *args) -
 
 
 class ParallelRollout:
-    def __init__(self, cfg: Config, obs_shape, num_actions: int, bufs: RolloutBuffers):
-        self.cfg, self.bufs = cfg, bufs
+    def __init__(self, cfg: Config, obs_shape, num_actions: int, bufs: RolloutBuffers, env_offset: int = 0):
+        self.cfg, self.bufs, self.env_offset = cfg, bufs, env_offset
         self.obs_shape, self.num_actions = obs_shape, num_actions
         self.num_groups = cfg.num_envs // cfg.envs_per_group
         per_exec = self.num_groups // cfg.num_executors
@@ -155,7 +155,7 @@ class ParallelRollout:
             self._get(self.done, "environment start-up")
 
     def _run_executor(self, e: int, groups: range) -> None:
-        envs = EnvGroups(self.cfg, self.bufs, groups)
+        envs = EnvGroups(self.cfg, self.bufs, groups, self.env_offset)
         try:
             envs.start(*self._start_args)
             executor_loop(e, envs, self.inboxes[e], self.ready, self.done, self.num_groups,

@@ -20,6 +20,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import signal
 import sys
 import threading
@@ -31,7 +32,8 @@ import numpy as np
 import torch
 
 from htsrl.checkpoint import load_checkpoint, save_checkpoint
-from htsrl.config import Config, ConfigError, resolve
+from htsrl.config import Config, ConfigError, resolve, validate
+from htsrl.distributed import DataParallel, Local, launched_by_torchrun
 from htsrl.engine.history import EnvHistory
 from htsrl.engine.learner import Learner
 from htsrl.engine.rollout import ParallelRollout, RoleFailed, SerialRollout, write_pids
@@ -83,9 +85,25 @@ class _StopRequest:
 
 
 def train(cfg: Config, on_window: WindowHook | None = None, resume: bool = False) -> dict:
+    """Train; under torchrun (WORLD_SIZE > 1) as one data-parallel rank (see htsrl/distributed.py)."""
     cfg = resolve(cfg)
     info = probe_env(cfg.env, cfg.env_kwargs)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if cfg.num_envs % world:
+        raise ConfigError(f"--num-envs {cfg.num_envs} is not divisible by the world size {world}")
+    local = dataclasses.replace(cfg, num_envs=cfg.num_envs // world)  # this rank's envs
+    validate(local)
+    dp = DataParallel(cfg.watchdog_s) if launched_by_torchrun() else Local()
+    try:
+        return _train(cfg, local, info, dp, on_window, resume)
+    finally:
+        dp.close()
+
+
+def _train(cfg: Config, local: Config, info, dp, on_window: WindowHook | None, resume: bool) -> dict:
     run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
+    if dp.rank > 0:  # every rank keeps its own checkpoint (its envs' history and streams)
+        run_dir = run_dir / f"rank{dp.rank}"
     ckpt = load_checkpoint(run_dir) if resume else None
     if ckpt is not None and ckpt["finished"]:
         raise ConfigError(f"the run in {run_dir} already finished ({ckpt['learner']['updates']} updates); "
@@ -96,16 +114,18 @@ def train(cfg: Config, on_window: WindowHook | None = None, resume: bool = False
         (run_dir / "config.json").write_text(cfg.to_json())
     torch.set_num_threads(cfg.learner_threads)
 
-    n, alpha = cfg.num_envs, cfg.alpha
+    # n: steps per window summed over every env of every rank; n_local: this rank's envs (buffer columns)
+    n, n_local, alpha = cfg.num_envs, local.num_envs, cfg.alpha
+    env_offset = dp.env_offset(n)
     windows = math.ceil(cfg.total_steps / (n * alpha))
     if ckpt is not None and ckpt["next_window"] >= windows:
         raise ConfigError(f"--total-steps {cfg.total_steps} ends before the checkpoint in {run_dir} "
                           f"({ckpt['next_window'] * n * alpha} steps)")
-    learner = Learner(cfg, info.obs_shape, info.num_actions, total_updates=windows)
+    learner = Learner(cfg, info.obs_shape, info.num_actions, total_updates=windows, dp=dp)
     num_roles = cfg.num_executors + cfg.num_actors
-    bufs = RolloutBuffers(n, alpha, info.obs_shape, info.obs_dtype, num_params(learner.model), num_roles + 1)
-    streams = ActionStreams(cfg.seed, n)
-    history = EnvHistory(n)
+    bufs = RolloutBuffers(n_local, alpha, info.obs_shape, info.obs_dtype, num_params(learner.model), num_roles + 1)
+    streams = ActionStreams(cfg.seed, n_local, env_offset)
+    history = EnvHistory(n_local)
     hts = cfg.mode == "hts"
     state = {"rollout_sha256": hashlib.sha256(b"htsrl").hexdigest(), "env_steps_before": 0, "restarts": 0}
     first = 0  # first loop iteration of this process
@@ -119,10 +139,12 @@ def train(cfg: Config, on_window: WindowHook | None = None, resume: bool = False
         state["rollout_sha256"] = ckpt["rollout_sha256"]
         first = ckpt["next_window"]
         state["env_steps_before"] = first * n * alpha
-    rollout = (SerialRollout if cfg.serial else ParallelRollout)(cfg, info.obs_shape, info.num_actions, bufs)
+    rollout = (SerialRollout if cfg.serial else ParallelRollout)(local, info.obs_shape, info.num_actions, bufs,
+                                                                  env_offset)
     rollout.stack_dir = run_dir / "stacks"
     rollout.stack_dir.mkdir(exist_ok=True)
-    monitor = Monitor(run_dir, windows * n * alpha, start_steps=state["env_steps_before"], enabled=cfg.progress)
+    monitor = Monitor(run_dir, windows * n * alpha, start_steps=state["env_steps_before"],
+                      enabled=cfg.progress and dp.rank == 0)
     if ckpt is not None:
         monitor.restore(**ckpt["monitor"])
     timing = {"rollout_s": 0.0, "learn_s": 0.0, "barrier_wait_s": 0.0, "collect_started": 0.0}
@@ -175,8 +197,13 @@ def train(cfg: Config, on_window: WindowHook | None = None, resume: bool = False
         ended = ~np.isnan(bufs.ep_return[b])  # row-major: ordered by (step, env)
         history.record_window(bufs.actions[b], bufs.terminated[b] | bufs.truncated[b], ended)
         scores = bufs.ep_score[b][ended]
-        return Episodes(bufs.ep_return[b][ended].tolist(), bufs.ep_length[b][ended].tolist(),
+        mine = Episodes(bufs.ep_return[b][ended].tolist(), bufs.ep_length[b][ended].tolist(),
                         scores[~np.isnan(scores)].tolist())
+        if dp.world_size == 1:
+            return mine
+        parts = dp.gather(mine)  # every rank reports every episode, in rank order
+        return Episodes([r for p in parts for r in p.returns], [x for p in parts for x in p.lengths],
+                        [x for p in parts for x in p.scores])
 
     def learn(w: int) -> dict[str, float]:
         t0 = time.perf_counter()
@@ -257,13 +284,20 @@ def train(cfg: Config, on_window: WindowHook | None = None, resume: bool = False
     env_steps = done_windows * n * alpha
     main_stats[STAT["cpu_s"]] = time.process_time() - cpu_loop  # this process's CPU during training
     steps_here = env_steps - state["env_steps_before"]
+    params_sha = params_sha256(learner.model)
+    rollout_sha = state["rollout_sha256"]
+    if dp.world_size > 1:
+        shas = dp.gather(params_sha)
+        if len(set(shas)) != 1:
+            raise RuntimeError(f"parameters differ across ranks: {shas}")
+        rollout_sha = hashlib.sha256("".join(dp.gather(rollout_sha)).encode()).hexdigest()
     summary = {
-        "run_dir": str(run_dir), "env": cfg.env, "algo": cfg.algo, "mode": cfg.mode, "serial": cfg.serial,
+        "run_dir": str(run_dir), "rank": dp.rank, "world_size": dp.world_size, "env": cfg.env, "algo": cfg.algo, "mode": cfg.mode, "serial": cfg.serial,
         "seed": cfg.seed, "num_envs": n, "alpha": alpha, "num_executors": cfg.num_executors,
         "num_actors": cfg.num_actors, "resumed_at_steps": state["env_steps_before"] if resume else None,
         "finished": finished, "env_steps": env_steps, "updates": learner.updates, "wall_time_s": wall,
         "startup_s": t_loop - t_start, "sps": steps_here / wall,
-        "params_sha256": params_sha256(learner.model), "rollout_sha256": state["rollout_sha256"],
+        "params_sha256": params_sha, "rollout_sha256": rollout_sha,
         "episodes": monitor.episodes, "mean_return_last_100": _none_if_nan(monitor.mean_return()),
         "mean_score_last_100": _none_if_nan(monitor.mean_score()),
         "time_split": _time_split(cfg, bufs), "num_params": num_params(learner.model),

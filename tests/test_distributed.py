@@ -1,0 +1,66 @@
+"""Data-parallel learners over torch.distributed: 2 ranks on localhost with gloo (CPU)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import REPO, assert_all_gone, wait_for_pids
+
+
+ARGS = ["--total-steps", str(8 * 32 * 6), "--alpha", "32", "--num-envs", "8", "--num-executors", "2",
+        "--no-progress", "--seed", "4"]
+
+
+def torchrun(run_dir, extra=(), nproc=2, popen=False):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
+           "-m", "htsrl", "train", *ARGS, "--run-dir", str(run_dir), *extra]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if popen:
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env,
+                                start_new_session=True)
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return [json.loads((run_dir / d / "summary.json").read_text()) for d in (".", "rank1")]
+
+
+@pytest.mark.parametrize("env", ["CartPole-v1", "synthetic/exponential"])
+def test_two_ranks_agree_and_repeat(tmp_path, env):
+    extra = ["--env", env] + (["--env-kwargs", '{"mean_s": 0.0005}'] if env.startswith("synthetic") else [])
+    rank0, rank1 = torchrun(tmp_path / "a", extra)
+    assert rank0["world_size"] == 2 and rank0["params_sha256"] == rank1["params_sha256"]
+    assert rank0["updates"] == 6 and rank0["env_steps"] == 8 * 32 * 6
+    again, _ = torchrun(tmp_path / "b", extra)
+    assert again["params_sha256"] == rank0["params_sha256"]  # run after run
+    assert again["rollout_sha256"] == rank0["rollout_sha256"]
+    # versus one process with the same 8 envs: only the reduction order differs
+    single = subprocess.run([sys.executable, "-m", "htsrl", "train", *ARGS, *extra, "--run-dir", str(tmp_path / "one")],
+                            capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert single.returncode == 0, single.stderr
+    a = torch.load(tmp_path / "a" / "model.pt")
+    b = torch.load(tmp_path / "one" / "model.pt")
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-3
+
+
+def test_killing_one_rank_stops_the_job(tmp_path):
+    proc = torchrun(tmp_path, ["--env", "synthetic/exponential", "--env-kwargs", '{"mean_s": 0.002}',
+                               "--total-steps", str(8 * 32 * 400), "--watchdog-s", "20"], popen=True)
+    pids0 = wait_for_pids(tmp_path)
+    pids1 = wait_for_pids(tmp_path / "rank1")
+    time.sleep(1.0)
+    os.kill(pids1["main"], signal.SIGKILL)
+    t0 = time.monotonic()
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise AssertionError("the job did not stop after a rank died")
+    assert proc.returncode != 0
+    assert time.monotonic() - t0 < 45
+    assert "rank" in err.lower()
+    assert_all_gone([*pids0.values(), *pids1.values()], timeout=10)
