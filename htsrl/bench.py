@@ -54,7 +54,7 @@ def run_htsrl(cfg: Config, mode: str, run_dir: Path) -> dict:
 def run_sb3(cfg: Config, steps: int) -> dict:
     cmd = [sys.executable, "-m", "htsrl.baselines.sb3", "--env", cfg.env, "--algo", cfg.algo,
            "--num-envs", str(cfg.num_envs), "--n-steps", str(cfg.alpha), "--steps", str(steps),
-           "--seed", str(cfg.seed), "--threads", str(cfg.learner_threads)]
+           "--seed", str(cfg.seed), "--threads", str(cfg.learner_threads), "--device", cfg.device]
     out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     if out.returncode != 0:
         tail = out.stderr.strip().splitlines()[-1:] or ["?"]

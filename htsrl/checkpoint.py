@@ -66,4 +66,4 @@ def load_checkpoint(run_dir: Path) -> dict:
     if hashlib.sha256(payload).digest() != digest:
         raise CheckpointError(f"{path} is corrupt (sha256 mismatch); refusing to load it")
     # Our own file, verified by its hash: it holds numpy arrays and RNG states, not only tensors.
-    return torch.load(io.BytesIO(payload), weights_only=False)
+    return torch.load(io.BytesIO(payload), weights_only=False, map_location="cpu")

@@ -50,6 +50,8 @@ class Config:
     # --- settings that change the numbers (documented in README)
     envs_per_group: int | None = _f(None, "inference batch: envs always inferred together "
                                     "(default: largest divisor of num_envs <= num_envs/4)")
+    device: str = _f("cpu", "learner device: cpu, cuda or cuda:N (deterministic CUDA settings are applied)")
+    actor_device: str = _f("cpu", "actor device (cpu; actors are forked processes and cannot share a CUDA context)")
     learner_threads: int = _f(2, "torch threads of the learner (reduction order may change with it)")
     # --- algorithm
     alpha: int | None = _f(None, "rollout length = steps per env between barriers")
@@ -155,6 +157,11 @@ def validate(c: Config) -> None:
     for name in ["gamma", "gae_lambda"]:
         if not 0.0 <= getattr(c, name) <= 1.0:
             raise ConfigError(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(c, name)!r}")
+    if not (c.device == "cpu" or c.device == "cuda" or c.device.startswith("cuda:")):
+        raise ConfigError(f"--device must be cpu, cuda or cuda:N, got {c.device!r}")
+    if c.actor_device != "cpu":
+        raise ConfigError("--actor-device must be cpu: actors are forked processes, and a CUDA context does not "
+                          "survive fork; run the learner on the GPU with --device cuda")
     if c.max_restarts < 0:
         raise ConfigError(f"--max-restarts must be >= 0, got {c.max_restarts}")
     if c.checkpoint_every < 0:

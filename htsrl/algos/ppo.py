@@ -37,7 +37,7 @@ def ppo_update(cfg, model, optimizer, w: Window, generator: torch.Generator, dp=
     mb_size = B // cfg.minibatches
     stats: dict[str, list[float]] = {}
     for _ in range(cfg.epochs):
-        perm = torch.randperm(B, generator=generator)
+        perm = torch.randperm(B, generator=generator).to(obs.device)  # drawn on CPU: same order on any device
         for start in range(0, B, mb_size):
             g = perm[start:start + mb_size]                # global rows (t * n_global + env)
             t, env = g // n_global, g % n_global - col0

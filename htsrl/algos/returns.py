@@ -27,7 +27,7 @@ class Window:
 
 def truncation_values(model, w: Window) -> torch.Tensor:
     """V(final_obs) where an episode was truncated, 0 elsewhere; (T, N)."""
-    out = torch.zeros(w.reward.shape, dtype=torch.float32)
+    out = torch.zeros(w.reward.shape, dtype=torch.float32, device=w.reward.device)
     idx = w.truncated.nonzero(as_tuple=True)
     if idx[0].numel():
         with torch.no_grad():

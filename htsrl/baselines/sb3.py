@@ -30,6 +30,7 @@ def main(argv=None) -> dict:
     p.add_argument("--steps", type=int, required=True)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
 
     import torch
@@ -46,11 +47,11 @@ def main(argv=None) -> dict:
         model = PPO(policy, venv, n_steps=args.n_steps, batch_size=args.n_steps * args.num_envs // h["minibatches"],
                     n_epochs=h["epochs"], learning_rate=h["lr"], gamma=h["gamma"], gae_lambda=h["gae_lambda"],
                     clip_range=h["clip_coef"], ent_coef=h["ent_coef"], vf_coef=h["vf_coef"],
-                    max_grad_norm=h["max_grad_norm"], seed=args.seed, device="cpu", verbose=0)
+                    max_grad_norm=h["max_grad_norm"], seed=args.seed, device=args.device, verbose=0)
     else:
         model = A2C(policy, venv, n_steps=args.n_steps, learning_rate=h["lr"], gamma=h["gamma"],
                     ent_coef=h["ent_coef"], vf_coef=h["vf_coef"], max_grad_norm=h["max_grad_norm"],
-                    rms_prop_eps=h["optim_eps"], seed=args.seed, device="cpu", verbose=0)
+                    rms_prop_eps=h["optim_eps"], seed=args.seed, device=args.device, verbose=0)
 
     class Clock(BaseCallback):
         def __init__(self):

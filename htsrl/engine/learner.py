@@ -24,9 +24,11 @@ from htsrl.nn import build_model
 class Learner:
     def __init__(self, cfg: Config, obs_shape, num_actions: int, total_updates: int, dp=Local()):
         self.cfg, self.total_updates, self.dp = cfg, total_updates, dp
+        self.device = torch.device(cfg.device)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(weights_seed(cfg.seed))
-            self.model = build_model(obs_shape, num_actions)
+            self.model = build_model(obs_shape, num_actions)  # initialized on CPU: same weights on any device
+        self.model.to(self.device)
         self.optimizer = algos.make_optimizer(cfg, self.model)
         self.generator = minibatch_generator(cfg.seed)
         self.updates = 0
@@ -50,6 +52,8 @@ class Learner:
         lr = algos.learning_rate(self.cfg, self.updates, self.total_updates)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+        if self.device.type != "cpu":  # uint8 observations cross as uint8; the network converts them there
+            window = Window(**{k: v.to(self.device, non_blocking=True) for k, v in vars(window).items()})
         bad = (~torch.isfinite(window.reward)).nonzero()
         if len(bad):
             t, i = bad[0].tolist()

@@ -93,11 +93,24 @@ def train(cfg: Config, on_window: WindowHook | None = None, resume: bool = False
         raise ConfigError(f"--num-envs {cfg.num_envs} is not divisible by the world size {world}")
     local = dataclasses.replace(cfg, num_envs=cfg.num_envs // world)  # this rank's envs
     validate(local)
+    if cfg.device != "cpu":
+        deterministic_cuda(cfg.device)
     dp = DataParallel(cfg.watchdog_s) if launched_by_torchrun() else Local()
     try:
         return _train(cfg, local, info, dp, on_window, resume)
     finally:
         dp.close()
+
+
+def deterministic_cuda(device: str) -> None:
+    """What PyTorch needs for bitwise-repeatable CUDA results (costs some speed: no cuDNN autotuning,
+    deterministic kernels where they exist, a fixed cuBLAS workspace)."""
+    if not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: no CUDA device is visible to torch")
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(True)
 
 
 def _train(cfg: Config, local: Config, info, dp, on_window: WindowHook | None, resume: bool) -> dict:
