@@ -105,6 +105,10 @@ def trial(kind: str, run_dir: Path, rng: random.Random) -> dict:
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
         code, err2, hung = finish(proc)
         err += err2
+        if code == 2 and "no checkpoint at" in err2:  # the fault came before the first checkpoint:
+            proc = cli(args, run_dir, kwargs)          # what a user does then is start again
+            code, err3, hung = finish(proc)
+            err += err3
         seen |= set(pids_of(run_dir, timeout=0.1).values())
     time.sleep(0.3)
     return {"kind": kind, "exit": code, "hung": hung, "orphans": alive(seen), "resumed": resumed,

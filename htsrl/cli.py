@@ -89,7 +89,11 @@ RESUMABLE = {"total_steps", "stop_at_steps", "max_restarts", "num_executors", "n
 def config_from_args(args: argparse.Namespace) -> Config:
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config) if getattr(args, f.name) is not None}
     if not args.resume:
-        return Config(**given)
+        cfg = Config(**given)
+        if cfg.run_dir is None:
+            from htsrl.engine.runner import default_run_dir
+            cfg.run_dir = str(default_run_dir(cfg))
+        return cfg
     saved = Path(args.resume) / "config.json"
     if not saved.is_file():
         raise ConfigError(f"--resume {args.resume}: no config.json there (is it a run directory?)")
@@ -98,6 +102,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
         raise ConfigError(f"--resume cannot change {', '.join('--' + k.replace('_', '-') for k in changed)} "
                           f"(it would change the numbers); only {sorted(RESUMABLE)} may differ")
     base = json.loads(saved.read_text())
+    if "total_steps" in given and given["total_steps"] != base["total_steps"] and base.get("lr_decay", True):
+        raise ConfigError(f"--resume cannot change --total-steps ({base['total_steps']} -> {given['total_steps']}): "
+                          "the learning-rate decay spans the whole run")
     base["stop_at_steps"] = None  # a stop point belongs to one invocation, not to the run
     base.update(given)
     base["run_dir"] = args.resume

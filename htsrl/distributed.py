@@ -41,8 +41,8 @@ class Local:
 
 
 class DataParallel(Local):
-    def __init__(self, timeout_s: float):
-        backend = "nccl" if torch.cuda.is_available() and os.environ.get("HTSRL_BACKEND") != "gloo" else "gloo"
+    def __init__(self, timeout_s: float, device: str = "cpu"):
+        backend = "nccl" if device.startswith("cuda") and os.environ.get("HTSRL_BACKEND") != "gloo" else "gloo"
         if not dist.is_initialized():
             dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
         self.rank, self.world_size = dist.get_rank(), dist.get_world_size()

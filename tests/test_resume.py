@@ -103,3 +103,5 @@ def test_resume_refuses_changed_numerics(tmp_path, capsys):
     capsys.readouterr()
     assert main(["train", "--resume", str(run_dir), "--lr", "0.1"]) == 2
     assert "--resume cannot change --lr" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run_dir), "--total-steps", "99999"]) == 2
+    assert "the learning-rate decay spans the whole run" in capsys.readouterr().err

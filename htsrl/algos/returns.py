@@ -28,7 +28,7 @@ class Window:
 def truncation_values(model, w: Window) -> torch.Tensor:
     """V(final_obs) where an episode was truncated, 0 elsewhere; (T, N)."""
     out = torch.zeros(w.reward.shape, dtype=torch.float32, device=w.reward.device)
-    idx = w.truncated.nonzero(as_tuple=True)
+    idx = (w.truncated & ~w.terminated).nonzero(as_tuple=True)
     if idx[0].numel():
         with torch.no_grad():
             _, v = model(w.final_obs[idx])
@@ -39,7 +39,7 @@ def truncation_values(model, w: Window) -> torch.Tensor:
 def gae(w: Window, values: torch.Tensor, trunc_values: torch.Tensor, gamma: float, lam: float):
     """values: (T+1, N) detached. Returns (advantages, returns), each (T, N)."""
     T = w.reward.shape[0]
-    reward = w.reward + gamma * trunc_values * w.truncated
+    reward = w.reward + gamma * trunc_values * (w.truncated & ~w.terminated)
     not_end = 1.0 - (w.terminated | w.truncated).float()
     adv = torch.zeros_like(reward)
     last = torch.zeros_like(reward[0])

@@ -80,7 +80,7 @@ class EnvGroups:
             B.ep_length[b, t, i] = episode["l"] if episode else 0
             B.ep_score[b, t, i] = episode["s"] if episode and episode["s"] is not None else np.nan
             if terminated or truncated:
-                if truncated:
+                if truncated and not terminated:  # a terminal state is never bootstrapped
                     B.final_obs[b, t, i] = obs
                 obs = self._reset(i)
             B.obs[b, t + 1, i] = obs

@@ -97,7 +97,7 @@ def _die_with_parent() -> None:
 def _child(role: str, errors: ErrorChannel, stack_dir: Path | None, fn, *args) -> None:
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a group-wide SIGTERM is the parent's to handle too
     try:  # a crash in native env code still prints this child's Python stack
         faulthandler.enable(file=sys.__stderr__)
     except (AttributeError, ValueError, OSError):

@@ -95,7 +95,10 @@ def train(cfg: Config, on_window: WindowHook | None = None, resume: bool = False
     validate(local)
     if cfg.device != "cpu":
         deterministic_cuda(cfg.device)
-    dp = DataParallel(cfg.watchdog_s) if launched_by_torchrun() else Local()
+    if launched_by_torchrun() and cfg.device == "cuda":  # one GPU per rank of a node
+        cfg = dataclasses.replace(cfg, device=f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
+        local = dataclasses.replace(local, device=cfg.device)
+    dp = DataParallel(cfg.watchdog_s, cfg.device) if launched_by_torchrun() else Local()
     try:
         return _train(cfg, local, info, dp, on_window, resume)
     finally:
