@@ -152,7 +152,7 @@ class ParallelRollout:
             p.start()
         self.pids = {role: p.pid for role, p in self.procs.items()}
         for _ in range(cfg.num_executors):  # each executor reports once its envs are reset
-            self._get(self.done, "environment start-up")
+            self._get(self.done, "environment start-up", self._startup_timeout(history))
 
     def _run_executor(self, e: int, groups: range) -> None:
         envs = EnvGroups(self.cfg, self.bufs, groups, self.env_offset)
@@ -217,12 +217,21 @@ class ParallelRollout:
             pass
 
     # -- supervision: every wait of the parent also watches for a failed or dead child
-    def _get(self, ch: Channel, waiting_for: str) -> int:
+    def _startup_timeout(self, history: EnvHistory | None) -> float:
+        """Rebuilding envs replays their episodes one after another: allow 50 ms per replayed step."""
+        if history is None:
+            return self.cfg.watchdog_s
+        per_executor = self.cfg.num_envs // self.cfg.num_executors
+        longest = max((len(a) for a in history.actions), default=0)
+        return self.cfg.watchdog_s + 0.05 * longest * per_executor
+
+    def _get(self, ch: Channel, waiting_for: str, timeout: float | None = None) -> int:
         sentinels = {p.sentinel: role for role, p in self.procs.items()}
-        ready = mp.connection.wait([ch.r, self.errors.r, *sentinels], timeout=self.cfg.watchdog_s)
+        timeout = self.cfg.watchdog_s if timeout is None else timeout
+        ready = mp.connection.wait([ch.r, self.errors.r, *sentinels], timeout=timeout)
         if not ready:
             where = self.dump_stacks()
-            raise RolloutHang(f"no progress for {self.cfg.watchdog_s:g}s while waiting for {waiting_for} "
+            raise RolloutHang(f"no progress for {timeout:g}s while waiting for {waiting_for} "
                               f"(a hung environment or process?); stopping\n{where}".rstrip())
         if self.errors.r in ready:
             raise RoleFailed(self.errors.read())

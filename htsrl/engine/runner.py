@@ -189,18 +189,23 @@ def _train(cfg: Config, local: Config, info, dp, on_window: WindowHook | None, r
         """A role died or an env raised while window w was collected: restart every role, rebuild the
         envs at their state after window w-1 (from the history) and collect window w again. The
         weights and uniforms of window w are still in shared memory, so the numbers do not change."""
-        state["restarts"] += 1
-        if state["restarts"] > cfg.max_restarts:
-            kept = f"the last checkpoint ({run_dir / 'checkpoint.pt'}) is kept; continue with: htsrl train " \
-                   f"--resume {run_dir}" if (run_dir / "checkpoint.pt").exists() else "no checkpoint was saved yet"
-            raise RoleFailed(f"{failure}\ngave up after {cfg.max_restarts} restarts (--max-restarts); {kept}")
-        lines = [ln for ln in str(failure).splitlines() if ln.strip()]
-        reason = lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1].strip()}"
-        print(f"htsrl: {reason}; restarting the rollout of window {w} from the last barrier "
-              f"(restart {state['restarts']} of at most {cfg.max_restarts})", file=sys.stderr, flush=True)
-        rollout.restart(history if w > 0 else None, w - 1)
-        write_pids(run_dir, rollout.pids)
-        rollout.begin(w)
+        while True:  # a restart can fail too (an env that raises while replayed): it counts as one more
+            state["restarts"] += 1
+            if state["restarts"] > cfg.max_restarts:
+                kept = f"the last checkpoint ({run_dir / 'checkpoint.pt'}) is kept; continue with: htsrl train " \
+                       f"--resume {run_dir}" if (run_dir / "checkpoint.pt").exists() else "no checkpoint was saved yet"
+                raise RoleFailed(f"{failure}\ngave up after {cfg.max_restarts} restarts (--max-restarts); {kept}")
+            lines = [ln for ln in str(failure).splitlines() if ln.strip()]
+            reason = lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1].strip()}"
+            print(f"htsrl: {reason}; restarting the rollout of window {w} from the last barrier "
+                  f"(restart {state['restarts']} of at most {cfg.max_restarts})", file=sys.stderr, flush=True)
+            try:
+                rollout.restart(history if w > 0 else None, w - 1)
+                write_pids(run_dir, rollout.pids)
+                rollout.begin(w)
+                return
+            except RoleFailed as again:
+                failure = again
 
     def window_done(w: int) -> Episodes:
         b = w % 2
