@@ -245,6 +245,12 @@ def _train(cfg: Config, local: Config, info, dp, on_window: WindowHook | None, r
             "monitor": monitor.state_dict(),
         })
 
+    def agree(flag: bool) -> bool:
+        """Every rank stops at the same barrier: a stop asked of any rank is a stop for all."""
+        if dp.world_size == 1:
+            return flag
+        return bool(dp.sum_(torch.tensor([float(flag)]))[0] > 0)
+
     def due(updates: int) -> bool:
         return cfg.checkpoint_every > 0 and updates % cfg.checkpoint_every == 0 and cfg.mode != "raw"
 
@@ -266,10 +272,11 @@ def _train(cfg: Config, local: Config, info, dp, on_window: WindowHook | None, r
                         episodes = Episodes(**ckpt["pending_episodes"])
                     else:
                         episodes = window_done(w)
-                    pause = stop.requested or (w > first and w * n * alpha >= stop_at)
+                    interrupted = agree(stop.requested)
+                    pause = interrupted or (w > first and w * n * alpha >= stop_at)
                     if pause or (w > first and due(learner.updates)):
                         checkpoint(last_window=w, next_window=w, pending=episodes)  # resumes by learning w
-                        if stop.requested:
+                        if interrupted:
                             raise Interrupted
                         if pause:
                             break
@@ -287,10 +294,11 @@ def _train(cfg: Config, local: Config, info, dp, on_window: WindowHook | None, r
                 metrics.update({f"time/{k}": timing[k] for k in ("rollout_s", "learn_s", "barrier_wait_s")})
                 monitor.row((w + 1) * n * alpha, learner.updates, episodes, metrics)
                 done_windows = w + 1
-                pause = stop.requested or done_windows * n * alpha >= stop_at
+                interrupted = agree(stop.requested) if not hts else False
+                pause = interrupted or done_windows * n * alpha >= stop_at
                 if not hts and done_windows < windows and (pause or due(learner.updates)):
                     checkpoint(last_window=w, next_window=done_windows)
-                    if stop.requested:
+                    if interrupted:
                         raise Interrupted
                     if pause:
                         break
