@@ -41,12 +41,14 @@ def save_checkpoint(run_dir: Path, state: dict) -> Path:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-    except OSError as e:
+    except BaseException as e:  # a full disk, or a second Ctrl-C mid-write: no temporary file stays behind
         try:
             tmp.unlink()
         except OSError:
             pass
-        raise CheckpointError(f"could not write checkpoint {path}: {e}; the previous checkpoint is kept") from e
+        if isinstance(e, OSError):
+            raise CheckpointError(f"could not write checkpoint {path}: {e}; the previous checkpoint is kept") from e
+        raise
     return path
 
 
