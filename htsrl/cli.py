@@ -113,6 +113,14 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except ConfigError as e:  # bad input, from any command: one line, exit 2
+        print(f"htsrl: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "train":
         from htsrl.algos.guards import NonFiniteError
         from htsrl.checkpoint import CheckpointError
@@ -121,9 +129,6 @@ def main(argv: list[str] | None = None) -> int:
         try:
             cfg = config_from_args(args)
             summary = train(cfg, resume=bool(args.resume))
-        except ConfigError as e:
-            print(f"htsrl: error: {e}", file=sys.stderr)
-            return EXIT_BAD_INPUT
         except CheckpointError as e:
             print(f"htsrl: error: {e}", file=sys.stderr)
             return EXIT_BAD_INPUT if args.resume else EXIT_FAILED
@@ -160,35 +165,22 @@ def main(argv: list[str] | None = None) -> int:
             given.setdefault("num_envs", 16)
             given["num_executors"] = given["num_envs"]
             given.setdefault("envs_per_group", 1)
-        try:
-            bench(Config(**given), args.steps, args.reps, [m for m in args.modes.split(",") if m], Path(args.out))
-        except ConfigError as e:
-            print(f"htsrl: error: {e}", file=sys.stderr)
-            return EXIT_BAD_INPUT
+        bench(Config(**given), args.steps, args.reps, [m for m in args.modes.split(",") if m], Path(args.out))
     elif args.command == "steptime":
         from htsrl.analysis.steptime import steptime_report
         try:
             result = steptime_report(args.env, args.steps, Path(args.out), args.k, args.env_kwargs)
-        except (ConfigError, ValueError) as e:
-            print(f"htsrl: error: {e}", file=sys.stderr)
-            return EXIT_BAD_INPUT
+        except ValueError as e:  # too few step times for a fit
+            raise ConfigError(str(e)) from None
         print(json.dumps(result))
     elif args.command == "eval":
         from htsrl.evaluate import evaluate
         video = None if args.video is None else (args.video or str(Path(args.run_dir) / "eval.mp4"))
-        try:
-            result = evaluate(args.run_dir, episodes=args.episodes, greedy=args.greedy, video=video)
-        except ConfigError as e:
-            print(f"htsrl: error: {e}", file=sys.stderr)
-            return EXIT_BAD_INPUT
+        result = evaluate(args.run_dir, episodes=args.episodes, greedy=args.greedy, video=video)
         print(json.dumps({k: v for k, v in result.items() if k != "scores"}))
     elif args.command == "plot":
         from htsrl.analysis.plots import plot_runs
-        try:
-            out = plot_runs(args.run_dirs, args.out, args.title)
-        except ConfigError as e:
-            print(f"htsrl: error: {e}", file=sys.stderr)
-            return EXIT_BAD_INPUT
+        out = plot_runs(args.run_dirs, args.out, args.title)
         print(f"wrote {out}", file=sys.stderr)
     return 0
 
