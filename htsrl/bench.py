@@ -4,7 +4,9 @@ Modes, run interleaved (raw sync hts sb3 raw sync hts sb3 ...) so that machine n
 - ``raw``:  random actions through the same executors, no inference, no learning (the ceiling);
 - ``sync``: htsrl lock-step A2C/PPO;
 - ``hts``:  htsrl HTS-RL;
-- ``sb3``:  Stable-Baselines3 with SubprocVecEnv, same env count, rollout length and network.
+- ``sb3``:  Stable-Baselines3 with SubprocVecEnv, same env count, rollout length and network;
+- ``raw-envpool``, ``sync-envpool``, ``hts-envpool``: the same on EnvPool executors (Atari), with their
+  ratio to the Python-env row of the same mode (``x python``).
 Rates are steady state (the first fifth of each run excluded), reported as medians over repetitions,
 in agent steps per second, with emulator frames (steps x frameskip) beside them. For synthetic envs
 it also prints the Claim 1 prediction next to the measured rollout speedup.
@@ -25,7 +27,9 @@ import numpy as np
 from htsrl.config import Config, ConfigError, resolve
 from htsrl.envs import is_atari
 
-MODES = ("raw", "sync", "hts", "sb3")
+ENGINE_MODES = ("raw", "sync", "hts")
+ENVPOOL = "-envpool"
+MODES = (*ENGINE_MODES, "sb3", *(m + ENVPOOL for m in ENGINE_MODES))
 
 
 def steady_rate(run_dir: Path) -> tuple[float, float]:
@@ -43,8 +47,9 @@ def steady_rate(run_dir: Path) -> tuple[float, float]:
 
 def run_htsrl(cfg: Config, mode: str, run_dir: Path) -> dict:
     from htsrl.engine.runner import train
-    cfg = Config.from_dict({**cfg.__dict__, "mode": mode, "run_dir": str(run_dir), "progress": False,
-                            "checkpoint_every": 0})
+    backend = "envpool" if mode.endswith(ENVPOOL) else cfg.env_backend
+    cfg = Config.from_dict({**cfg.__dict__, "mode": mode.removesuffix(ENVPOOL), "env_backend": backend,
+                            "run_dir": str(run_dir), "progress": False, "checkpoint_every": 0})
     summary = train(cfg)
     sps, rollout_s = steady_rate(run_dir)
     return {"mode": mode, "sps": sps, "rollout_s": rollout_s, "summary_sps": summary["sps"],
@@ -89,6 +94,10 @@ def bench(cfg: Config, steps: int, reps: int, modes: list[str], out_dir: Path) -
             import stable_baselines3  # noqa: F401
         except ImportError:
             raise ConfigError("the sb3 mode needs Stable-Baselines3: pip install 'htsrl[bench]'") from None
+    if any(m.endswith(ENVPOOL) for m in modes):
+        from htsrl.envs import probe_env
+        resolve(Config.from_dict({**cfg.__dict__, "env_backend": "envpool"}))  # Atari only
+        probe_env(cfg.env, cfg.env_kwargs, "envpool")
     out_dir.mkdir(parents=True, exist_ok=True)
     runs: list[dict] = []
     for rep in range(reps):
@@ -108,6 +117,8 @@ def bench(cfg: Config, steps: int, reps: int, modes: list[str], out_dir: Path) -
         for ref in ("raw", "sync", "sb3"):
             if ref in med and ref != m:
                 row[f"x_{ref}"] = med[m] / med[ref]
+        if m.endswith(ENVPOOL) and m.removesuffix(ENVPOOL) in med:
+            row["x_python"] = med[m] / med[m.removesuffix(ENVPOOL)]
         table.append(row)
     result = {"env": cfg.env, "algo": cfg.algo, "num_envs": cfg.num_envs, "alpha": cfg.alpha,
               "num_executors": cfg.num_executors, "num_actors": cfg.num_actors,
@@ -132,8 +143,8 @@ def bench(cfg: Config, steps: int, reps: int, modes: list[str], out_dir: Path) -
 def _split(runs: list[dict], steps: int) -> dict:
     """Median per-role seconds (and CPU ms per agent step) of the htsrl runs of each mode."""
     out = {}
-    for mode in ("raw", "sync", "hts"):
-        mine = [r for r in runs if r["mode"] == mode]
+    for mode in MODES:
+        mine = [r for r in runs if r["mode"] == mode and "time_split" in r]
         if not mine:
             continue
         roles = {}
@@ -166,14 +177,14 @@ def _machine() -> dict:
 
 
 def format_table(result: dict) -> str:
-    refs = [r for r in ("raw", "sync", "sb3") if any(f"x_{r}" in row for row in result["table"])]
-    head = f"{'mode':<6} {'steps/s':>9} {'(min-max)':>15} {'frames/s':>9} " + " ".join(f"{'x ' + r:>7}" for r in refs)
+    refs = [r for r in ("raw", "sync", "sb3", "python") if any(f"x_{r}" in row for row in result["table"])]
+    head = f"{'mode':<12} {'steps/s':>9} {'(min-max)':>15} {'frames/s':>9} " + " ".join(f"{'x ' + r:>7}" for r in refs)
     lines = [f"{result['env']} {result['algo']} | {result['num_envs']} envs, alpha {result['alpha']}, "
              f"{result['num_executors']} executors, {result['num_actors']} actors | "
              f"{result['reps']} reps x {result['steps_per_run']} steps", head, "-" * len(head)]
     for row in result["table"]:
         ratios = " ".join(f"{row[f'x_{r}']:>7.2f}" if f"x_{r}" in row else f"{'':>7}" for r in refs)
-        lines.append(f"{row['mode']:<6} {row['sps_median']:>9,.0f} {row['sps_min']:>7,.0f}-{row['sps_max']:<7,.0f} "
+        lines.append(f"{row['mode']:<12} {row['sps_median']:>9,.0f} {row['sps_min']:>7,.0f}-{row['sps_max']:<7,.0f} "
                      f"{row['frames_per_s']:>9,.0f} {ratios}")
     for mode, roles in result["time_split"].items():
         parts = []
@@ -202,10 +213,12 @@ def _bar_chart(result: dict, path: Path) -> None:
     except ImportError:
         return
     rows = result["table"]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(rows)), 3.5))
     med = [r["sps_median"] for r in rows]
     err = [[r["sps_median"] - r["sps_min"] for r in rows], [r["sps_max"] - r["sps_median"] for r in rows]]
-    ax.bar([r["mode"] for r in rows], med, yerr=err, capsize=4, color=["#999", "#d62728", "#1f77b4", "#2ca02c"][:len(rows)])
+    colors = {"raw": "#999", "sync": "#d62728", "hts": "#1f77b4", "sb3": "#2ca02c"}
+    ax.bar([r["mode"] for r in rows], med, yerr=err, capsize=4, color=[colors[r["mode"].removesuffix(ENVPOOL)] for r in rows],
+           hatch=["//" if r["mode"].endswith(ENVPOOL) else "" for r in rows])
     for i, v in enumerate(med):
         ax.text(i, v, f"{v:,.0f}", ha="center", va="bottom")
     ax.set_ylabel("agent steps / s")

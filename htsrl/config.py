@@ -52,6 +52,9 @@ class Config:
                                     "(default: largest divisor of num_envs <= num_envs/4)")
     device: str = _f("cpu", "learner device: cpu, cuda or cuda:N (deterministic CUDA settings are applied)")
     actor_device: str = _f("cpu", "actor device (cpu; actors are forked processes and cannot share a CUDA context)")
+    env_backend: str = _f("python", "what steps the envs: python (Gymnasium wrappers) or envpool (EnvPool's C++ "
+                          "Atari, one batched call per group; see docs/ARCHITECTURE.md for its semantics)",
+                          choices=("python", "envpool"))
     learner_threads: int = _f(2, "torch threads of the learner (reduction order may change with it)")
     # --- algorithm
     alpha: int | None = _f(None, "rollout length = steps per env between barriers")
@@ -182,3 +185,8 @@ def validate(c: Config) -> None:
         raise ConfigError(f"batch num_envs*alpha = {batch} is not divisible by --minibatches {c.minibatches}")
     if not isinstance(c.env_kwargs, dict):
         raise ConfigError("--env-kwargs must be a JSON object")
+    if c.env_backend not in ("python", "envpool"):
+        raise ConfigError(f"--env-backend must be 'python' or 'envpool', got {c.env_backend!r}")
+    if c.env_backend == "envpool" and not (c.env.startswith("ALE/") or c.env.endswith("NoFrameskip-v4")):
+        raise ConfigError(f"--env-backend envpool steps Atari only (ALE/<Game>-v5 or <Game>NoFrameskip-v4), "
+                          f"not {c.env}; use --env-backend python")

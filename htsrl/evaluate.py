@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from htsrl.config import Config, ConfigError
-from htsrl.envs import EPISODE_KEY, make_env, probe_env
+from htsrl.envs import EPISODE_KEY, make_env_set, probe_env
 from htsrl.nn import build_model
 
 _EVAL_KEY = 4  # spawn key of evaluation seeds; training uses 0..3 (see engine/streams.py)
@@ -25,7 +25,7 @@ def load_policy(run_dir: Path):
     if not cfg_path.is_file():
         raise ConfigError(f"{run_dir} has no config.json: not an htsrl run directory")
     cfg = Config.from_dict(json.loads(cfg_path.read_text()))
-    info = probe_env(cfg.env, cfg.env_kwargs)
+    info = probe_env(cfg.env, cfg.env_kwargs, cfg.env_backend)
     model = build_model(info.obs_shape, info.num_actions)
     if model_path.is_file():
         state = torch.load(model_path, weights_only=True)
@@ -46,7 +46,8 @@ def evaluate(run_dir: str | Path, episodes: int = 10, greedy: bool = False, vide
     kwargs = dict(cfg.env_kwargs)
     if video is not None:
         kwargs["render_mode"] = "rgb_array"
-    env = make_env(cfg.env, kwargs, training=False)
+    env_set = make_env_set(cfg.env, kwargs, cfg.env_backend, range(1), training=False)  # the run's backend
+    env = env_set.envs[0]
     generator = torch.Generator().manual_seed(eval_seed(cfg.seed, episodes + 1))  # action sampling
     scores, score_diffs, lengths = [], [], []
     writer = None
@@ -76,7 +77,7 @@ def evaluate(run_dir: str | Path, episodes: int = 10, greedy: bool = False, vide
         if record and writer is not None:
             writer.release()
             writer = None
-    env.close()
+    env_set.close()
     result = {"run_dir": str(run_dir), "env": cfg.env, "episodes": episodes, "greedy": greedy,
               "mean_score": float(np.mean(scores)), "std_score": float(np.std(scores)),
               "mean_length": float(np.mean(lengths)), "scores": scores}

@@ -6,6 +6,7 @@ its groups has its actions back, so while an actor infers one group the executor
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -15,7 +16,7 @@ from htsrl.engine.shm import STAT, RolloutBuffers
 from htsrl.engine.history import EnvHistory, ReplayMismatch, replay
 from htsrl.engine.streams import reset_seed
 from htsrl.engine.sync import STOP, Channel, decode_go, encode_task
-from htsrl.envs import EPISODE_KEY, make_env
+from htsrl.envs import EPISODE_KEY, make_env_set
 
 
 class EnvGroups:
@@ -27,7 +28,11 @@ class EnvGroups:
         self.cfg, self.bufs, self.groups, self.env_offset = cfg, bufs, groups, env_offset
         k = cfg.envs_per_group
         self.env_ids = range(groups.start * k, groups.stop * k)
-        self.envs = {i: make_env(cfg.env, cfg.env_kwargs, index=env_offset + i) for i in self.env_ids}
+        # EnvPool threads: this process's share of the cores (more only queue up behind each other).
+        threads = min(len(self.env_ids), max(1, (os.cpu_count() or 1) // cfg.num_executors))
+        self.env_set = make_env_set(cfg.env, cfg.env_kwargs, cfg.env_backend, self.env_ids, env_offset,
+                                    threads=threads)
+        self.envs = self.env_set.envs
         self.resets = dict.fromkeys(self.env_ids, 0)  # top-level resets made, per env
 
     def group_envs(self, g: int) -> range:
@@ -69,9 +74,9 @@ class EnvGroups:
 
     def step_group(self, b: int, g: int, t: int) -> None:
         B = self.bufs
-        for i in self.group_envs(g):
-            env = self.envs[i]
-            obs, reward, terminated, truncated, info = env.step(int(B.actions[b, t, i]))
+        ids = self.group_envs(g)
+        results = self.env_set.step(ids, B.actions[b, t, ids.start:ids.stop])
+        for i, (obs, reward, terminated, truncated, info) in zip(ids, results):
             B.reward[b, t, i] = reward
             B.terminated[b, t, i] = terminated
             B.truncated[b, t, i] = truncated
@@ -86,8 +91,7 @@ class EnvGroups:
             B.obs[b, t + 1, i] = obs
 
     def close(self) -> None:
-        for env in self.envs.values():
-            env.close()
+        self.env_set.close()
 
 
 def executor_loop(index: int, envs: EnvGroups, inbox: Channel, ready: Channel, done: Channel,

@@ -87,7 +87,7 @@ class _StopRequest:
 def train(cfg: Config, on_window: WindowHook | None = None, resume: bool = False) -> dict:
     """Train; under torchrun (WORLD_SIZE > 1) as one data-parallel rank (see htsrl/distributed.py)."""
     cfg = resolve(cfg)
-    info = probe_env(cfg.env, cfg.env_kwargs)
+    info = probe_env(cfg.env, cfg.env_kwargs, cfg.env_backend)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if cfg.num_envs % world:
         raise ConfigError(f"--num-envs {cfg.num_envs} is not divisible by the world size {world}")

@@ -72,6 +72,34 @@ def make_env(env_id: str, env_kwargs: dict | None = None, training: bool = True,
     return EpisodeStats(gym.make(env_id, **kwargs))
 
 
+class EnvSet:
+    """The envs of one process by buffer column: ``envs[i]`` is a Gymnasium env (resets, replay), and
+    :meth:`step` steps several at once (a loop here; one C++ call for EnvPool)."""
+
+    def __init__(self, envs: dict[int, gym.Env]):
+        self.envs = envs
+
+    def step(self, ids: range, actions: np.ndarray) -> list[tuple]:
+        return [self.envs[i].step(int(a)) for i, a in zip(ids, actions)]
+
+    def close(self) -> None:
+        for env in self.envs.values():
+            env.close()
+
+
+BACKENDS = ("python", "envpool")
+
+
+def make_env_set(env_id: str, env_kwargs: dict | None, backend: str, columns: range, env_offset: int = 0,
+                 training: bool = True, threads: int = 1) -> EnvSet:
+    """The envs of buffer columns ``columns``; column c is env ``env_offset + c`` of the run.
+    ``threads``: C++ threads stepping them (EnvPool; numbers do not depend on it)."""
+    if backend == "envpool":
+        from htsrl.envs.envpool_atari import EnvPoolAtari
+        return EnvPoolAtari(env_id, env_kwargs, columns, training=training, num_threads=threads)
+    return EnvSet({i: make_env(env_id, env_kwargs, training=training, index=env_offset + i) for i in columns})
+
+
 @dataclass(frozen=True)
 class EnvInfo:
     obs_shape: tuple[int, ...]
@@ -79,9 +107,12 @@ class EnvInfo:
     num_actions: int
 
 
-def probe_env(env_id: str, env_kwargs: dict | None = None) -> EnvInfo:
+def probe_env(env_id: str, env_kwargs: dict | None = None, backend: str = "python") -> EnvInfo:
     """Build one env in the caller's process to validate the id and read its spaces."""
     _register_extras()
+    if backend == "envpool":
+        from htsrl.envs.envpool_atari import probe_envpool
+        return _env_info(env_id, *probe_envpool(env_id, env_kwargs))
     if is_atari(env_id):
         try:
             import ale_py  # noqa: F401
@@ -103,6 +134,10 @@ def probe_env(env_id: str, env_kwargs: dict | None = None) -> EnvInfo:
         obs_space, act_space = env.observation_space, env.action_space
     finally:
         env.close()
+    return _env_info(env_id, obs_space, act_space)
+
+
+def _env_info(env_id: str, obs_space: gym.Space, act_space: gym.Space) -> EnvInfo:
     if not isinstance(act_space, gym.spaces.Discrete):
         raise ConfigError(f"{env_id} has action space {act_space}; htsrl's A2C/PPO handle Discrete actions only")
     if not isinstance(obs_space, gym.spaces.Box) or obs_space.shape is None:
