@@ -6,7 +6,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from htsrl.envs import EPISODE_KEY, make_env, probe_env
+from htsrl.envs import EPISODE_KEY, make_env, make_env_set, probe_env
 from htsrl.envs.synthetic import DISTRIBUTIONS, sample_step_times
 
 
@@ -37,10 +37,14 @@ def test_synthetic_straggler():
     assert set(DISTRIBUTIONS) <= {s.split("/")[1] for s in gym.registry if s.startswith("synthetic/")}
 
 
-def test_atari_preprocessing_and_true_score():
-    info = probe_env("ALE/Breakout-v5")
+@pytest.mark.parametrize("backend", ["python", "envpool"])
+def test_atari_preprocessing_and_true_score(backend):
+    if backend == "envpool":
+        pytest.importorskip("envpool")  # required in CI (tests/test_envpool.py)
+    info = probe_env("ALE/Breakout-v5", backend=backend)
     assert info.obs_shape == (4, 84, 84) and info.obs_dtype == np.uint8 and info.num_actions == 4
-    env = make_env("ALE/Breakout-v5")
+    envs = make_env_set("ALE/Breakout-v5", {}, backend, range(1))
+    env = envs.envs[0]
     obs, _ = env.reset(seed=1)
     assert obs.shape == (4, 84, 84) and obs.dtype == np.uint8
     rng = np.random.default_rng(0)
@@ -54,7 +58,8 @@ def test_atari_preprocessing_and_true_score():
             break
         if term:
             life_losses += 1
-            env.reset()
+            env.reset(seed=2)  # a lost life: the game goes on (the seed is not used)
+    envs.close()
     assert life_losses == 4  # five lives: four life losses end a training episode each, the fifth ends the game
     assert true_score is not None and true_score >= clipped  # raw score: bricks are worth 1, 4 or 7
 
