@@ -146,3 +146,24 @@ def test_ctrl_c(tmp_path):
     assert "Traceback" not in err  # children ignore SIGINT; the parent stops them
     assert_all_gone(pids.values())
     assert shm_entries() == before
+
+
+def test_failed_fork_stops_the_roles_already_started(tmp_path, monkeypatch):
+    """A fork that fails midway (EAGAIN at a process limit) leaves no role of the started ones behind."""
+    import multiprocessing.context
+
+    from htsrl import Config, train
+    real_start, started = multiprocessing.context.ForkProcess.start, []
+
+    def start(self):
+        if len(started) == 2:
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+        real_start(self)
+        started.append(self.pid)
+
+    monkeypatch.setattr(multiprocessing.context.ForkProcess, "start", start)
+    with pytest.raises(BlockingIOError):
+        train(Config(env="CartPole-v1", num_envs=4, alpha=8, total_steps=64, num_executors=2, num_actors=2,
+                     progress=False, run_dir=str(tmp_path / "run")))
+    assert len(started) == 2
+    assert_all_gone(started)

@@ -87,15 +87,17 @@ class SerialRollout:
         self.envs.close()
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent: int) -> None:
     try:  # PR_SET_PDEATHSIG: the kernel kills this child if the parent dies, even by SIGKILL
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
     except OSError:
         pass
+    if os.getppid() != parent:  # the parent died between fork and prctl: nobody would kill us
+        os._exit(1)
 
 
-def _child(role: str, errors: ErrorChannel, stack_dir: Path | None, fn, *args) -> None:
-    _die_with_parent()
+def _child(role: str, parent: int, errors: ErrorChannel, stack_dir: Path | None, fn, *args) -> None:
+    _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a group-wide SIGTERM is the parent's to handle too
     try:  # a crash in native env code still prints this child's Python stack
@@ -137,17 +139,18 @@ class ParallelRollout:
         self._start_args = (history, last_window)
         self.procs = {}
         ctx = mp.get_context("fork")  # shares the anonymous mapping and the pipes; Linux only
+        parent = os.getpid()
         cfg, per_exec = self.cfg, self.num_groups // self.cfg.num_executors
         for e in range(cfg.num_executors):
             groups = range(e * per_exec, (e + 1) * per_exec)
             role = f"executor {e}"
             self.procs[role] = ctx.Process(target=_child, name=f"htsrl-{role}", daemon=True, args=(
-                role, self.errors, self.stack_dir, self._run_executor, e, groups))
+                role, parent, self.errors, self.stack_dir, self._run_executor, e, groups))
         if cfg.mode == "hts":
             for a in range(cfg.num_actors):
                 role = f"actor {a}"
                 self.procs[role] = ctx.Process(target=_child, name=f"htsrl-{role}", daemon=True, args=(
-                    role, self.errors, self.stack_dir, self._run_actor, cfg.num_executors + a))
+                    role, parent, self.errors, self.stack_dir, self._run_actor, cfg.num_executors + a))
         for p in self.procs.values():
             p.start()
         self.pids = {role: p.pid for role, p in self.procs.items()}
@@ -174,9 +177,10 @@ class ParallelRollout:
         for _ in range(self.cfg.num_actors if self.cfg.mode == "hts" else 0):
             self._quiet_put(self.ready, STOP)
         deadline = time.monotonic() + grace_s
-        for p in self.procs.values():
+        started = [p for p in self.procs.values() if p.pid is not None]  # a fork may have failed midway
+        for p in started:
             p.join(max(0.0, deadline - time.monotonic()))
-        for p in self.procs.values():
+        for p in started:
             if p.is_alive():
                 p.kill()
                 p.join(2.0)
