@@ -64,3 +64,37 @@ def test_killing_one_rank_stops_the_job(tmp_path):
     assert time.monotonic() - t0 < 45
     assert "rank" in err.lower()
     assert_all_gone([*pids0.values(), *pids1.values()], timeout=10)
+
+
+def test_ctrl_c_stops_both_ranks_at_one_barrier_and_resumes(tmp_path):
+    """Ctrl-C in the terminal of a 2-rank job: every rank checkpoints the same window (the stop flag is
+    all-reduced), nothing is left running, and the resumed job ends where an uninterrupted one does."""
+    extra = ["--env", "synthetic/exponential", "--env-kwargs", '{"mean_s": 0.002}',
+             "--total-steps", str(8 * 32 * 40), "--checkpoint-every", "1000"]
+    proc = torchrun(tmp_path / "stopped", extra, popen=True)
+    pids = [*wait_for_pids(tmp_path / "stopped").values(), *wait_for_pids(tmp_path / "stopped" / "rank1").values()]
+    time.sleep(2.0)
+    os.killpg(proc.pid, signal.SIGINT)  # what the terminal sends to its foreground group
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise AssertionError("the job did not stop on Ctrl-C")
+    assert err.count("checkpoint saved, continue with") == 2, err[-3000:]
+    assert_all_gone(pids, timeout=10)
+    from htsrl.checkpoint import load_checkpoint
+    ckpts = [load_checkpoint(tmp_path / "stopped" / d) for d in (".", "rank1")]
+    assert 0 < ckpts[0]["next_window"] < 40
+    assert ckpts[0]["next_window"] == ckpts[1]["next_window"]
+    assert ckpts[0]["learner"]["updates"] == ckpts[1]["learner"]["updates"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "htsrl", "train", "--resume", str(tmp_path / "stopped"), "--no-progress"]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    resumed = [json.loads((tmp_path / "stopped" / d / "summary.json").read_text()) for d in (".", "rank1")]
+    full = torchrun(tmp_path / "full", extra)
+    for r, f in zip(resumed, full):  # each rank: same weights and the same rollout of its own envs
+        assert r["finished"]
+        assert {k: r[k] for k in ("params_sha256", "rollout_sha256", "env_steps", "updates")} == \
+            {k: f[k] for k in ("params_sha256", "rollout_sha256", "env_steps", "updates")}
