@@ -3,6 +3,10 @@ processes, leaked /dev/shm segments and determinism breaks (final params_sha256 
 run, for every fault that is recoverable or resumable).
 
     python benchmarks/soak.py --faults 100 --out soak
+    python benchmarks/soak.py --envpool --faults 24 --out soak_envpool   # Breakout on EnvPool executors
+
+``--envpool`` soaks the EnvPool backend (Atari Breakout, real envs) with the process-level faults: the
+env-level ones need the fault-injection env.
 """
 
 from __future__ import annotations
@@ -25,12 +29,16 @@ BASE = ["--env", "htsrl/Faulty-v0", "--num-envs", "4", "--alpha", "16", "--epoch
         "--total-steps", str(4 * 16 * 40), "--checkpoint-every", "4", "--no-progress", "--seed", "5"]
 KINDS = ("kill_executor", "kill_actor", "env_raise_once", "env_segfault_once", "kill_main", "ctrl_c",
          "hang_once", "nan_reward")
+ENVPOOL_BASE = ["--env", "ALE/Breakout-v5", "--env-backend", "envpool", *BASE[2:]]
+ENVPOOL_KINDS = ("kill_executor", "kill_actor", "kill_main", "ctrl_c")
 HANG_S = 30.0
 
 
 def cli(args, run_dir, env_kwargs) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "htsrl", "train", *BASE, "--run-dir", str(run_dir),
-           "--env-kwargs", json.dumps(env_kwargs), *args]
+    """``env_kwargs`` None: the EnvPool soak (no fault-injection env)."""
+    base = BASE if env_kwargs is not None else ENVPOOL_BASE
+    kw = ["--env-kwargs", json.dumps(env_kwargs)] if env_kwargs is not None else []
+    cmd = [sys.executable, "-m", "htsrl", "train", *base, "--run-dir", str(run_dir), *kw, *args]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
@@ -72,8 +80,8 @@ def sha(run_dir: Path) -> str | None:
         return None
 
 
-def trial(kind: str, run_dir: Path, rng: random.Random) -> dict:
-    kwargs = {"fail_at": -1, "sleep_s": 0.002}
+def trial(kind: str, run_dir: Path, rng: random.Random, envpool: bool = False) -> dict:
+    kwargs = None if envpool else {"fail_at": -1, "sleep_s": 0.002}
     args: list[str] = []
     fail_at = rng.randrange(20, 600)
     if kind in ("env_raise_once", "env_segfault_once", "hang_once"):
@@ -120,21 +128,24 @@ def main() -> None:
     p.add_argument("--faults", type=int, default=100)
     p.add_argument("--out", default="soak")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--envpool", action="store_true", help="Breakout on EnvPool executors, process-level faults")
     args = p.parse_args()
+    kinds = ENVPOOL_KINDS if args.envpool else KINDS
+    ref_kwargs = None if args.envpool else {"fail_at": -1, "sleep_s": 0.002}
     rng = random.Random(args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="htsrl-soak-"))
     shm_before = set(os.listdir("/dev/shm"))
     ref_dir = work / "reference"
-    proc = cli([], ref_dir, {"fail_at": -1, "sleep_s": 0.002})
+    proc = cli([], ref_dir, ref_kwargs)
     finish(proc)
     reference = sha(ref_dir)
     assert reference, "the fault-free reference run failed"
     results = []
     for i in range(args.faults):
-        kind = KINDS[i % len(KINDS)]
-        r = trial(kind, work / f"t{i:03d}", rng)
+        kind = kinds[i % len(kinds)]
+        r = trial(kind, work / f"t{i:03d}", rng, args.envpool)
         recoverable = kind != "nan_reward"
         r["determinism_break"] = recoverable and r["sha"] != reference
         r["clean_stop"] = (not recoverable) and r["exit"] == 1
@@ -143,7 +154,7 @@ def main() -> None:
               f"sha {'ok' if r['sha'] == reference else r['sha'] and r['sha'][:8]}", flush=True)
     leaked = sorted(set(os.listdir("/dev/shm")) - shm_before)
     table = {}
-    for kind in KINDS:
+    for kind in kinds:
         mine = [r for r in results if r["kind"] == kind]
         table[kind] = {"faults": len(mine), "hangs": sum(r["hung"] for r in mine),
                        "orphans": sum(len(r["orphans"]) for r in mine),

@@ -167,3 +167,39 @@ def test_missing_envpool_is_one_line(tmp_path, capsys, monkeypatch):
     code = main(["train", "--env-backend", "envpool", "--run-dir", str(tmp_path / "run"), "--no-progress"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "pip install 'htsrl[envpool]'" in err and len(err.splitlines()) == 1
+
+
+def test_forked_roles_never_destroy_a_pool_of_the_parent():
+    """A pool the parent left to its garbage collector (here: in a reference cycle) is inherited by
+    every forked role; collecting it there would run EnvPool's destructor without its threads and
+    crash the role. Roles freeze what they inherit."""
+    import gc
+    import multiprocessing
+
+    from htsrl.engine.rollout import _child
+    from htsrl.engine.sync import ErrorChannel
+    gc.disable()  # keep the garbage until the child has forked
+    try:
+        pool = EnvPoolAtari("ALE/Breakout-v5", {}, range(2), num_threads=2)
+        pool.envs[0].reset(seed=1)
+        garbage = [pool]
+        garbage.append(garbage)
+        del pool, garbage
+        child = multiprocessing.get_context("fork").Process(
+            target=_child, args=("executor 0", os.getpid(), ErrorChannel(), None, gc.collect))
+        child.start()
+        child.join(30)
+    finally:
+        gc.enable()
+        gc.collect()
+    assert child.exitcode == 0
+
+
+def test_close_ends_the_pools_threads_at_once():
+    threads = lambda: len(os.listdir("/proc/self/task"))  # noqa: E731
+    before = threads()
+    pool = EnvPoolAtari("ALE/Breakout-v5", {}, range(4), num_threads=3)
+    pool.envs[0].reset(seed=0)
+    assert threads() >= before + 3  # its workers (and a thread of its own)
+    pool.close()
+    assert threads() == before

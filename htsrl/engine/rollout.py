@@ -12,6 +12,7 @@ from each env's uniforms themselves: no actors, no inference, the ceiling of the
 from __future__ import annotations
 
 import ctypes
+import gc
 import faulthandler
 import json
 import multiprocessing as mp
@@ -98,6 +99,10 @@ def _die_with_parent(parent: int) -> None:
 
 def _child(role: str, parent: int, errors: ErrorChannel, stack_dir: Path | None, fn, *args) -> None:
     _die_with_parent(parent)
+    # Everything inherited from the parent is never garbage-collected here: a destructor of an object
+    # that owns threads (an EnvPool left to the parent's collector) would run without its threads
+    # and crash this child.
+    gc.freeze()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a group-wide SIGTERM is the parent's to handle too
     try:  # a crash in native env code still prints this child's Python stack

@@ -87,9 +87,24 @@ def _has_fire(env_id: str, full_action_space: bool) -> bool:
         env.close()
 
 
+def _step_raw(pool, local: np.ndarray, actions: np.ndarray) -> dict[int, tuple]:
+    """Send one action to each env in ``local`` (pool indices), wait for all replies."""
+    pool.send(actions.astype(np.int32, copy=False), local.astype(np.int32, copy=False))
+    out = {}
+    for _ in range(len(local)):
+        obs, reward, terminated, truncated, info = pool.recv()
+        out[int(info["env_id"][0])] = (obs[0], float(reward[0]), bool(terminated[0]), bool(truncated[0]),
+                                       int(info["lives"][0]))
+    return out
+
+
 class EnvPoolAtari(EnvSet):
     """One EnvPool for the envs of one process; ``envs[i]`` is env i seen as a Gymnasium env (for resets
-    and replay), :meth:`step` steps several envs in one call."""
+    and replay), :meth:`step` steps several envs in one call.
+
+    Nothing here holds a reference cycle, and :meth:`close` drops the pool, so the C++ pool and its
+    threads are destroyed in the process that made them, at once: never by a later garbage collection,
+    which could run in a forked child where those threads do not exist (and abort it)."""
 
     def __init__(self, env_id: str, env_kwargs: dict | None, columns: range, training: bool = True,
                  num_threads: int = 1):
@@ -100,49 +115,40 @@ class EnvPoolAtari(EnvSet):
         self.pool = envpool.make_gymnasium(num_envs=len(columns), batch_size=1,
                                            num_threads=num_threads, seed=0, **kwargs)
         has_fire = _has_fire(env_id, kwargs.get("full_action_space", False))
-        super().__init__({i: PoolEnv(self, j, has_fire, training) for j, i in enumerate(columns)})
-
-    def _step_raw(self, local: np.ndarray, actions: np.ndarray) -> dict[int, tuple]:
-        """Send one action to each env in ``local`` (pool indices), wait for all replies."""
-        self.pool.send(actions.astype(np.int32, copy=False), local.astype(np.int32, copy=False))
-        out = {}
-        for _ in range(len(local)):
-            obs, reward, terminated, truncated, info = self.pool.recv()
-            out[int(info["env_id"][0])] = (obs[0], float(reward[0]), bool(terminated[0]), bool(truncated[0]),
-                                           int(info["lives"][0]))
-        return out
-
-    def _reset_raw(self, j: int) -> tuple[np.ndarray, int]:
-        obs, info = self.pool.reset(np.array([j], dtype=np.int32))
-        return obs[0], int(info["lives"][0])
+        super().__init__({i: PoolEnv(self.pool, j, has_fire, training) for j, i in enumerate(columns)})
 
     def step(self, ids: range, actions: np.ndarray) -> list[tuple]:
         local = np.arange(ids.start - self.columns.start, ids.stop - self.columns.start)
-        raw = self._step_raw(local, np.asarray(actions))
+        raw = _step_raw(self.pool, local, np.asarray(actions))
         return [self.envs[i].after_step(*raw[j]) for i, j in zip(ids, local.tolist())]
 
     def close(self) -> None:
-        self.pool.close()
+        if self.pool is not None:
+            self.pool.close()
+        for env in self.envs.values():
+            env.pool = None
+        self.pool = None
 
 
 class PoolEnv(gym.Env):
     """Env ``j`` of an :class:`EnvPoolAtari`, with the Gymnasium API and htsrl's Atari semantics."""
 
-    def __init__(self, owner: EnvPoolAtari, j: int, has_fire: bool, training: bool):
-        self.owner, self.j, self.has_fire, self.training = owner, j, has_fire, training
-        self.observation_space = owner.pool.observation_space
-        self.action_space = owner.pool.action_space
+    def __init__(self, pool, j: int, has_fire: bool, training: bool):
+        self.pool, self.j, self.has_fire, self.training = pool, j, has_fire, training
+        self.observation_space = pool.observation_space
+        self.action_space = pool.action_space
         self.lost_life = False  # the last step ended a training episode by a lost life; the game goes on
         self.lives = 0
         self.score, self.frames = 0.0, 0
 
     def _one(self, action: int) -> tuple:
-        return self.owner._step_raw(np.array([self.j]), np.array([action]))[self.j]
+        return _step_raw(self.pool, np.array([self.j]), np.array([action]))[self.j]
 
     def _new_game(self) -> np.ndarray:
-        obs, self.lives = self.owner._reset_raw(self.j)
+        obs, info = self.pool.reset(np.array([self.j], dtype=np.int32))
+        self.lives = int(info["lives"][0])
         self.score, self.frames = 0.0, 0
-        return obs
+        return obs[0]
 
     def reset(self, *, seed: int | None = None, options=None):
         if self.lost_life:  # the game goes on, after FIRE where the game needs it
@@ -182,7 +188,7 @@ class PoolEnv(gym.Env):
         return obs, reward, terminated or lost_life, truncated, info
 
     def render(self) -> np.ndarray:
-        return self.owner.pool.render(np.array([self.j], dtype=np.int32))[0]
+        return self.pool.render(np.array([self.j], dtype=np.int32))[0]
 
     def close(self) -> None:
         pass  # the pool is closed by its owner
