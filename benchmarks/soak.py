@@ -73,11 +73,15 @@ def alive(pids) -> list[int]:
     return out
 
 
-def sha(run_dir: Path) -> str | None:
+def summary_field(run_dir: Path, key: str):
     try:
-        return json.loads((run_dir / "summary.json").read_text())["params_sha256"]
+        return json.loads((run_dir / "summary.json").read_text())[key]
     except (FileNotFoundError, KeyError, json.JSONDecodeError):
         return None
+
+
+def sha(run_dir: Path) -> str | None:
+    return summary_field(run_dir, "params_sha256")
 
 
 def trial(kind: str, run_dir: Path, rng: random.Random, envpool: bool = False) -> dict:
@@ -120,7 +124,7 @@ def trial(kind: str, run_dir: Path, rng: random.Random, envpool: bool = False) -
         seen |= set(pids_of(run_dir, timeout=0.1).values())
     time.sleep(0.3)
     return {"kind": kind, "exit": code, "hung": hung, "orphans": alive(seen), "resumed": resumed,
-            "sha": sha(run_dir), "message": err.strip().splitlines()[-1:] if err.strip() else []}
+            "restarts": summary_field(run_dir, "restarts"), "sha": sha(run_dir), "message": err.strip().splitlines()[-1:] if err.strip() else []}
 
 
 def main() -> None:
@@ -151,6 +155,7 @@ def main() -> None:
         r["clean_stop"] = (not recoverable) and r["exit"] == 1
         results.append(r)
         print(f"{i:3d} {kind:<18} exit {r['exit']} hung {r['hung']} orphans {len(r['orphans'])} "
+              f"restarts {r['restarts']} resumed {r['resumed']} "
               f"sha {'ok' if r['sha'] == reference else r['sha'] and r['sha'][:8]}", flush=True)
     leaked = sorted(set(os.listdir("/dev/shm")) - shm_before)
     table = {}
