@@ -12,8 +12,8 @@ from each env's uniforms themselves: no actors, no inference, the ceiling of the
 from __future__ import annotations
 
 import ctypes
-import gc
 import faulthandler
+import gc
 import json
 import multiprocessing as mp
 import multiprocessing.connection

@@ -87,9 +87,6 @@ class EnvSet:
             env.close()
 
 
-BACKENDS = ("python", "envpool")
-
-
 def make_env_set(env_id: str, env_kwargs: dict | None, backend: str, columns: range, env_offset: int = 0,
                  training: bool = True, threads: int = 1) -> EnvSet:
     """The envs of buffer columns ``columns``; column c is env ``env_offset + c`` of the run.
