@@ -71,3 +71,20 @@ def test_plot(cartpole_run, tmp_path):
     assert main(["plot", str(cartpole_run), str(cartpole_run), "--out", str(out)]) == 0
     assert out.stat().st_size > 10_000 and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["plot", str(tmp_path / "missing")]) == 2
+
+
+def test_plot_groups_seeds_and_names_what_differs(cartpole_run, tmp_path):
+    """Seeds (and layouts) of one setting make one curve; runs that differ in a setting are apart,
+    labelled by it."""
+    import shutil
+
+    from htsrl.analysis.plots import group_runs, read_run
+    runs = {}
+    for name, change in [("seed2", {"seed": 2, "num_executors": 1}), ("lr", {"lr": 1e-4})]:
+        shutil.copytree(cartpole_run, tmp_path / name)
+        cfg = json.loads((tmp_path / name / "config.json").read_text())
+        (tmp_path / name / "config.json").write_text(json.dumps({**cfg, **change}))
+        runs[name] = read_run(tmp_path / name)
+    groups = group_runs([read_run(cartpole_run), runs["seed2"], runs["lr"]])
+    assert sorted((label, len(members)) for label, members in groups.items()) == \
+        [("ppo hts lr=0.0001", 1), ("ppo hts lr=0.001", 2)]

@@ -12,6 +12,9 @@ import numpy as np
 from htsrl.config import ConfigError
 
 METRIC = "charts/mean_return_last_100"
+# Config fields that do not make a run another experiment: its seed and where or how it ran.
+NOT_A_SETTING = {"seed", "run_dir", "num_executors", "num_actors", "serial", "progress", "stop_at_steps",
+                 "checkpoint_every", "max_restarts", "watchdog_s"}
 
 
 def read_run(run_dir: Path) -> dict:
@@ -26,9 +29,30 @@ def read_run(run_dir: Path) -> dict:
                 steps.append(float(row["env_steps"]))
                 wall.append(float(row["wall_time_s"]))
                 value.append(float(row[METRIC]))
-    label = f"{cfg.get('algo', '?')} {cfg.get('mode', '?')}"
-    return {"label": label, "env": cfg.get("env", "?"), "steps": np.array(steps), "wall": np.array(wall),
+    return {"config": cfg, "env": cfg.get("env", "?"), "steps": np.array(steps), "wall": np.array(wall),
             "value": np.array(value)}
+
+
+def group_runs(runs: list[dict]) -> dict[str, list[dict]]:
+    """Runs with the same settings (all but seed and layout) are seeds of one curve. A curve's label is
+    its algo and mode, plus every setting in which the curves differ (e.g. ``env_backend=envpool``)."""
+    groups: dict[str, list[dict]] = {}
+    settings: dict[str, dict] = {}
+    for r in runs:
+        setting = {k: v for k, v in r["config"].items() if k not in NOT_A_SETTING}
+        key = json.dumps(setting, sort_keys=True, default=str)
+        groups.setdefault(key, []).append(r)
+        settings[key] = setting
+    def values_of(k: str) -> set[str]:
+        return {json.dumps(s.get(k), default=str) for s in settings.values()}
+
+    differ = sorted({k for s in settings.values() for k in s if k not in ("algo", "mode") and len(values_of(k)) > 1})
+    labelled = {}
+    for key, members in groups.items():
+        s = settings[key]
+        label = " ".join([f"{s.get('algo', '?')} {s.get('mode', '?')}", *(f"{k}={s.get(k)}" for k in differ)])
+        labelled[label] = members
+    return labelled
 
 
 def plot_runs(run_dirs: list[str | Path], out: str | Path, title: str | None = None) -> Path:
@@ -42,9 +66,7 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, title: str | None = N
     runs = [r for r in runs if len(r["value"])]
     if not runs:
         raise ConfigError("no run has episode returns to plot yet")
-    groups: dict[str, list[dict]] = {}
-    for r in runs:
-        groups.setdefault(r["label"], []).append(r)
+    groups = group_runs(runs)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for (label, members), color in zip(groups.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"]):
         for ax, x_key in zip(axes, ("steps", "wall")):
