@@ -203,3 +203,30 @@ def test_close_ends_the_pools_threads_at_once():
     assert threads() >= before + 3  # its workers (and a thread of its own)
     pool.close()
     assert threads() == before
+
+
+def test_steps_are_frame_identical_to_the_python_wrappers():
+    """Between resets the two backends are one pipeline: from the same start, EnvPool's C++ frame skip,
+    max-pool, resize and stack give the very observations, rewards and lives of the Gymnasium wrappers
+    the Python backend uses. The backends differ only in their reset sequences (README)."""
+    import ale_py
+    import gymnasium as gym
+    from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation
+    gym.register_envs(ale_py)
+    python = FrameStackObservation(AtariPreprocessing(
+        gym.make("ALE/Breakout-v5", frameskip=1, repeat_action_probability=0.0), noop_max=1, frame_skip=4), 4)
+    pool = envpool.make_gymnasium("Breakout-v5", num_envs=1, noop_max=1, use_fire_reset=False)  # 1 no-op frame
+    obs_py, _ = python.reset(seed=0)
+    obs_ep, _ = pool.reset()
+    assert np.array_equal(obs_py, obs_ep[0])
+    rng = np.random.default_rng(0)
+    score = 0.0
+    for _ in range(240):
+        a = int(rng.integers(4))
+        obs_py, r_py, term_py, _, info_py = python.step(a)
+        obs_ep, r_ep, term_ep, _, info_ep = pool.step(np.array([a], dtype=np.int32))
+        assert np.array_equal(obs_py, obs_ep[0]) and r_py == r_ep[0] and info_py["lives"] == info_ep["lives"][0]
+        assert term_py == term_ep[0]
+        score += r_py
+    pool.close()
+    assert score > 0 and info_py["lives"] < 5  # the comparison covered points scored and lives lost
