@@ -95,6 +95,9 @@ def bench(cfg: Config, steps: int, reps: int, modes: list[str], out_dir: Path) -
         except ImportError:
             raise ConfigError("the sb3 mode needs Stable-Baselines3: pip install 'htsrl[bench]'") from None
     if any(m.endswith(ENVPOOL) for m in modes):
+        if cfg.env_backend == "envpool":
+            raise ConfigError("the -envpool modes are compared with the same modes on Python envs; leave "
+                              "--env-backend at python (or give plain modes only)")
         from htsrl.envs import probe_env
         resolve(Config.from_dict({**cfg.__dict__, "env_backend": "envpool"}))  # Atari only
         probe_env(cfg.env, cfg.env_kwargs, "envpool")

@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(be)
     be.add_argument("--steps", type=int, default=20_000, help="agent steps per run")
     be.add_argument("--reps", type=int, default=3, help="repetitions (interleaved)")
-    be.add_argument("--modes", default="raw,sync,hts", help="comma list of raw,sync,hts,sb3")
+    be.add_argument("--modes", default="raw,sync,hts", help="comma list of raw,sync,hts,sb3 and "
+                    "raw-envpool,sync-envpool,hts-envpool (Atari on EnvPool executors, with their ratio to Python)")
     be.add_argument("--out", default="bench", help="folder for bench.json, bench.png and the runs")
     st = sub.add_parser("steptime", help="step-time distribution of an env: Gamma fit and KS test of window sums")
     st.add_argument("--env", required=True)

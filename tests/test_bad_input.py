@@ -19,6 +19,7 @@ from htsrl.cli import main
      "2 inference groups of 4 envs cannot be split evenly over 4 executors"),
     (["--env", "CartPole-v1", "--preset", "mujoco"], "unknown --preset 'mujoco'"),
     (["--env", "CartPole-v1", "--env-kwargs", '{"bogus": 1}'], "cannot build CartPole-v1"),
+    (["--env", "ALE/Breakout-v5", "--env-kwargs", '{"mode": 99}'], "cannot build ALE/Breakout-v5"),
 ])
 def test_refused_with_one_line(tmp_path, capsys, args, message):
     run_dir = tmp_path / "run"

@@ -117,7 +117,10 @@ def test_sigkill_of_an_executor_is_recovered_bitwise(tmp_path):
     before = shm_entries()
     proc = start_cli(args, tmp_path / "killed")
     pids = wait_for_pids(tmp_path / "killed")
-    time.sleep(1.5)
+    progress = tmp_path / "killed" / "progress.csv"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not progress.exists() or len(progress.read_text().splitlines()) < 3):
+        time.sleep(0.05)  # two windows learned: mid-run (of 40), whatever the machine's speed
     os.kill(pids["executor 1"], signal.SIGKILL)
     try:
         _, err = proc.communicate(timeout=120)
@@ -152,6 +155,7 @@ def test_eval_plays_on_the_runs_backend(tmp_path, capsys):
      "needs repeat_action_probability 0"),
     (["--env", "ALE/Breakout-v5", "--env-kwargs", '{"frameskip": 1}'], "are not settings of the envpool backend"),
     (["--env", "ALE/NoSuchGame-v5"], "EnvPool has no Atari game 'NoSuchGame-v5'"),
+    (["--env", "ALE/Breakout-v5", "--env-kwargs", '{"mode": 99}'], "cannot build ALE/Breakout-v5 on EnvPool"),
 ])
 def test_bad_input(tmp_path, capsys, args, message):
     run_dir = tmp_path / "run"
@@ -161,9 +165,10 @@ def test_bad_input(tmp_path, capsys, args, message):
     assert not run_dir.exists()
 
 
-def test_missing_envpool_is_one_line(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("module", ["envpool", "ale_py"])
+def test_missing_envpool_is_one_line(tmp_path, capsys, monkeypatch, module):
     import sys
-    monkeypatch.setitem(sys.modules, "envpool", None)  # import envpool now raises ImportError
+    monkeypatch.setitem(sys.modules, module, None)  # importing it now raises ImportError
     code = main(["train", "--env-backend", "envpool", "--run-dir", str(tmp_path / "run"), "--no-progress"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "pip install 'htsrl[envpool]'" in err and len(err.splitlines()) == 1
@@ -172,12 +177,11 @@ def test_missing_envpool_is_one_line(tmp_path, capsys, monkeypatch):
 def test_forked_roles_never_destroy_a_pool_of_the_parent():
     """A pool the parent left to its garbage collector (here: in a reference cycle) is inherited by
     every forked role; collecting it there would run EnvPool's destructor without its threads and
-    crash the role. Roles freeze what they inherit."""
+    crash the role. Roles are forked with the parent's objects frozen."""
     import gc
     import multiprocessing
 
-    from htsrl.engine.rollout import _child
-    from htsrl.engine.sync import ErrorChannel
+    from htsrl.engine.rollout import start_roles
     gc.disable()  # keep the garbage until the child has forked
     try:
         pool = EnvPoolAtari("ALE/Breakout-v5", {}, range(2), num_threads=2)
@@ -185,9 +189,8 @@ def test_forked_roles_never_destroy_a_pool_of_the_parent():
         garbage = [pool]
         garbage.append(garbage)
         del pool, garbage
-        child = multiprocessing.get_context("fork").Process(
-            target=_child, args=("executor 0", os.getpid(), ErrorChannel(), None, gc.collect))
-        child.start()
+        child = multiprocessing.get_context("fork").Process(target=gc.collect)
+        start_roles([child])
         child.join(30)
     finally:
         gc.enable()

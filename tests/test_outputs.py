@@ -79,12 +79,13 @@ def test_plot_groups_seeds_and_names_what_differs(cartpole_run, tmp_path):
     import shutil
 
     from htsrl.analysis.plots import group_runs, read_run
-    runs = {}
-    for name, change in [("seed2", {"seed": 2, "num_executors": 1}), ("lr", {"lr": 1e-4})]:
+    runs = [read_run(cartpole_run)]
+    for name, change in [("seed2", {"seed": 2, "num_executors": 1}), ("lr", {"lr": 1e-4}),
+                         ("old", {"env_backend": None})]:  # saved before --env-backend existed
         shutil.copytree(cartpole_run, tmp_path / name)
-        cfg = json.loads((tmp_path / name / "config.json").read_text())
-        (tmp_path / name / "config.json").write_text(json.dumps({**cfg, **change}))
-        runs[name] = read_run(tmp_path / name)
-    groups = group_runs([read_run(cartpole_run), runs["seed2"], runs["lr"]])
+        cfg = {**json.loads((tmp_path / name / "config.json").read_text()), **change}
+        (tmp_path / name / "config.json").write_text(json.dumps({k: v for k, v in cfg.items() if v is not None}))
+        runs.append(read_run(tmp_path / name))
+    groups = group_runs(runs)
     assert sorted((label, len(members)) for label, members in groups.items()) == \
-        [("ppo hts lr=0.0001", 1), ("ppo hts lr=0.001", 2)]
+        [("ppo hts lr=0.0001", 1), ("ppo hts lr=0.001", 3)]

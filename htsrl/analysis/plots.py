@@ -4,17 +4,19 @@ return against env steps and against wall time, mean line with the min-max sprea
 from __future__ import annotations
 
 import csv
+import dataclasses
+import itertools
 import json
 from pathlib import Path
 
 import numpy as np
 
-from htsrl.config import ConfigError
+from htsrl.config import Config, ConfigError
 
 METRIC = "charts/mean_return_last_100"
 # Config fields that do not make a run another experiment: its seed and where or how it ran.
 NOT_A_SETTING = {"seed", "run_dir", "num_executors", "num_actors", "serial", "progress", "stop_at_steps",
-                 "checkpoint_every", "max_restarts", "watchdog_s"}
+                 "checkpoint_every", "max_restarts", "watchdog_s", "device", "actor_device", "learner_threads"}
 
 
 def read_run(run_dir: Path) -> dict:
@@ -22,6 +24,7 @@ def read_run(run_dir: Path) -> dict:
     if not progress.is_file():
         raise ConfigError(f"{run_dir} has no progress.csv: not an htsrl run directory")
     cfg = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").is_file() else {}
+    cfg = {**dataclasses.asdict(Config()), **cfg}  # runs saved before a field existed had its default
     steps, wall, value = [], [], []
     with open(progress) as f:
         for row in csv.DictReader(f):
@@ -43,14 +46,17 @@ def group_runs(runs: list[dict]) -> dict[str, list[dict]]:
         key = json.dumps(setting, sort_keys=True, default=str)
         groups.setdefault(key, []).append(r)
         settings[key] = setting
+
     def values_of(k: str) -> set[str]:
         return {json.dumps(s.get(k), default=str) for s in settings.values()}
 
     differ = sorted({k for s in settings.values() for k in s if k not in ("algo", "mode") and len(values_of(k)) > 1})
-    labelled = {}
+    labelled: dict[str, list[dict]] = {}
     for key, members in groups.items():
         s = settings[key]
         label = " ".join([f"{s.get('algo', '?')} {s.get('mode', '?')}", *(f"{k}={s.get(k)}" for k in differ)])
+        while label in labelled:  # settings that print alike stay apart
+            label += "'"
         labelled[label] = members
     return labelled
 
@@ -68,7 +74,8 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, title: str | None = N
         raise ConfigError("no run has episode returns to plot yet")
     groups = group_runs(runs)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for (label, members), color in zip(groups.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"]):
+    colors = itertools.cycle(plt.rcParams["axes.prop_cycle"].by_key()["color"])
+    for (label, members), color in zip(groups.items(), colors):
         for ax, x_key in zip(axes, ("steps", "wall")):
             end = min(m[x_key][-1] for m in members)
             start = max(m[x_key][0] for m in members)

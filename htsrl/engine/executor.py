@@ -28,8 +28,10 @@ class EnvGroups:
         self.cfg, self.bufs, self.groups, self.env_offset = cfg, bufs, groups, env_offset
         k = cfg.envs_per_group
         self.env_ids = range(groups.start * k, groups.stop * k)
-        # EnvPool threads: this process's share of the cores (more only queue up behind each other).
-        threads = min(len(self.env_ids), max(1, (os.cpu_count() or 1) // cfg.num_executors))
+        # EnvPool threads: this process's share of the cores it may use, over the executors of every
+        # rank on this machine (more threads only queue up behind each other).
+        cores = len(os.sched_getaffinity(0)) // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        threads = min(len(self.env_ids), max(1, cores // cfg.num_executors))
         self.env_set = make_env_set(cfg.env, cfg.env_kwargs, cfg.env_backend, self.env_ids, env_offset,
                                     threads=threads)
         self.envs = self.env_set.envs

@@ -97,12 +97,20 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
+def start_roles(procs) -> None:
+    """Fork the roles with every object of the parent frozen, so that no child ever garbage-collects
+    what it inherited: the destructor of an object that owns threads (an EnvPool the parent left to its
+    collector) would run in the child, where those threads do not exist, and crash it."""
+    gc.freeze()
+    try:
+        for p in procs:
+            p.start()
+    finally:
+        gc.unfreeze()
+
+
 def _child(role: str, parent: int, errors: ErrorChannel, stack_dir: Path | None, fn, *args) -> None:
     _die_with_parent(parent)
-    # Everything inherited from the parent is never garbage-collected here: a destructor of an object
-    # that owns threads (an EnvPool left to the parent's collector) would run without its threads
-    # and crash this child.
-    gc.freeze()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a group-wide SIGTERM is the parent's to handle too
     try:  # a crash in native env code still prints this child's Python stack
@@ -156,8 +164,7 @@ class ParallelRollout:
                 role = f"actor {a}"
                 self.procs[role] = ctx.Process(target=_child, name=f"htsrl-{role}", daemon=True, args=(
                     role, parent, self.errors, self.stack_dir, self._run_actor, cfg.num_executors + a))
-        for p in self.procs.values():
-            p.start()
+        start_roles(self.procs.values())
         self.pids = {role: p.pid for role, p in self.procs.items()}
         for _ in range(cfg.num_executors):  # each executor reports once its envs are reset
             self._get(self.done, "environment start-up", self._startup_timeout(history))

@@ -125,7 +125,7 @@ def probe_env(env_id: str, env_kwargs: dict | None = None, backend: str = "pytho
         raise ConfigError(f"unknown env id {env_id!r}{hint}")
     try:
         env = make_env(env_id, env_kwargs, training=True)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, RuntimeError) as e:  # RuntimeError: ALE's "Invalid game mode requested"
         raise ConfigError(f"cannot build {env_id} with --env-kwargs {env_kwargs}: {e}") from None
     try:
         obs_space, act_space = env.observation_space, env.action_space

@@ -63,6 +63,7 @@ def probe_envpool(env_id: str, env_kwargs: dict | None) -> tuple[gym.Space, gym.
     """Spaces from EnvPool's spec: validates the id and kwargs without starting threads (the main
     process forks later)."""
     try:
+        import ale_py  # noqa: F401  (the action meanings: which games need FIRE)
         import envpool
     except ImportError:
         raise ConfigError(INSTALL_HINT) from None
@@ -72,7 +73,7 @@ def probe_envpool(env_id: str, env_kwargs: dict | None) -> tuple[gym.Space, gym.
         raise ConfigError(f"EnvPool has no Atari game {task!r} (from {env_id})")
     try:
         spec = envpool.make_spec(task, **kwargs)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, RuntimeError) as e:  # RuntimeError: e.g. a game mode it does not have
         raise ConfigError(f"cannot build {env_id} on EnvPool with --env-kwargs {env_kwargs}: {e}") from None
     return spec.observation_space, spec.action_space
 
@@ -95,6 +96,8 @@ def _step_raw(pool, local: np.ndarray, actions: np.ndarray) -> dict[int, tuple]:
         obs, reward, terminated, truncated, info = pool.recv()
         out[int(info["env_id"][0])] = (obs[0], float(reward[0]), bool(terminated[0]), bool(truncated[0]),
                                        int(info["lives"][0]))
+    if sorted(out) != local.tolist():  # a reply left over from an interrupted step: never mix envs up
+        raise RuntimeError(f"EnvPool answered envs {sorted(out)} to a step of envs {local.tolist()}")
     return out
 
 
@@ -146,6 +149,8 @@ class PoolEnv(gym.Env):
 
     def _new_game(self) -> np.ndarray:
         obs, info = self.pool.reset(np.array([self.j], dtype=np.int32))
+        if int(info["env_id"][0]) != self.j:  # a reply left over from an interrupted step: never mix envs up
+            raise RuntimeError(f"EnvPool answered env {int(info['env_id'][0])} to a reset of env {self.j}")
         self.lives = int(info["lives"][0])
         self.score, self.frames = 0.0, 0
         return obs[0]
