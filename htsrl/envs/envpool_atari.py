@@ -7,7 +7,8 @@ are done here instead:
 - **No-op starts.** EnvPool draws them from a generator per env that lives as long as the pool, so an
   env's state would depend on every reset since the run began. Its no-ops are off (``noop_max=1``:
   the pool's seed then changes nothing) and each reset draws 0..7 NOOP agent steps (up to 28 frames,
-  the DeepMind 30) from the reset's own seed (``streams.reset_seed``), like the Python backend.
+  the DeepMind 30) from the reset's own seed (``streams.reset_seed``), as the Python backend draws
+  its no-op frames.
 - **Episodic life.** EnvPool's version resets through that same generator. Here a lost life ends the
   training episode, and the game goes on after one FIRE step (games with FIRE), without a reset.
 
@@ -15,7 +16,8 @@ So an env's state is a function of its last reset's seed and its actions since, 
 replay (``engine/history.py``) rebuilds it in any process. EnvPool's other API difference, the step
 after an episode end ignoring its action, never arises: htsrl resets the env explicitly
 (``pool.reset(env_id)``) in the same step, as with any Gymnasium env. Rewards are sign-clipped here;
-the true game score (all lives, unclipped) is reported at game over.
+the true game score (all lives, unclipped) is reported at game over. Between resets the steps are
+frame-identical to the Python backend's (tested); only the reset sequences differ (README).
 """
 
 from __future__ import annotations
