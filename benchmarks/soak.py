@@ -29,6 +29,7 @@ BASE = ["--env", "htsrl/Faulty-v0", "--num-envs", "4", "--alpha", "16", "--epoch
         "--total-steps", str(4 * 16 * 40), "--checkpoint-every", "4", "--no-progress", "--seed", "5"]
 KINDS = ("kill_executor", "kill_actor", "env_raise_once", "env_segfault_once", "kill_main", "ctrl_c",
          "hang_once", "nan_reward")
+QUIET = {"fail_at": -1, "sleep_s": 0.002}  # the fault-injection env, no fault
 ENVPOOL_BASE = ["--env", "ALE/Breakout-v5", "--env-backend", "envpool", *BASE[2:]]
 ENVPOOL_KINDS = ("kill_executor", "kill_actor", "kill_main", "ctrl_c")
 HANG_S = 30.0
@@ -85,7 +86,7 @@ def sha(run_dir: Path) -> str | None:
 
 
 def trial(kind: str, run_dir: Path, rng: random.Random, envpool: bool = False) -> dict:
-    kwargs = None if envpool else {"fail_at": -1, "sleep_s": 0.002}
+    kwargs = None if envpool else dict(QUIET)
     args: list[str] = []
     fail_at = rng.randrange(20, 600)
     if kind in ("env_raise_once", "env_segfault_once", "hang_once"):
@@ -124,7 +125,8 @@ def trial(kind: str, run_dir: Path, rng: random.Random, envpool: bool = False) -
         seen |= set(pids_of(run_dir, timeout=0.1).values())
     time.sleep(0.3)
     return {"kind": kind, "exit": code, "hung": hung, "orphans": alive(seen), "resumed": resumed,
-            "restarts": summary_field(run_dir, "restarts"), "sha": sha(run_dir), "message": err.strip().splitlines()[-1:] if err.strip() else []}
+            "restarts": summary_field(run_dir, "restarts"), "sha": sha(run_dir),
+            "message": err.strip().splitlines()[-1:] if err.strip() else []}
 
 
 def main() -> None:
@@ -135,7 +137,7 @@ def main() -> None:
     p.add_argument("--envpool", action="store_true", help="Breakout on EnvPool executors, process-level faults")
     args = p.parse_args()
     kinds = ENVPOOL_KINDS if args.envpool else KINDS
-    ref_kwargs = None if args.envpool else {"fail_at": -1, "sleep_s": 0.002}
+    ref_kwargs = None if args.envpool else QUIET
     rng = random.Random(args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

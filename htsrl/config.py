@@ -22,6 +22,9 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
     return field(default=default, metadata={"help": help, **kw})
 
 
+ENV_BACKENDS = ("python", "envpool")
+
+
 @dataclass
 class Config:
     # --- what to train
@@ -54,7 +57,7 @@ class Config:
     actor_device: str = _f("cpu", "actor device (cpu; actors are forked processes and cannot share a CUDA context)")
     env_backend: str = _f("python", "what steps the envs: python (Gymnasium wrappers) or envpool (EnvPool's C++ "
                           "Atari, one batched call per group; see docs/ARCHITECTURE.md for its semantics)",
-                          choices=("python", "envpool"))
+                          choices=ENV_BACKENDS)
     learner_threads: int = _f(2, "torch threads of the learner (reduction order may change with it)")
     # --- algorithm
     alpha: int | None = _f(None, "rollout length = steps per env between barriers")
@@ -109,10 +112,14 @@ PRESETS: dict[str, dict[str, Any]] = {
 ALGOS = ("ppo", "a2c")
 
 
+def is_atari(env_id: str) -> bool:
+    return env_id.startswith("ALE/") or env_id.endswith("NoFrameskip-v4")
+
+
 def default_preset(algo: str, env: str) -> str:
     if algo == "a2c":
         return "atari-a2c"
-    if env.startswith("ALE/") or env.endswith("NoFrameskip-v4"):
+    if is_atari(env):
         return "atari-ppo"
     if env.startswith("football/"):
         return "football-ppo"
@@ -185,8 +192,8 @@ def validate(c: Config) -> None:
         raise ConfigError(f"batch num_envs*alpha = {batch} is not divisible by --minibatches {c.minibatches}")
     if not isinstance(c.env_kwargs, dict):
         raise ConfigError("--env-kwargs must be a JSON object")
-    if c.env_backend not in ("python", "envpool"):
+    if c.env_backend not in ENV_BACKENDS:
         raise ConfigError(f"--env-backend must be 'python' or 'envpool', got {c.env_backend!r}")
-    if c.env_backend == "envpool" and not (c.env.startswith("ALE/") or c.env.endswith("NoFrameskip-v4")):
+    if c.env_backend == "envpool" and not is_atari(c.env):
         raise ConfigError(f"--env-backend envpool steps Atari only (ALE/<Game>-v5 or <Game>NoFrameskip-v4), "
                           f"not {c.env}; use --env-backend python")

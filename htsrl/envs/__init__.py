@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
-from htsrl.config import ConfigError
+from htsrl.config import ConfigError, is_atari
 
 EPISODE_KEY = "htsrl_episode"
 
@@ -54,10 +54,6 @@ def _register_extras() -> None:
         gym.register_envs(ale_py)
     except ImportError:  # Atari is optional for a user who trains on other envs
         pass
-
-
-def is_atari(env_id: str) -> bool:
-    return env_id.startswith("ALE/") or env_id.endswith("NoFrameskip-v4")
 
 
 def make_env(env_id: str, env_kwargs: dict | None = None, training: bool = True, index: int = 0) -> gym.Env:
