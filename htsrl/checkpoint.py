@@ -15,12 +15,10 @@ from pathlib import Path
 
 import torch
 
+from htsrl.errors import CheckpointError, CheckpointWriteError
+
 MAGIC = b"HTSRLCK1"
 FILENAME = "checkpoint.pt"
-
-
-class CheckpointError(RuntimeError):
-    pass
 
 
 def save_checkpoint(run_dir: Path, state: dict) -> Path:
@@ -47,7 +45,7 @@ def save_checkpoint(run_dir: Path, state: dict) -> Path:
         except OSError:
             pass
         if isinstance(e, OSError):
-            raise CheckpointError(f"could not write checkpoint {path}: {e}; the previous checkpoint is kept") from e
+            raise CheckpointWriteError(f"could not write checkpoint {path}: {e}; the previous checkpoint is kept") from e
         raise
     return path
 

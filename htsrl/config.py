@@ -11,9 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-
-class ConfigError(ValueError):
-    """Bad user input: reported as one line, exit code 2, before any process starts."""
+from htsrl.errors import ConfigError
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import torch
 
-
-class NonFiniteError(FloatingPointError):
-    pass
+from htsrl.errors import NonFiniteError
 
 
 def check_finite(model: torch.nn.Module, **losses: torch.Tensor) -> None:

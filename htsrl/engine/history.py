@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from htsrl.errors import ReplayMismatch
+
 
 class EnvHistory:
     def __init__(self, num_envs: int):
@@ -44,10 +46,6 @@ class EnvHistory:
         self.start_reset = list(state["start_reset"])
         self.actions = [list(a) for a in state["actions"]]
         self.dones = [list(d) for d in state["dones"]]
-
-
-class ReplayMismatch(RuntimeError):
-    """The env did not retrace its recorded history: it is not deterministic given its seed."""
 
 
 def replay(env, seed_of, start_reset: int, actions: list[int], dones: list[bool]):

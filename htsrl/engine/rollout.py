@@ -27,23 +27,12 @@ from pathlib import Path
 import torch
 
 from htsrl.config import Config
+from htsrl.errors import RoleFailed, RolloutError, RolloutHang  # noqa: F401
 from htsrl.engine.actor import Policy, actor_loop
 from htsrl.engine.executor import EnvGroups, executor_loop
 from htsrl.engine.history import EnvHistory
 from htsrl.engine.shm import STAT, RolloutBuffers
 from htsrl.engine.sync import STOP, Channel, ErrorChannel, decode_task, encode_go
-
-
-class RolloutError(RuntimeError):
-    """A role failed or stopped making progress; the message names it."""
-
-
-class RoleFailed(RolloutError):
-    """A role process raised or died: recoverable by restarting the rollout from the last barrier."""
-
-
-class RolloutHang(RolloutError):
-    """No progress within the watchdog timeout: not retried."""
 
 
 def _inference_threads(cfg: Config) -> int:
