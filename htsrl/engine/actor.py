@@ -10,9 +10,9 @@ import time
 
 import torch
 
+from htsrl.engine.channels import STOP, Channel, decode_task
 from htsrl.engine.shm import STAT, RolloutBuffers
 from htsrl.engine.streams import sample
-from htsrl.engine.sync import STOP, Channel, decode_task
 from htsrl.nn import bind_params, build_model
 
 

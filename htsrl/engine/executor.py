@@ -12,10 +12,10 @@ import time
 import numpy as np
 
 from htsrl.config import Config
-from htsrl.engine.shm import STAT, RolloutBuffers
+from htsrl.engine.channels import STOP, Channel, decode_go, encode_task
 from htsrl.engine.history import EnvHistory, ReplayMismatch, replay
+from htsrl.engine.shm import STAT, RolloutBuffers
 from htsrl.engine.streams import reset_seed
-from htsrl.engine.sync import STOP, Channel, decode_go, encode_task
 from htsrl.envs import EPISODE_KEY, make_env_set
 
 

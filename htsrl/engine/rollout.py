@@ -29,10 +29,10 @@ import torch
 from htsrl.config import Config
 from htsrl.errors import RoleFailed, RolloutError, RolloutHang  # noqa: F401
 from htsrl.engine.actor import Policy, actor_loop
+from htsrl.engine.channels import STOP, Channel, ErrorChannel, decode_task, encode_go
 from htsrl.engine.executor import EnvGroups, executor_loop
 from htsrl.engine.history import EnvHistory
 from htsrl.engine.shm import STAT, RolloutBuffers
-from htsrl.engine.sync import STOP, Channel, ErrorChannel, decode_task, encode_go
 
 
 def _inference_threads(cfg: Config) -> int:
@@ -112,8 +112,9 @@ def _child(role: str, parent: int, errors: ErrorChannel, stack_dir: Path | None,
     try:
         torch.set_num_threads(1)
         fn(*args)
-    except BaseException:
-        errors.report(f"{role} (pid {os.getpid()}) failed:\n{traceback.format_exc()}")
+    except BaseException as exc:  # an htsrl error says whether a restart can help (a replay mismatch cannot)
+        errors.report(f"{role} (pid {os.getpid()}) failed:\n{traceback.format_exc()}",
+                      retryable=getattr(exc, "retryable", True))
         raise SystemExit(1)
 
 
@@ -239,12 +240,12 @@ class ParallelRollout:
             raise RolloutHang(f"no progress for {timeout:g}s while waiting for {waiting_for} "
                               f"(a hung environment or process?); stopping\n{where}".rstrip())
         if self.errors.r in ready:
-            raise RoleFailed(self.errors.read())
+            raise RoleFailed(*self.errors.read())
         dead = [sentinels[s] for s in ready if s in sentinels]
         if dead:
             # A child that raised reports on the error pipe just before it exits: prefer that text.
             if mp.connection.wait([self.errors.r], timeout=0.5):
-                raise RoleFailed(self.errors.read())
+                raise RoleFailed(*self.errors.read())
             role = dead[0]
             code = self.procs[role].exitcode
             how = f"killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
