@@ -1,0 +1,307 @@
+"""Each preset pinned to the source it cites.
+
+The dicts below are written from the source files themselves (repository, commit and path in each
+comment; the values in htsrl's field names, the source's name beside each). A preset must equal its
+source on every field the source has; a field the source lacks must be listed in ``NOT_IN_SOURCE``
+with the value and the reason, so no preset can drift from its source silently.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+
+import pytest
+import torch
+
+import htsrl.presets
+from htsrl.presets import PRESET_FIELDS, PRESET_SOURCES, PRESETS, default_preset
+
+FIELDS = ("num_envs", "alpha", "lr", "lr_decay", "optimizer", "optim_eps", "rmsprop_alpha", "gamma",
+          "gae_lambda", "ent_coef", "vf_coef", "max_grad_norm", "clip_coef", "clip_value_loss", "epochs",
+          "minibatches", "norm_adv")
+
+# ikostrikov/pytorch-a2c-ppo-acktr-gail @ 41332b78, README.md line 93 (Atari PPO command):
+#   --algo ppo --use-gae --lr 2.5e-4 --clip-param 0.1 --value-loss-coef 0.5 --num-processes 8
+#   --num-steps 128 --num-mini-batch 4 --log-interval 1 --use-linear-lr-decay --entropy-coef 0.01
+# other values: a2c_ppo_acktr/arguments.py defaults; a2c_ppo_acktr/algo/ppo.py (Adam, line 32;
+# use_clipped_value_loss=True, line 18; advantages normalised, lines 36-37).
+KOSTRIKOV_ATARI_PPO = dict(
+    num_envs=8,             # --num-processes 8
+    alpha=128,              # --num-steps 128
+    lr=2.5e-4,              # --lr 2.5e-4
+    lr_decay=True,          # --use-linear-lr-decay
+    optimizer="adam",       # algo/ppo.py: optim.Adam
+    optim_eps=1e-5,         # arguments.py --eps default
+    rmsprop_alpha=0.99,     # arguments.py --alpha default (not read by Adam)
+    gamma=0.99,             # arguments.py --gamma default
+    gae_lambda=0.95,        # --use-gae, arguments.py --gae-lambda default
+    ent_coef=0.01,          # --entropy-coef 0.01
+    vf_coef=0.5,            # --value-loss-coef 0.5
+    max_grad_norm=0.5,      # arguments.py --max-grad-norm default
+    clip_coef=0.1,          # --clip-param 0.1
+    clip_value_loss=True,   # algo/ppo.py use_clipped_value_loss=True
+    epochs=4,               # arguments.py --ppo-epoch default
+    minibatches=4,          # --num-mini-batch 4
+    norm_adv=True,          # algo/ppo.py update(): always
+)
+
+# vwxyzjn/cleanrl @ fe8d8a03, cleanrl/ppo_atari.py Args defaults and optim.Adam(eps=1e-5) (line 185).
+# (Cross-check: the same numbers as Kostrikov's Atari PPO command.)
+CLEANRL_PPO_ATARI = dict(
+    num_envs=8,             # num_envs
+    alpha=128,              # num_steps
+    lr=2.5e-4,              # learning_rate
+    lr_decay=True,          # anneal_lr
+    optimizer="adam",       # optim.Adam
+    optim_eps=1e-5,         # eps=1e-5
+    gamma=0.99,             # gamma
+    gae_lambda=0.95,        # gae_lambda
+    ent_coef=0.01,          # ent_coef
+    vf_coef=0.5,            # vf_coef
+    max_grad_norm=0.5,      # max_grad_norm
+    clip_coef=0.1,          # clip_coef
+    clip_value_loss=True,   # clip_vloss
+    epochs=4,               # update_epochs
+    minibatches=4,          # num_minibatches
+    norm_adv=True,          # norm_adv (per minibatch there; over the batch in Kostrikov and htsrl)
+)
+
+# ikostrikov/pytorch-a2c-ppo-acktr-gail @ 41332b78, README.md line 87 (Atari A2C command):
+#   python main.py --env-name "PongNoFrameskip-v4"   -> every a2c_ppo_acktr/arguments.py default
+# a2c_ppo_acktr/algo/a2c_acktr.py: optim.RMSprop(lr, eps=eps, alpha=alpha); one step on the whole
+# rollout with raw advantages; value_loss = advantages.pow(2).mean().
+KOSTRIKOV_ATARI_A2C = dict(
+    num_envs=16,            # --num-processes default 16
+    alpha=5,                # --num-steps default 5
+    lr=7e-4,                # --lr default 7e-4
+    lr_decay=False,         # --use-linear-lr-decay default False (not given by the command)
+    optimizer="rmsprop",    # algo/a2c_acktr.py: optim.RMSprop
+    optim_eps=1e-5,         # --eps default 1e-5
+    rmsprop_alpha=0.99,     # --alpha default 0.99
+    gamma=0.99,             # --gamma default 0.99
+    gae_lambda=1.0,         # --use-gae not given: n-step returns (storage.py compute_returns)
+    ent_coef=0.01,          # --entropy-coef default 0.01
+    vf_coef=0.5,            # --value-loss-coef default 0.5
+    max_grad_norm=0.5,      # --max-grad-norm default 0.5
+    clip_coef=0.2,          # --clip-param default 0.2 (not read by A2C)
+    clip_value_loss=False,  # A2C has no value clipping
+    epochs=1,               # A2C: one update per rollout
+    minibatches=1,          # A2C: the whole rollout
+    norm_adv=False,         # A2C: raw advantages
+)
+
+# vwxyzjn/cleanrl @ fe8d8a03, cleanrl/ppo.py Args defaults (lines 41-67; env_id "CartPole-v1") and
+# optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5) (line 168).
+CLEANRL_PPO = dict(
+    num_envs=4,             # num_envs: int = 4
+    alpha=128,              # num_steps: int = 128
+    lr=2.5e-4,              # learning_rate: float = 2.5e-4
+    lr_decay=True,          # anneal_lr: bool = True
+    optimizer="adam",       # optim.Adam
+    optim_eps=1e-5,         # eps=1e-5
+    gamma=0.99,             # gamma: float = 0.99
+    gae_lambda=0.95,        # gae_lambda: float = 0.95
+    ent_coef=0.01,          # ent_coef: float = 0.01
+    vf_coef=0.5,            # vf_coef: float = 0.5
+    max_grad_norm=0.5,      # max_grad_norm: float = 0.5
+    clip_coef=0.2,          # clip_coef: float = 0.2
+    clip_value_loss=True,   # clip_vloss: bool = True
+    epochs=4,               # update_epochs: int = 4
+    minibatches=4,          # num_minibatches: int = 4
+    norm_adv=True,          # norm_adv: bool = True
+)
+
+# DLR-RM/rl-baselines3-zoo @ 22e3ff24, hyperparams/a2c.yml lines 21-25:
+#   CartPole-v1: {n_envs: 8, n_timesteps: 5e5, policy: 'MlpPolicy', ent_coef: 0.0}
+# + DLR-RM/stable-baselines3 @ e05d2dbe (2.9.0a4), stable_baselines3/a2c/a2c.py A2C.__init__ defaults
+# (lines 70-83) and RMSprop kwargs dict(alpha=0.99, eps=rms_prop_eps, weight_decay=0) (line 127);
+# A2C.train: one gradient step on rollout_buffer.get(batch_size=None).
+SB3_ZOO_A2C_CARTPOLE = dict(
+    num_envs=8,             # a2c.yml n_envs: 8
+    alpha=5,                # n_steps=5
+    lr=7e-4,                # learning_rate=7e-4 (constant: the entry has no lin_ schedule)
+    lr_decay=False,
+    optimizer="rmsprop",    # use_rms_prop=True
+    optim_eps=1e-5,         # rms_prop_eps=1e-5
+    rmsprop_alpha=0.99,     # alpha=0.99
+    gamma=0.99,             # gamma=0.99
+    gae_lambda=1.0,         # gae_lambda=1.0
+    ent_coef=0.0,           # a2c.yml ent_coef: 0.0
+    vf_coef=0.5,            # vf_coef=0.5
+    max_grad_norm=0.5,      # max_grad_norm=0.5
+    clip_value_loss=False,  # A2C has no value clipping
+    epochs=1,               # one gradient step per rollout
+    minibatches=1,          # batch_size=None: the whole rollout
+    norm_adv=False,         # normalize_advantage=False
+)
+
+# IouJenLiu/HTS-RL @ 7972340c, scripts/run_ours_*.sh (the same command in all eleven):
+#   --use-gae --num-processes 16 (N_ENVS=16) --use-linear-lr-decay --clip-param 0.08 --gamma 0.993
+#   --entropy-coef 0.003 --max-grad-norm 0.64 --lr 0.000343 --ppo-epoch 2 --num-mini-batch 8
+#   --sync-every 128
+# + a2c_ppo_acktr/arguments.py defaults; a2c_ppo_acktr/algo/ppo_aug.py (Adam, line 33;
+# use_clipped_value_loss=True, line 19; advantages normalised, lines 37-38); the rollout storage is
+# RolloutStorageMA(args.sync_every, ...) (main.py line 70).
+# ent_coef is left out: the authors' 0.003 multiplies a different quantity (see the entropy tests).
+HTSRL_AUTHORS_FOOTBALL_PPO = dict(
+    num_envs=16,            # --num-processes 16
+    alpha=128,              # --sync-every 128
+    lr=3.43e-4,             # --lr 0.000343
+    lr_decay=True,          # --use-linear-lr-decay
+    optimizer="adam",       # algo/ppo_aug.py: optim.Adam
+    optim_eps=1e-5,         # arguments.py --eps default
+    rmsprop_alpha=0.99,     # arguments.py --alpha default (not read by Adam)
+    gamma=0.993,            # --gamma 0.993
+    gae_lambda=0.95,        # --use-gae, arguments.py --gae-lambda default 0.95
+    vf_coef=0.5,            # arguments.py --value-loss-coef default 0.5
+    max_grad_norm=0.64,     # --max-grad-norm 0.64
+    clip_coef=0.08,         # --clip-param 0.08
+    clip_value_loss=True,   # algo/ppo_aug.py use_clipped_value_loss=True
+    epochs=2,               # --ppo-epoch 2
+    minibatches=8,          # --num-mini-batch 8
+    norm_adv=True,          # algo/ppo_aug.py update(): always
+)
+HTSRL_AUTHORS_ENTROPY_COEF = 0.003  # --entropy-coef 0.003, applied to mean(p * log p) (model.py line 60)
+FOOTBALL_ACTIONS = 19               # gfootball's default action set (action_set_v1)
+
+# google-research/football @ 3d9e7547, gfootball/examples/repro_checkpoint_easy.sh (OpenAI baselines
+# ppo2, whose loss is pg_loss - entropy * ent_coef + vf_loss * vf_coef: the entropy is a bonus).
+GRF_REPRO_CHECKPOINT_EASY = dict(
+    clip_coef=0.08,         # --cliprange 0.08
+    gamma=0.993,            # --gamma 0.993
+    ent_coef=0.003,         # --ent_coef 0.003
+    max_grad_norm=0.64,     # --max_grad_norm 0.64
+    lr=3.43e-4,             # --lr 0.000343
+    num_envs=16,            # --num_envs 16
+    epochs=2,               # --noptepochs 2
+    minibatches=8,          # --nminibatches 8
+    alpha=512,              # --nsteps 512 (HTS-RL: --sync-every 128)
+    lr_decay=False,         # ppo2: a float lr is constfn(lr) (HTS-RL: --use-linear-lr-decay)
+)
+
+SOURCES = {
+    "atari-ppo": [KOSTRIKOV_ATARI_PPO, CLEANRL_PPO_ATARI],
+    "atari-a2c": [KOSTRIKOV_ATARI_A2C],
+    "classic-ppo": [CLEANRL_PPO],
+    "classic-a2c": [SB3_ZOO_A2C_CARTPOLE],
+    "football-ppo": [HTSRL_AUTHORS_FOOTBALL_PPO],
+}
+
+# Fields a preset's source does not have: the value htsrl sets and why.
+NOT_IN_SOURCE = {
+    ("classic-ppo", "rmsprop_alpha"): (0.99, "not read by Adam; torch's RMSprop default"),
+    ("classic-a2c", "clip_coef"): (0.2, "not read by A2C; same as atari-a2c"),
+    ("football-ppo", "ent_coef"): (0.003, "GRF's bonus value; see test_football_entropy_*"),
+}
+
+
+def test_the_field_list_is_the_one_config_fills():
+    assert PRESET_FIELDS == FIELDS
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_sets_every_field_with_the_right_type(name):
+    p = PRESETS[name]
+    assert set(p) == set(FIELDS)
+    assert p["optimizer"] in ("adam", "rmsprop")
+    for k in ("num_envs", "alpha", "epochs", "minibatches"):
+        assert type(p[k]) is int and p[k] > 0, k
+    for k in ("lr_decay", "clip_value_loss", "norm_adv"):
+        assert type(p[k]) is bool, k
+    for k in ("lr", "optim_eps", "rmsprop_alpha", "gamma", "gae_lambda", "ent_coef", "vf_coef",
+              "max_grad_norm", "clip_coef"):
+        assert isinstance(p[k], float) and not isinstance(p[k], bool), k
+    # Valid with the default layout (2 executors) and, for PPO, whole minibatches.
+    assert p["num_envs"] % 2 == 0
+    assert (p["num_envs"] * p["alpha"]) % p["minibatches"] == 0
+
+
+def test_every_preset_has_a_source_and_every_source_a_preset():
+    assert set(PRESET_SOURCES) == set(PRESETS) == set(SOURCES)
+    for name, text in PRESET_SOURCES.items():
+        assert isinstance(text, str) and len(text.strip()) > 40, name
+        assert "github.com/" in text and (".py" in text or ".yml" in text or ".sh" in text or ".md" in text), name
+
+
+@pytest.mark.parametrize("name,i", [(n, i) for n in sorted(SOURCES) for i in range(len(SOURCES[n]))])
+def test_preset_equals_its_source(name, i):
+    source = SOURCES[name][i]
+    preset = PRESETS[name]
+    diff = {k: (preset[k], v) for k, v in source.items() if preset[k] != v or type(preset[k]) is not type(v)}
+    assert not diff, f"{name} differs from its source (preset, source): {diff}"
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_fields_missing_from_the_source_are_stated(name):
+    primary = SOURCES[name][0]
+    for k in FIELDS:
+        if k in primary:
+            continue
+        assert (name, k) in NOT_IN_SOURCE, f"{name}.{k} is neither in its source nor stated in NOT_IN_SOURCE"
+        value, _why = NOT_IN_SOURCE[(name, k)]
+        assert PRESETS[name][k] == value
+
+
+def test_a2c_presets_do_not_decay_the_learning_rate():
+    # Kostrikov's A2C decays only with --use-linear-lr-decay; SB3's A2C only with a schedule.
+    assert PRESETS["atari-a2c"]["lr_decay"] is False
+    assert PRESETS["classic-a2c"]["lr_decay"] is False
+
+
+def test_football_ppo_keeps_the_grf_numbers_and_states_where_hts_rl_differs():
+    p = PRESETS["football-ppo"]
+    for k, v in GRF_REPRO_CHECKPOINT_EASY.items():
+        if k in ("alpha", "lr_decay"):  # HTS-RL's choice, which the preset follows
+            assert p[k] == HTSRL_AUTHORS_FOOTBALL_PPO[k] != v
+        else:
+            assert p[k] == v, k
+    assert p["ent_coef"] == HTSRL_AUTHORS_ENTROPY_COEF == GRF_REPRO_CHECKPOINT_EASY["ent_coef"]
+
+
+def test_football_entropy_term_of_the_authors_code_is_a_tiny_penalty():
+    """The authors' ``loss -= coef * mean(p * log p)`` over 19 actions equals htsrl's
+    ``loss -= ent_coef * mean(H)`` with ent_coef = -coef / 19, a penalty: the preset does not copy it."""
+    torch.manual_seed(0)
+    logits = torch.randn(64, FOOTBALL_ACTIONS, dtype=torch.float64)
+    logp = torch.log_softmax(logits, -1)
+    p = logp.exp()
+    authors_term = -(torch.mean(p * logp)) * HTSRL_AUTHORS_ENTROPY_COEF  # model.py line 60, ppo_aug.py line 86
+    entropy = -(p * logp).sum(-1).mean()                                  # htsrl's entropy
+    equivalent = -HTSRL_AUTHORS_ENTROPY_COEF / FOOTBALL_ACTIONS
+    assert torch.allclose(authors_term, -equivalent * entropy)
+    assert equivalent < 0 < PRESETS["football-ppo"]["ent_coef"]
+    # The module text tells a user how to run the authors' term instead.
+    assert f"{equivalent:.8f}"[:11] in inspect.getsource(htsrl.presets)  # "-0.00015789"
+
+
+@pytest.mark.parametrize("algo,env,expected", [
+    ("ppo", "ALE/Breakout-v5", "atari-ppo"),
+    ("ppo", "BreakoutNoFrameskip-v4", "atari-ppo"),
+    ("ppo", "football/academy_empty_goal_close", "football-ppo"),
+    ("ppo", "CartPole-v1", "classic-ppo"),
+    ("ppo", "htsrl/Counter-v0", "classic-ppo"),
+    ("a2c", "ALE/Breakout-v5", "atari-a2c"),
+    ("a2c", "PongNoFrameskip-v4", "atari-a2c"),
+    ("a2c", "football/academy_empty_goal_close", "atari-a2c"),  # no football A2C source: FOOTBALL_A2C_PRESET
+    ("a2c", "CartPole-v1", "classic-a2c"),
+    ("a2c", "htsrl/Counter-v0", "classic-a2c"),
+])
+def test_default_preset(algo, env, expected):
+    got = default_preset(algo, env)
+    assert got == expected
+    assert got in PRESETS
+    # the algorithm's own kind of preset, except the stated football A2C fallback (also an A2C preset)
+    assert got.endswith("-" + algo)
+
+
+def test_default_preset_rejects_an_unknown_algo():
+    with pytest.raises(ValueError):
+        default_preset("dqn", "CartPole-v1")
+
+
+def test_presets_module_imports_nothing_from_htsrl():
+    tree = ast.parse(inspect.getsource(htsrl.presets))
+    names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    assert not [m for m in names if m == "htsrl" or m.startswith("htsrl.")]
