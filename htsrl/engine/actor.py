@@ -6,12 +6,11 @@ Any actor serves any group whose observation is ready. The parameters are views 
 
 from __future__ import annotations
 
-import time
-
 import torch
 
 from htsrl.engine.channels import STOP, Channel, decode_task
-from htsrl.engine.shm import STAT, RolloutBuffers
+from htsrl.engine.clock import RoleClock
+from htsrl.engine.shm import RolloutBuffers
 from htsrl.engine.streams import sample
 from htsrl.nn import bind_params, build_model
 
@@ -26,32 +25,33 @@ class Policy:
         self.model.eval()
 
     @torch.inference_mode()
-    def act(self, b: int, t: int, envs: slice) -> None:
-        B = self.bufs
-        logits, value = self.model(torch.from_numpy(B.obs[b, t, envs]))
-        actions, logp = sample(logits, torch.from_numpy(B.uniforms[b, t, envs]))
-        B.actions[b, t, envs] = actions.numpy()
-        B.logp[b, t, envs] = logp.numpy()
-        B.value[b, t, envs] = value.numpy()
-        B.version[b, t, envs] = B.params_version[0]
+    def act(self, buf: int, t: int, envs: slice) -> None:
+        """Actions, log-probabilities and values for ``envs`` at step ``t`` of buffer ``buf``, each action
+        drawn from its env's uniform, stamped with the published parameters' version."""
+        bufs = self.bufs
+        logits, value = self.model(torch.from_numpy(bufs.obs[buf, t, envs]))
+        actions, logp = sample(logits, torch.from_numpy(bufs.uniforms[buf, t, envs]))
+        bufs.actions[buf, t, envs] = actions.numpy()
+        bufs.logp[buf, t, envs] = logp.numpy()
+        bufs.value[buf, t, envs] = value.numpy()
+        bufs.version[buf, t, envs] = bufs.params_version[0]
 
 
 def actor_loop(stat_row: int, policy: Policy, ready: Channel, executor_inboxes: list[Channel],
                group_owner: list[int], envs_per_group: int) -> None:
-    stats = policy.bufs.stats[stat_row]
-    num_groups = len(group_owner)
+    """Serve ready groups until STOP: one forward per message, then the group back to its executor."""
+    clock = RoleClock(policy.bufs.stats[stat_row])
+    num_groups, last_step = len(group_owner), policy.bufs.alpha - 1
     while True:
-        t0 = time.perf_counter()
         msg = ready.get()
-        t1 = time.perf_counter()
+        clock.lap("wait_s")
         if msg == STOP:
+            clock.flush()
             return
-        t, b, g = decode_task(msg, num_groups)
-        policy.act(b, t, slice(g * envs_per_group, (g + 1) * envs_per_group))
-        t2 = time.perf_counter()
+        t, buf, g = decode_task(msg, num_groups)
+        policy.act(buf, t, slice(g * envs_per_group, (g + 1) * envs_per_group))
+        clock.lap("infer_s")
         executor_inboxes[group_owner[g]].put(g)
-        t3 = time.perf_counter()
-        stats[STAT["wait_s"]] += t1 - t0
-        stats[STAT["infer_s"]] += t2 - t1
-        stats[STAT["ipc_s"]] += t3 - t2
-        stats[STAT["cpu_s"]] = time.process_time()
+        clock.lap("ipc_s")
+        if t == last_step:  # a group's last step of a window: publish this actor's seconds
+            clock.flush()

@@ -7,16 +7,17 @@ its groups has its actions back, so while an actor infers one group the executor
 from __future__ import annotations
 
 import os
-import time
 
 import numpy as np
 
 from htsrl.config import Config
 from htsrl.engine.channels import STOP, Channel, decode_go, encode_task
-from htsrl.engine.history import EnvHistory, ReplayMismatch, replay
-from htsrl.engine.shm import STAT, RolloutBuffers
+from htsrl.engine.clock import RoleClock
+from htsrl.engine.history import EnvHistory, replay
+from htsrl.engine.shm import RolloutBuffers
 from htsrl.engine.streams import reset_seed
 from htsrl.envs import EPISODE_KEY, make_env_set
+from htsrl.errors import ReplayMismatch
 
 
 class EnvGroups:
@@ -53,44 +54,46 @@ class EnvGroups:
             for i in self.env_ids:
                 self.bufs.obs[0, 0, i] = self._reset(i)
             return
-        b = last_window % 2
+        buf = last_window % 2
         for i in self.env_ids:
             obs, self.resets[i] = replay(
                 self.envs[i], lambda k, i=i: reset_seed(self.cfg.seed, self.env_offset + i, k), history.start_reset[i],
                 history.actions[i], history.dones[i])
-            if self.resets[i] != history.resets[i] or not np.array_equal(obs, self.bufs.obs[b, self.bufs.alpha, i]):
+            if self.resets[i] != history.resets[i] or not np.array_equal(obs, self.bufs.obs[buf, self.bufs.alpha, i]):
                 raise ReplayMismatch(f"env {i} did not return to its recorded state on replay; "
                                      f"{self.cfg.env} is not deterministic given its seed")
 
-    def carry_over(self, b: int) -> None:
-        """The last observation of the previous window is the first of this one."""
+    def carry_over(self, buf: int) -> None:
+        """The last observation of the previous window (in the other buffer) is the first of this one."""
         ids = slice(self.env_ids.start, self.env_ids.stop)
-        self.bufs.obs[b, 0, ids] = self.bufs.obs[1 - b, self.bufs.alpha, ids]
+        self.bufs.obs[buf, 0, ids] = self.bufs.obs[1 - buf, self.bufs.alpha, ids]
 
-    def random_actions(self, b: int, g: int, t: int) -> None:
+    def random_actions(self, buf: int, g: int, t: int) -> None:
         """Raw mode: the env's own uniform turned into a uniformly random action, no network."""
         ids = self.group_envs(g)
-        u = self.bufs.uniforms[b, t, ids.start:ids.stop]
+        u = self.bufs.uniforms[buf, t, ids.start:ids.stop]
         n = self.envs[ids.start].action_space.n
-        self.bufs.actions[b, t, ids.start:ids.stop] = np.minimum((u * n).astype(np.int64), n - 1)
+        self.bufs.actions[buf, t, ids.start:ids.stop] = np.minimum((u * n).astype(np.int64), n - 1)
 
-    def step_group(self, b: int, g: int, t: int) -> None:
-        B = self.bufs
+    def step_group(self, buf: int, g: int, t: int) -> None:
+        """Step group ``g`` on the actions of its step ``t`` in buffer ``buf``; write the results and the
+        next observation (after an auto-reset where an episode ended)."""
+        bufs = self.bufs
         ids = self.group_envs(g)
-        results = self.env_set.step(ids, B.actions[b, t, ids.start:ids.stop])
+        results = self.env_set.step(ids, bufs.actions[buf, t, ids.start:ids.stop])
         for i, (obs, reward, terminated, truncated, info) in zip(ids, results):
-            B.reward[b, t, i] = reward
-            B.terminated[b, t, i] = terminated
-            B.truncated[b, t, i] = truncated
+            bufs.reward[buf, t, i] = reward
+            bufs.terminated[buf, t, i] = terminated
+            bufs.truncated[buf, t, i] = truncated
             episode = info.get(EPISODE_KEY)
-            B.ep_return[b, t, i] = episode["r"] if episode else np.nan
-            B.ep_length[b, t, i] = episode["l"] if episode else 0
-            B.ep_score[b, t, i] = episode["s"] if episode and episode["s"] is not None else np.nan
+            bufs.ep_return[buf, t, i] = episode["r"] if episode else np.nan
+            bufs.ep_length[buf, t, i] = episode["l"] if episode else 0
+            bufs.ep_score[buf, t, i] = episode["s"] if episode and episode["s"] is not None else np.nan
             if terminated or truncated:
                 if truncated and not terminated:  # a terminal state is never bootstrapped
-                    B.final_obs[b, t, i] = obs
+                    bufs.final_obs[buf, t, i] = obs
                 obs = self._reset(i)
-            B.obs[b, t + 1, i] = obs
+            bufs.obs[buf, t + 1, i] = obs
 
     def close(self) -> None:
         self.env_set.close()
@@ -101,52 +104,46 @@ def executor_loop(index: int, envs: EnvGroups, inbox: Channel, ready: Channel, d
     """Commands on ``inbox``: GO(window), a group id whose actions are written, or STOP.
     The envs are started (reset or replayed) before this is called. ``raw``: no actors; random
     actions from each env's uniforms (the throughput ceiling)."""
-    bufs, alpha = envs.bufs, envs.bufs.alpha
-    stats = bufs.stats[index]
+    alpha = envs.bufs.alpha
+    clock = RoleClock(envs.bufs.stats[index])
     done.put(index)
     while True:
-        t0 = time.perf_counter()
+        clock.mark()
         msg = inbox.get()
-        stats[STAT["wait_s"]] += time.perf_counter() - t0
+        clock.lap("wait_s")
         if msg == STOP:
+            clock.flush()
             return
-        w = decode_go(msg)
-        b = w % 2
-        if w > 0:
-            envs.carry_over(b)
+        window = decode_go(msg)
+        buf = window % 2
+        if window > 0:
+            envs.carry_over(buf)
         if raw:
-            t0 = time.perf_counter()
+            clock.mark()
             for t in range(alpha):
                 for g in envs.groups:
-                    envs.random_actions(b, g, t)
-                    envs.step_group(b, g, t)
-            stats[STAT["env_s"]] += time.perf_counter() - t0
-            stats[STAT["cpu_s"]] = time.process_time()
+                    envs.random_actions(buf, g, t)
+                    envs.step_group(buf, g, t)
+            clock.lap("env_s")
+            clock.flush()
             done.put(index)
             continue
         steps = dict.fromkeys(envs.groups, 0)
         for g in envs.groups:
-            ready.put(encode_task(0, b, g, num_groups))
+            ready.put(encode_task(0, buf, g, num_groups))
         remaining = len(steps)
-        env_s = wait_s = ipc_s = 0.0
+        clock.mark()
         while remaining:
-            t0 = time.perf_counter()
             g = inbox.get()
-            t1 = time.perf_counter()
+            clock.lap("wait_s")
             t = steps[g]
-            envs.step_group(b, g, t)
+            envs.step_group(buf, g, t)
             steps[g] = t + 1
-            t2 = time.perf_counter()
+            clock.lap("env_s")
             if t + 1 < alpha:
-                ready.put(encode_task(t + 1, b, g, num_groups))
+                ready.put(encode_task(t + 1, buf, g, num_groups))
             else:
                 remaining -= 1
-            t3 = time.perf_counter()
-            wait_s += t1 - t0
-            env_s += t2 - t1
-            ipc_s += t3 - t2
-        stats[STAT["env_s"]] += env_s
-        stats[STAT["wait_s"]] += wait_s
-        stats[STAT["ipc_s"]] += ipc_s
-        stats[STAT["cpu_s"]] = time.process_time()
+            clock.lap("ipc_s")
+        clock.flush()
         done.put(index)
