@@ -1,0 +1,166 @@
+"""Role processes: forking, supervising and stopping them. Nothing here knows what a rollout is.
+
+``Roles`` forks a set of named functions as child processes (with the parent's objects frozen) and
+owns the error pipe they report on. Every wait of the parent goes through ``Roles.get``, which
+returns a channel's next message but raises ``RoleFailed`` as soon as a child reports an exception or
+dies, and ``RolloutHang`` (after dumping every role's stack) when nothing arrives within the watchdog
+timeout. Each child (``_child``) dies with its parent, leaves SIGINT/SIGTERM to it, prints its Python
+stack on a native crash, dumps it on SIGUSR1, and reports an exception with whether a restart can help.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import faulthandler
+import gc
+import json
+import multiprocessing as mp
+import multiprocessing.connection
+import os
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import torch
+
+from htsrl.engine.channels import Channel, ErrorChannel
+from htsrl.errors import RoleFailed, RolloutHang
+
+Target = tuple[Callable[..., None], tuple]  # a role's function and its arguments
+
+
+def _die_with_parent(parent: int) -> None:
+    try:  # PR_SET_PDEATHSIG: the kernel kills this child if the parent dies, even by SIGKILL
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
+    except OSError:
+        pass
+    if os.getppid() != parent:  # the parent died between fork and prctl: nobody would kill us
+        os._exit(1)
+
+
+def start_roles(procs: Iterable[mp.process.BaseProcess]) -> None:
+    """Fork the roles with every object of the parent frozen, so that no child ever garbage-collects
+    what it inherited: the destructor of an object that owns threads (an EnvPool the parent left to its
+    collector) would run in the child, where those threads do not exist, and crash it."""
+    gc.freeze()
+    try:
+        for p in procs:
+            p.start()
+    finally:
+        gc.unfreeze()
+
+
+def _stack_file(stack_dir: Path, role: str) -> Path:
+    return stack_dir / f"stack-{role.replace(' ', '')}.txt"
+
+
+def _child(role: str, parent: int, errors: ErrorChannel, stack_dir: Path | None, fn, *args) -> None:
+    _die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a group-wide SIGTERM is the parent's to handle too
+    try:  # a crash in native env code still prints this child's Python stack
+        faulthandler.enable(file=sys.__stderr__)
+    except (AttributeError, ValueError, OSError):
+        pass  # no usable stderr (embedded interpreter)
+    if stack_dir is not None:  # the watchdog asks for a stack dump with SIGUSR1
+        dump = open(_stack_file(stack_dir, role), "w")  # noqa: SIM115  (open for the process's lifetime)
+        faulthandler.register(signal.SIGUSR1, file=dump, all_threads=True)
+    try:
+        torch.set_num_threads(1)
+        fn(*args)
+    except BaseException as exc:  # noqa: BLE001  (whatever a role raises is reported, then it exits)
+        # An htsrl error says whether a restart can help (a replay mismatch cannot); anything else may.
+        errors.report(f"{role} (pid {os.getpid()}) failed:\n{traceback.format_exc()}",
+                      retryable=getattr(exc, "retryable", True))
+        raise SystemExit(1) from None
+
+
+def dump_stacks(procs: dict[str, mp.process.BaseProcess], stack_dir: Path | None) -> str:
+    """Watchdog: ask every live child for its Python stack (SIGUSR1), dump the parent's, and say where
+    each role was (its innermost frame); the full stacks are in ``stack_dir/stack-*.txt``."""
+    if stack_dir is None:
+        return ""
+    for p in procs.values():
+        if p.is_alive():
+            os.kill(p.pid, signal.SIGUSR1)
+    with open(stack_dir / "stack-main.txt", "w") as f:
+        faulthandler.dump_traceback(file=f, all_threads=True)
+    time.sleep(0.5)
+    lines = []
+    for role in procs:
+        path = _stack_file(stack_dir, role)
+        frames = [ln.strip() for ln in path.read_text().splitlines() if ln.strip().startswith("File")] \
+            if path.exists() else []
+        lines.append(f"  {role}: {frames[0] if frames else 'no stack (process gone?)'}")
+    return "where each role was (innermost frame; full stacks in stack-*.txt):\n" + "\n".join(lines)
+
+
+def write_pids(run_dir: Path, pids: dict[str, int]) -> None:
+    """``pids.json``: the main process and every role (tests and the soak look for orphans with it)."""
+    (run_dir / "pids.json").write_text(json.dumps({"main": os.getpid(), **pids}, indent=2))
+
+
+class Roles:
+    """Named role processes forked together, the error pipe they report on, and the parent's
+    supervised waits on them. One ``Roles`` per start: a restart makes a new one (fresh pipes)."""
+
+    def __init__(self, watchdog_s: float) -> None:
+        self.watchdog_s = watchdog_s
+        self.errors = ErrorChannel()  # opened before the fork, so every child inherits it
+        self.procs: dict[str, mp.process.BaseProcess] = {}
+        self.stack_dir: Path | None = None
+
+    def start(self, targets: dict[str, Target], stack_dir: Path | None = None) -> None:
+        """Fork ``fn(*args)`` for every ``role: (fn, args)`` (Linux only: the children share the parent's
+        anonymous mappings and pipes); ``stack_dir``: where they dump their stacks on SIGUSR1."""
+        ctx = mp.get_context("fork")
+        parent = os.getpid()
+        self.stack_dir = stack_dir
+        self.procs = {role: ctx.Process(target=_child, name=f"htsrl-{role}", daemon=True,
+                                        args=(role, parent, self.errors, stack_dir, fn, *args))
+                      for role, (fn, args) in targets.items()}
+        start_roles(self.procs.values())
+
+    @property
+    def pids(self) -> dict[str, int]:
+        """Role name -> pid of every role that was forked (a fork may have failed midway)."""
+        return {role: p.pid for role, p in self.procs.items() if p.pid is not None}
+
+    def get(self, ch: Channel, waiting_for: str, timeout: float | None = None) -> int:
+        """The next message on ``ch``; raises ``RoleFailed`` if a child reports an exception or dies
+        first, and ``RolloutHang`` if nothing arrives within ``timeout`` (default: the watchdog)."""
+        sentinels = {p.sentinel: role for role, p in self.procs.items() if p.pid is not None}
+        timeout = self.watchdog_s if timeout is None else timeout
+        ready = mp.connection.wait([ch.r, self.errors.r, *sentinels], timeout=timeout)
+        if not ready:
+            where = dump_stacks(self.procs, self.stack_dir)
+            raise RolloutHang(f"no progress for {timeout:g}s while waiting for {waiting_for} "
+                              f"(a hung environment or process?); stopping\n{where}".rstrip())
+        if self.errors.r in ready:
+            raise RoleFailed(*self.errors.read())
+        dead = [sentinels[s] for s in ready if s in sentinels]
+        if dead:
+            # A child that raised reports on the error pipe just before it exits: prefer that text.
+            if mp.connection.wait([self.errors.r], timeout=0.5):
+                raise RoleFailed(*self.errors.read())
+            role = dead[0]
+            code = self.procs[role].exitcode
+            how = f"killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
+            raise RoleFailed(f"{role} (pid {self.procs[role].pid}) died unexpectedly ({how})")
+        return ch.get()
+
+    def stop(self, grace_s: float) -> None:
+        """Wait up to ``grace_s`` for the children (asked to stop by the caller) to exit, kill what is
+        still alive, and close the error pipe."""
+        deadline = time.monotonic() + grace_s
+        started = [p for p in self.procs.values() if p.pid is not None]  # a fork may have failed midway
+        for p in started:
+            p.join(max(0.0, deadline - time.monotonic()))
+        for p in started:
+            if p.is_alive():
+                p.kill()
+                p.join(2.0)
+        self.errors.close()
