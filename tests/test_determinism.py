@@ -55,3 +55,21 @@ def test_a2c_matrix(run):
     ref = run(**cfg, serial=True)
     for executors, actors in [(1, 1), (2, 2), (4, 3)]:
         assert _key(run(**cfg, num_executors=executors, num_actors=actors)) == _key(ref)
+
+
+def test_serial_and_parallel_are_one_rollout_protocol():
+    """The runner drives either through the same methods (htsrl.engine.rollout.Rollout)."""
+    import inspect
+
+    from htsrl.engine.rollout import ParallelRollout, Rollout, SerialRollout
+
+    members = [n for n, v in vars(Rollout).items()
+               if not n.startswith("_") and (callable(v) or isinstance(v, property))]
+    assert set(members) == {"pids", "start", "begin", "finish", "restart", "close"}
+    for cls in (SerialRollout, ParallelRollout):
+        for name in members:
+            assert hasattr(cls, name), (cls.__name__, name)
+            if name != "pids":
+                wanted = list(inspect.signature(getattr(Rollout, name)).parameters)
+                got = list(inspect.signature(getattr(cls, name)).parameters)
+                assert got[:len(wanted)] == wanted, (cls.__name__, name, got)

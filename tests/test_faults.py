@@ -256,3 +256,21 @@ def test_replay_mismatch_is_not_retried(tmp_path, capsys):
     assert "ReplayMismatch" in err and "did not return to its recorded state on replay" in err, err
     assert_all_gone(json.loads((tmp_path / "r" / "pids.json").read_text()).values())
     assert shm_entries() == before
+
+
+def test_error_channel_puts_a_final_report_first():
+    """Several roles failing at once: the report that no restart can fix wins, and makes the whole
+    failure final; the others are counted."""
+    from htsrl.engine.channels import ErrorChannel
+
+    ch = ErrorChannel()
+    try:
+        ch.report("executor 0 failed:\nRuntimeError: flaky")
+        ch.report("executor 1 failed:\nReplayMismatch: env 3", retryable=False)
+        text, retryable = ch.read()
+        assert not retryable and text.startswith("executor 1 failed") and "(1 more role(s)" in text
+        ch.report("actor 0 failed: " + "x" * 10_000)  # cut to one atomic pipe write, flag kept
+        text, retryable = ch.read()
+        assert retryable and text.startswith("...") and len(text) <= ErrorChannel.LIMIT
+    finally:
+        ch.close()

@@ -13,8 +13,8 @@ COUNTER = dict(env="htsrl/Counter-v0", env_kwargs={"episode_length": 7, "jitter_
 
 
 def _record(store):
-    def hook(w, bufs, b):
-        win = {name: getattr(bufs, name)[b].copy() for name in
+    def hook(window, bufs, buf):
+        win = {name: getattr(bufs, name)[buf].copy() for name in
                ("obs", "final_obs", "actions", "reward", "terminated", "truncated", "version")}
         win["params"] = bufs.params.copy()  # the weights that drove this window
         store.append(win)
@@ -50,16 +50,16 @@ def test_window_edges(run, layout):
         num_actors=layout.get("num_actors", 1), serial=layout.get("serial", False), on_window=_record(windows))
     prev_last = None
     expected_step = np.zeros(n)  # every env starts its first episode at step 0
-    for w, win in enumerate(windows):
+    for window, win in enumerate(windows):
         obs, act, rew = win["obs"], win["actions"], win["reward"]
         assert obs.shape[:2] == (T + 1, n) and act.shape == (T, n)  # exactly num_envs x alpha per update
         if prev_last is not None:  # the window starts where the last one ended
             assert np.array_equal(obs[0], prev_last)
         for t in range(T):
             step = obs[t, :, 1]
-            assert np.array_equal(step, expected_step), (w, t)
+            assert np.array_equal(step, expected_step), (window, t)
             # the reward echoes the observation the action was taken on, and that action
-            assert np.array_equal(rew[t], step * 10 + act[t]), (w, t)
+            assert np.array_equal(rew[t], step * 10 + act[t]), (window, t)
             ended = win["terminated"][t] | win["truncated"][t]
             assert np.array_equal(ended, step + 1 == L)
             truncated = win["truncated"][t]

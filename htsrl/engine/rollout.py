@@ -69,8 +69,11 @@ class SerialRollout:
         self.num_groups = cfg.num_envs // cfg.envs_per_group
         self.envs = EnvGroups(cfg, bufs, range(self.num_groups), env_offset)
         self.policy = Policy(obs_shape, num_actions, bufs)
-        self.pids: dict[str, int] = {}
         self.stack_dir: Path | None = None  # unused: there are no role processes
+
+    @property
+    def pids(self) -> dict[str, int]:
+        return {}
 
     def start(self, history: EnvHistory | None = None, last_window: int = -1) -> None:
         self.envs.start(history, last_window)

@@ -3,8 +3,8 @@
 Everything lives in one anonymous ``MAP_SHARED`` mapping made before the roles are forked, so it is
 shared with every child and has no name in /dev/shm: nothing can leak, even on SIGKILL.
 
-Buffer ``b`` (0 or 1) holds one window of ``alpha`` steps for ``num_envs`` envs; window ``w`` lives in
-buffer ``w % 2``. Row ``t`` of ``obs`` is the observation on which ``actions[t]`` was taken; row ``alpha``
+Buffer ``buf`` (0 or 1) holds one window of ``alpha`` steps for ``num_envs`` envs; window ``window``
+lives in buffer ``window % 2``. Row ``t`` of ``obs`` is the observation on which ``actions[t]`` was taken; row ``alpha``
 is the first observation of the next window.
 """
 
@@ -60,12 +60,12 @@ class RolloutBuffers(SharedArrays):
         })
         self.num_envs, self.alpha = n, T
 
-    def window(self, b: int) -> Window:
-        """Zero-copy torch views of buffer ``b``."""
+    def window(self, buf: int) -> Window:
+        """Zero-copy torch views of buffer ``buf``."""
         t = torch.from_numpy
-        return Window(obs=t(self.obs[b]), final_obs=t(self.final_obs[b]), actions=t(self.actions[b]),
-                      logp=t(self.logp[b]), reward=t(self.reward[b]), terminated=t(self.terminated[b]),
-                      truncated=t(self.truncated[b]))
+        return Window(obs=t(self.obs[buf]), final_obs=t(self.final_obs[buf]), actions=t(self.actions[buf]),
+                      logp=t(self.logp[buf]), reward=t(self.reward[buf]), terminated=t(self.terminated[buf]),
+                      truncated=t(self.truncated[buf]))
 
     def params_tensor(self) -> torch.Tensor:
         return torch.from_numpy(self.params)
