@@ -35,3 +35,34 @@ def test_gae_lambda_matches_the_recursion():
     d1 = 2.0 + g * 1.0 - 0.25
     d0 = 1.0 + g * 0.25 - 0.5
     assert torch.allclose(adv[:, 0], torch.tensor([d0 + g * lam * d1, d1]))
+
+
+def test_bootstrap_values_are_the_next_observation_and_the_truncated_final_observations():
+    from htsrl.algos.returns import behaviour_terms, bootstrap_values, truncation_values
+    from htsrl.nn import build_model
+    torch.manual_seed(0)
+    model = build_model((3,), 2)
+    T, N = 4, 3
+    truncated = torch.zeros(T, N, dtype=torch.bool)
+    terminated = torch.zeros(T, N, dtype=torch.bool)
+    truncated[0, 1] = truncated[2, 2] = truncated[3, 0] = terminated[3, 0] = True
+    w = Window(obs=torch.randn(T + 1, N, 3), final_obs=torch.randn(T, N, 3),
+               actions=torch.zeros(T, N, dtype=torch.long), logp=torch.zeros(T, N), reward=torch.zeros(T, N),
+               terminated=terminated, truncated=truncated, value=torch.randn(T, N))
+    last, trunc = bootstrap_values(model, w)
+    with torch.no_grad():
+        assert torch.allclose(last, model(w.obs[T])[1], atol=1e-6)
+        assert torch.allclose(trunc, truncation_values(model, w), atol=1e-6)
+        assert trunc[3, 0] == 0 and (trunc != 0).sum() == 2  # terminated wins over truncated
+        logp, values, trunc2 = behaviour_terms(model, w)
+        assert logp is w.logp and torch.equal(values[:T], w.value) and torch.equal(values[T], last)
+        w.value = None  # no stored values: every value from the current parameters
+        _, values, _ = behaviour_terms(model, w)
+        assert torch.equal(values, model(w.obs.flatten(0, 1))[1].view(T + 1, N))
+
+
+def test_window_to_keeps_a_missing_value_missing():
+    w = _window([1.0], [False], [False])
+    assert w.to("cpu").value is None
+    w.value = torch.ones(1, 1)
+    assert torch.equal(w.to("cpu").value, w.value)

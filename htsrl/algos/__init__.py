@@ -1,4 +1,5 @@
-"""A2C and PPO updates as plain functions over one window of rollout (see returns.py for GAE)."""
+"""A2C and PPO updates as plain functions over one window of rollout (see returns.py for GAE and the
+pre-update values, step.py for the optimizer step both share)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import torch
 
 from htsrl.algos.a2c import a2c_update
 from htsrl.algos.ppo import ppo_update
+from htsrl.algos.step import optimizer_step  # noqa: F401
 from htsrl.config import Config
 from htsrl.distributed import Local
 

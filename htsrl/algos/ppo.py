@@ -1,5 +1,7 @@
-"""PPO-clip over one window; the ratio uses the stored behaviour log-probabilities (in HTS mode those
-come from the parameters one update old).
+"""PPO-clip over one window; the ratio, the value clip and GAE start from the behaviour log-probabilities
+and values the actors stored (in HTS mode those come from the parameters one update old); only the
+bootstrap value of the next window's first observation and the truncation values are computed here
+(see ``behaviour_terms`` in returns.py).
 
 Under data parallelism (``dp``, see htsrl/distributed.py) ``w`` holds this rank's env columns
 ``[col0, col0 + N)`` of ``N * world_size``; the minibatch order is drawn over the global batch, each
@@ -12,19 +14,17 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from htsrl.algos.guards import check_finite
-from htsrl.algos.returns import Window, gae, truncation_values
+from htsrl.algos.returns import Window, behaviour_terms, gae
+from htsrl.algos.step import optimizer_step
 from htsrl.distributed import Local
 
 
 def ppo_update(cfg, model, optimizer, w: Window, generator: torch.Generator, dp=Local()) -> dict[str, float]:
     T, N = w.actions.shape
-    with torch.no_grad():
-        _, values = model(w.obs.flatten(0, 1))
-        values = values.view(T + 1, N)
-    adv, returns = gae(w, values, truncation_values(model, w), cfg.gamma, cfg.gae_lambda)
+    old_logp, values, trunc = behaviour_terms(model, w)
+    adv, returns = gae(w, values, trunc, cfg.gamma, cfg.gae_lambda)
 
-    obs, actions, old_logp = w.obs[:T].flatten(0, 1), w.actions.flatten(), w.logp.flatten()
+    obs, actions, old_logp = w.obs[:T].flatten(0, 1), w.actions.flatten(), old_logp.flatten()
     adv, returns, old_values = adv.flatten(), returns.flatten(), values[:T].flatten()
     n_global, col0 = N * dp.world_size, dp.env_offset(N * dp.world_size)
     B = T * n_global  # the global batch
@@ -56,12 +56,8 @@ def ppo_update(cfg, model, optimizer, w: Window, generator: torch.Generator, dp=
                 value_loss = 0.5 * ((v - returns[idx]) ** 2).sum() / mb_size
             entropy = -(logp_all.exp() * logp_all).sum() / mb_size
             loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy  # entropy is a bonus
-            optimizer.zero_grad(set_to_none=False)
-            loss.backward()
-            dp.sum_grads(model)
-            check_finite(model, policy=policy_loss, value=value_loss, entropy=entropy)
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            optimizer.step()
+            grad_norm = optimizer_step(model, optimizer, loss, cfg.max_grad_norm, dp,
+                                       policy=policy_loss, value=value_loss, entropy=entropy)
             with torch.no_grad():
                 row = dp.sum_(torch.stack([policy_loss, value_loss, entropy,
                                            ((ratio - 1) - log_ratio).sum() / mb_size,

@@ -1,4 +1,5 @@
-"""Generalized advantage estimation with time-limit bootstrapping.
+"""Generalized advantage estimation with time-limit bootstrapping, and where the pre-update values come
+from.
 
 An episode that ends by truncation (gymnasium ``truncated``) is not a terminal state: its reward is
 topped up with ``gamma * V(final_obs)``, the value of the observation the env returned before it was
@@ -23,6 +24,14 @@ class Window:
     reward: torch.Tensor       # (T, N)
     terminated: torch.Tensor   # (T, N) bool
     truncated: torch.Tensor    # (T, N) bool
+    # (T, N) float32: V(obs[t]) as the actors computed it when they chose actions[t] (the behaviour
+    # parameters, like ``logp``). None: PPO recomputes the values with one no-grad pass (slower).
+    value: torch.Tensor | None = None
+
+    def to(self, device, non_blocking: bool = False) -> Window:
+        """A copy with every tensor on ``device`` (uint8 observations stay uint8)."""
+        return Window(**{k: None if v is None else v.to(device, non_blocking=non_blocking)
+                         for k, v in vars(self).items()})
 
 
 def truncation_values(model, w: Window) -> torch.Tensor:
@@ -34,6 +43,41 @@ def truncation_values(model, w: Window) -> torch.Tensor:
             _, v = model(w.final_obs[idx])
         out[idx] = v
     return out
+
+
+def bootstrap_values(model, w: Window) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(V(obs[T]) (N,), truncation values (T, N))`` from one no-grad forward over the N bootstrap
+    observations and the truncated episodes' final observations, with the current parameters."""
+    T, N = w.reward.shape
+    idx = (w.truncated & ~w.terminated).nonzero(as_tuple=True)
+    obs = torch.cat([w.obs[T], w.final_obs[idx]]) if idx[0].numel() else w.obs[T]
+    with torch.no_grad():
+        _, v = model(obs)
+    trunc = torch.zeros(w.reward.shape, dtype=torch.float32, device=w.reward.device)
+    trunc[idx] = v[N:]
+    return v[:N], trunc
+
+
+def behaviour_terms(model, w: Window) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The pre-update terms PPO's ratio, value clip and GAE start from: ``(logp (T, N), values (T+1, N),
+    truncation values (T, N))``, all without gradient.
+
+    ``logp`` and ``values[:T]`` are the ones the actors stored at collection time. In lock-step mode the
+    actors ran the learner's current parameters, so they equal a recomputation up to floating-point
+    grouping; in HTS mode they are the behaviour policy's, one update old (the standard PPO choice, as
+    in CleanRL, SB3 and Kostrikov's code, which also use the rollout's values). Only ``values[T]`` (the
+    bootstrap for the first observation of the next window) and the truncation values are computed here,
+    with the current parameters. A window without stored values (``w.value is None``) gets all T+1
+    values from one no-grad pass with the current parameters instead (the former behaviour).
+    This is the one place to change to recompute log-probs and values with the current parameters.
+    """
+    T, N = w.actions.shape
+    if w.value is None:
+        with torch.no_grad():
+            _, values = model(w.obs.flatten(0, 1))
+        return w.logp, values.view(T + 1, N), truncation_values(model, w)
+    last, trunc = bootstrap_values(model, w)
+    return w.logp, torch.cat([w.value.to(last.dtype), last.unsqueeze(0)]), trunc
 
 
 def gae(w: Window, values: torch.Tensor, trunc_values: torch.Tensor, gamma: float, lam: float):
