@@ -1,5 +1,37 @@
-"""``htsrl eval DIR``: play the saved policy for K episodes on seeds disjoint from training and report
-the true score (no episodic life, no reward clipping); ``--video`` records one episode as MP4."""
+"""``htsrl eval DIR``: play the saved policy for K games and report their true score, measured by the
+same protocol as the score training reports; ``--video`` records one game as MP4.
+
+The protocol is training's, step for step, so a policy gets the same numbers from both:
+
+- **Envs.** The run's backend (Python or EnvPool) with the *training* wrappers
+  (``make_env_set(..., training=True)``), stepped as the executors step them: for Atari, no-op starts,
+  frame skip 4, episodic life, and FIRE after each lost life in games that need it (the Python backend
+  also restarts the frame stack there, as in training). An env that reports ``terminated`` or
+  ``truncated`` without the game being over (a lost life) is reset at once, as the executor does, and
+  the game goes on: the policy never sees those automatic steps (no-op, FIRE) and is never asked to
+  press FIRE to serve (a policy trained this way rarely does, and the game would stall until ALE
+  truncates it at 108,000 frames).
+- **Score.** The true score: unclipped rewards summed over every life, read from
+  ``info["htsrl_episode"]`` at the real end of the game, i.e. the number training records as
+  ``ep_return`` and reports as ``episodic_return`` / ``mean_return_last_100``. (The per-step rewards
+  are sign-clipped as in training; evaluation does not use them.)
+- **Length.** ``info["htsrl_episode"]["l"]``, training's ``episodic_length``: emulator frames for
+  Atari (the recorder sits below the frame skip, so it counts every frame, no-op starts and automatic
+  FIRE steps included: about 4 per agent step; EnvPool counts 4 per step), env steps elsewhere.
+  ``mean_steps`` is the number of actions the policy itself chose per game.
+- **Actions.** Sampled as the actors sample them (``engine.streams.sample``: inverse CDF of the softmax
+  at one uniform per step), or the argmax with ``greedy``.
+- **Seeds, disjoint from training.** Game ``e`` is played on a fresh start: its k-th reset (k=0 starts
+  the game; k>0 follow lost lives, where the Atari envs ignore the seed unless the game is over) uses
+  :func:`eval_seed` ``(seed, e, k)``, and its uniforms come from its own stream :func:`eval_uniforms`
+  ``(seed, e)``. Both are spawned from the run's seed under keys (4 and 5) that training never uses
+  (it uses 0..3, see engine/streams.py). So game ``e`` is the same game whatever ``--episodes`` is.
+
+A short evaluation is a noisy one: Breakout with sticky actions off is deterministic given the
+actions, so a weak policy's score depends mostly on the no-op start (its count modulo the frame
+skip), and 10 games can land mostly on one kind of start. Compare training's last-100 mean with 100
+games, not 10.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +42,23 @@ import numpy as np
 import torch
 
 from htsrl.config import Config, ConfigError
+from htsrl.engine.streams import sample
 from htsrl.envs import EPISODE_KEY, make_env_set, probe_env
 from htsrl.nn import build_model
 
-_EVAL_KEY = 4  # spawn key of evaluation seeds; training uses 0..3 (see engine/streams.py)
+# Spawn keys of evaluation's streams; training uses 0..3 (see engine/streams.py).
+_EVAL_RESETS, _EVAL_ACTIONS = 4, 5
 
 
-def eval_seed(seed: int, episode: int) -> int:
-    return int(np.random.SeedSequence(seed, spawn_key=(_EVAL_KEY, episode)).generate_state(1)[0])
+def eval_seed(seed: int, episode: int, reset: int = 0) -> int:
+    """Seed of the ``reset``-th reset of evaluation game ``episode`` (0: the start of the game)."""
+    key = (_EVAL_RESETS, episode) if reset == 0 else (_EVAL_RESETS, episode, reset)
+    return int(np.random.SeedSequence(seed, spawn_key=key).generate_state(1)[0])
+
+
+def eval_uniforms(seed: int, episode: int) -> np.random.Generator:
+    """The stream of uniforms game ``episode`` samples its actions from (one per policy step)."""
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(_EVAL_ACTIONS, episode))))
 
 
 def load_policy(run_dir: Path):
@@ -37,6 +78,40 @@ def load_policy(run_dir: Path):
     return cfg, model
 
 
+def play_game(env_set, model, seed: int, episode: int, greedy: bool = False, max_steps: int = 100_000,
+              on_step=None) -> dict:
+    """Play evaluation game ``episode`` on env 0 of ``env_set`` (built with ``training=True``) and return
+    its true score ``r``, length ``l`` (see the module docstring), score difference ``s`` (football,
+    else None) and ``steps`` (actions the policy chose). ``on_step()`` runs before each policy step."""
+    env = env_set.envs[0]
+    uniforms = eval_uniforms(seed, episode)
+    resets = 0
+
+    def reset():
+        nonlocal resets
+        obs, _ = env.reset(seed=eval_seed(seed, episode, resets))
+        resets += 1
+        return obs
+
+    obs = reset()
+    for step in range(max_steps):
+        if on_step is not None:
+            on_step()
+        with torch.inference_mode():
+            logits, _ = model(torch.as_tensor(np.asarray(obs)).unsqueeze(0))
+            if greedy:
+                action = logits.argmax(-1)
+            else:
+                action, _ = sample(logits, torch.tensor([uniforms.random()], dtype=torch.float64))
+        # as the executor steps an env: through its env set, then reset on any episode end
+        obs, _, terminated, truncated, info = env_set.step(range(1), action.numpy())[0]
+        if EPISODE_KEY in info:  # the real end of the game (not a lost life)
+            return {**info[EPISODE_KEY], "steps": step + 1}
+        if terminated or truncated:  # a lost life: the training episode ends, the game goes on
+            obs = reset()
+    raise RuntimeError(f"episode {episode} did not end within {max_steps} steps")
+
+
 def evaluate(run_dir: str | Path, episodes: int = 10, greedy: bool = False, video: str | Path | None = None,
              max_steps: int = 100_000) -> dict:
     if episodes <= 0:
@@ -46,41 +121,30 @@ def evaluate(run_dir: str | Path, episodes: int = 10, greedy: bool = False, vide
     kwargs = dict(cfg.env_kwargs)
     if video is not None:
         kwargs["render_mode"] = "rgb_array"
-    env_set = make_env_set(cfg.env, kwargs, cfg.env_backend, range(1), training=False)  # the run's backend
-    env = env_set.envs[0]
-    generator = torch.Generator().manual_seed(eval_seed(cfg.seed, episodes + 1))  # action sampling
-    scores, score_diffs, lengths = [], [], []
+    # the run's backend, with the wrappers training steps (episodic life, FIRE after a lost life)
+    env_set = make_env_set(cfg.env, kwargs, cfg.env_backend, range(1), training=True)
+    games = []
     writer = None
-    for ep in range(episodes):
-        obs, _ = env.reset(seed=eval_seed(cfg.seed, ep))
-        record = video is not None and ep == 0
-        for _ in range(max_steps):
-            if record:
-                writer = _write_frame(writer, env.render(), Path(video))
-            with torch.inference_mode():
-                logits, _ = model(torch.as_tensor(np.asarray(obs)).unsqueeze(0))
-            if greedy:
-                action = int(logits.argmax(-1))
-            else:
-                action = int(torch.multinomial(torch.softmax(logits, -1), 1, generator=generator))
-            obs, _, terminated, truncated, info = env.step(action)
-            if EPISODE_KEY in info:  # the real end of the game (not a lost life)
-                scores.append(info[EPISODE_KEY]["r"])
-                lengths.append(info[EPISODE_KEY]["l"])
-                if info[EPISODE_KEY]["s"] is not None:
-                    score_diffs.append(info[EPISODE_KEY]["s"])
-                break
-            if terminated or truncated:
-                obs, _ = env.reset()
-        else:
-            raise RuntimeError(f"episode {ep} did not end within {max_steps} steps")
-        if record and writer is not None:
-            writer.release()
-            writer = None
-    env_set.close()
+    try:
+        for ep in range(episodes):
+            on_step = None
+            if video is not None and ep == 0:
+                def on_step():
+                    nonlocal writer
+                    writer = _write_frame(writer, env_set.envs[0].render(), Path(video))
+            games.append(play_game(env_set, model, cfg.seed, ep, greedy=greedy, max_steps=max_steps,
+                                   on_step=on_step))
+            if writer is not None:
+                writer.release()
+                writer = None
+    finally:
+        env_set.close()
+    scores = [g["r"] for g in games]
+    score_diffs = [g["s"] for g in games if g["s"] is not None]
     result = {"run_dir": str(run_dir), "env": cfg.env, "episodes": episodes, "greedy": greedy,
               "mean_score": float(np.mean(scores)), "std_score": float(np.std(scores)),
-              "mean_length": float(np.mean(lengths)), "scores": scores}
+              "mean_length": float(np.mean([g["l"] for g in games])),
+              "mean_steps": float(np.mean([g["steps"] for g in games])), "scores": scores}
     if score_diffs:
         result["mean_score_difference"] = float(np.mean(score_diffs))
     if video is not None:
@@ -100,4 +164,3 @@ def _write_frame(writer, frame, path: Path):
             raise RuntimeError(f"cannot write video {path} (OpenCV without an MP4 encoder?)")
     writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     return writer
-

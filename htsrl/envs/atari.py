@@ -2,7 +2,9 @@
 
 noop reset (<=30), frame skip 4 with max-pool over the last two frames, 84x84 gray, fire on reset,
 4-frame stack; for training also episodic life and sign-clipped rewards. The true game score is
-recorded below all of these (EpisodeStats) and reported at the real game over.
+recorded below all of these (EpisodeStats) and reported at the real game over, with the episode's
+length in emulator frames (EpisodeStats sits below the frame skip). ``htsrl eval`` plays with the
+training wrappers too (``training=True``), so it measures a policy as training does (evaluate.py).
 """
 
 from __future__ import annotations
