@@ -8,7 +8,10 @@ filled as the actors would, outside the timed region.
 Each repetition times ``--updates`` updates of each path, old and new in alternating order, on its own
 copy of the model and optimizer. Printed: milliseconds per sample (CPU time of the process via
 ``time.process_time``, all threads, and wall time), medians over repetitions, and the new/old ratio
-(median of the per-repetition ratios, so that machine noise common to a pair cancels). The old code is
+(median of the per-repetition ratios, so that machine noise common to a pair cancels). Beside the times,
+a noise-free measure of the work: rows the model forwards with and without gradients, and the FLOPs
+of one update (``torch.utils.flop_counter``: convolutions and matmuls, forward and backward), per
+sample. The old code is
 read with ``git show <commit>:htsrl/algos/<algo>.py``; without it (``--no-compare``, or the commit or
 its imports gone) only the new path is timed.
 
@@ -31,6 +34,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from htsrl.algos import a2c_update, make_optimizer, ppo_update
 from htsrl.algos.returns import Window
@@ -72,6 +76,33 @@ def make_window(model, T: int, N: int, seed: int) -> Window:
     return w
 
 
+class RowCounter(torch.nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.grad_rows, self.nograd_rows = inner, 0, 0
+
+    def forward(self, obs):
+        if torch.is_grad_enabled():
+            self.grad_rows += obs.shape[0]
+        else:
+            self.nograd_rows += obs.shape[0]
+        return self.inner(obs)
+
+
+def work(fn, algo, cfg, model, w) -> dict:
+    """Rows and FLOPs of one update, per sample, on a throwaway copy of the model."""
+    m = RowCounter(copy.deepcopy(model))
+    opt = make_optimizer(cfg, m)
+    with FlopCounterMode(display=False) as fc:
+        if algo == "a2c":
+            fn(cfg, m, opt, w)
+        else:
+            fn(cfg, m, opt, w, torch.Generator().manual_seed(0))
+    samples = w.actions.numel()
+    return {"grad_rows": m.grad_rows / samples, "nograd_rows": m.nograd_rows / samples,
+            "mflop": fc.get_total_flops() / samples / 1e6}
+
+
 def run_algo(algo: str, reps: int, updates: int, old_fn, seed: int) -> dict:
     cfg = SimpleNamespace(**PRESETS[PRESET[algo]], algo=algo)
     T, N = cfg.alpha, cfg.num_envs
@@ -92,6 +123,7 @@ def run_algo(algo: str, reps: int, updates: int, old_fn, seed: int) -> dict:
         else:
             paths[name](cfg, m, opt, w, gen)
 
+    flops = {name: work(fn, algo, cfg, model, w) for name, fn in paths.items()}
     for name in paths:  # warm-up: allocator, oneDNN primitives, optimizer state
         one(name)
     samples = updates * T * N
@@ -110,23 +142,27 @@ def run_algo(algo: str, reps: int, updates: int, old_fn, seed: int) -> dict:
             file=sys.stderr, flush=True)
     out = {"algo": algo, "preset": PRESET[algo], "num_envs": N, "alpha": T, "epochs": cfg.epochs,
            "minibatches": cfg.minibatches, "updates_per_rep": updates, "reps": reps, "samples_per_update": T * N,
-           "runs": times,
+           "work_per_sample": flops, "runs": times,
            "median": {n: {k: statistics.median(v) for k, v in t.items()} for n, t in times.items()}}
     if "old" in paths:
         out["new_over_old"] = {k: statistics.median(n / o for n, o in zip(times["new"][k], times["old"][k]))
                                for k in ("cpu_ms", "wall_ms")}
+        out["new_over_old"]["mflop"] = flops["new"]["mflop"] / flops["old"]["mflop"]
     return out
 
 
 def format_table(results: list[dict]) -> str:
-    head = (f"{'algo':<5} {'path':<4} {'cpu ms/sample':>14} {'wall ms/sample':>15} {'new/old cpu':>12} "
-            f"{'new/old wall':>13}")
+    head = (f"{'algo':<5} {'path':<4} {'rows/sample grad+nograd':>24} {'MFLOP/sample':>13} {'cpu ms/sample':>14} "
+            f"{'wall ms/sample':>15} {'new/old MFLOP':>14} {'new/old cpu':>12} {'new/old wall':>13}")
     lines = [head, "-" * len(head)]
     for r in results:
         for name, med in r["median"].items():
+            wk = r["work_per_sample"][name]
             ratio = r.get("new_over_old") if name == "new" else None
-            lines.append(f"{r['algo']:<5} {name:<4} {med['cpu_ms']:>14.3f} {med['wall_ms']:>15.3f} "
-                         + (f"{ratio['cpu_ms']:>12.3f} {ratio['wall_ms']:>13.3f}" if ratio else ""))
+            rows = f"{wk['grad_rows']:.3f} + {wk['nograd_rows']:.3f}"
+            ratios = f"{ratio['mflop']:>14.3f} {ratio['cpu_ms']:>12.3f} {ratio['wall_ms']:>13.3f}" if ratio else ""
+            lines.append(f"{r['algo']:<5} {name:<4} {rows:>24} {wk['mflop']:>13.1f} {med['cpu_ms']:>14.3f} "
+                         f"{med['wall_ms']:>15.3f} {ratios}")
     return "\n".join(lines)
 
 
