@@ -1,6 +1,6 @@
 """htsrl: high-throughput synchronous deep RL (HTS-RL) for A2C and PPO."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from htsrl.config import Config  # noqa: E402
 

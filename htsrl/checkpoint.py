@@ -4,6 +4,11 @@ File layout: ``MAGIC | sha256(payload) | len(payload) | payload`` where the payl
 of the state dict. A file whose magic, length or hash is off is refused whole, never half-loaded. A
 write goes to a temporary file that is fsynced and renamed over the old one, so a failure while
 saving (full disk, crash) leaves the previous checkpoint intact.
+
+The hash catches corruption, not tampering: anyone can write a file with a matching hash. So a
+checkpoint holds only tensors and plain Python types (numbers, strings, lists, dicts) and is loaded
+with ``weights_only=True``: a shared run directory whose checkpoint would run code when unpickled is
+refused, and the code does not run.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -65,5 +72,12 @@ def load_checkpoint(run_dir: Path) -> dict:
         raise CheckpointError(f"{path} is truncated ({len(payload)} of {length} bytes); refusing to load it")
     if hashlib.sha256(payload).digest() != digest:
         raise CheckpointError(f"{path} is corrupt (sha256 mismatch); refusing to load it")
-    # Our own file, verified by its hash: it holds numpy arrays and RNG states, not only tensors.
-    return torch.load(io.BytesIO(payload), weights_only=False, map_location="cpu")
+    try:
+        return torch.load(io.BytesIO(payload), weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as e:
+        found = re.search(r"Unsupported[^\n]*?(GLOBAL [\w.]+|operand \d+|class [\w.]+)", str(e))
+        what = f" ({found.group(0).strip()})" if found else ""
+        older = " (checkpoints of htsrl 0.1 held numpy arrays: resume such a run with the htsrl that wrote it)" \
+            if "numpy" in str(e) else ""
+        raise CheckpointError(f"{path} holds objects other than tensors and plain types{what}; loading it could run "
+                              f"code, so htsrl refuses it{older}") from None

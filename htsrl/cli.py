@@ -10,26 +10,48 @@ import sys
 import typing
 from pathlib import Path
 
-from htsrl.config import Config, ConfigError
+from htsrl.config import Config
+from htsrl.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, ConfigError, HtsrlError
 
 # Before torch loads: idle OpenMP threads sleep instead of spinning, so a learner thread waiting in a
 # parallel region does not steal the core an environment needs (measured: +4% SPS on Breakout).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
+
+class _Parser(argparse.ArgumentParser):
+    """Bad input is one line and exit code 2, like every other htsrl error (argparse would print the
+    whole usage first)."""
+
+    def error(self, message: str):
+        self.exit(EXIT_BAD_INPUT, f"htsrl: error: {message} (see '{self.prog} --help')\n")
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows '(default: X)' only where the default is a value; htsrl's config flags default to None
+    (so a given flag is told apart from a preset's) and carry their real default in their help."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
     hints = typing.get_type_hints(Config)
+    defaults = Config()
     for f in dataclasses.fields(Config):
-        flag = "--" + f.name.replace("_", "-")
-        help_ = f.metadata.get("help", "")
         typ = hints[f.name]
-        base = [a for a in typing.get_args(typ) if a is not type(None)] or [typ]
-        base = base[0]
+        base = ([a for a in typing.get_args(typ) if a is not type(None)] or [typ])[0]
+        help_ = f.metadata.get("help", "")
+        default = getattr(defaults, f.name)
+        if default is not None and default != {} and "default" not in help_:
+            help_ += f" (default: {str(default).lower() if isinstance(default, bool) else default})"
+        elif default is None and "default" not in help_:
+            help_ += " (default: from the preset)"
         kw: dict = {"dest": f.name, "default": None, "help": help_}
         if "choices" in f.metadata:
             kw["choices"] = f.metadata["choices"]
+        flag = "--" + f.name.replace("_", "-")
         if base is bool:
             p.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
         elif base is dict:
@@ -49,15 +71,16 @@ def _json_dict(text: str) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="htsrl", description="High-throughput synchronous RL (HTS-RL)")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="htsrl", description="High-throughput synchronous RL (HTS-RL)")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     train = sub.add_parser("train", help="train an A2C/PPO agent",
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                           formatter_class=_HelpFormatter)
     _add_config_flags(train)
     train.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its checkpoint "
-                       "(bitwise identical to an uninterrupted run); only layout flags and --total-steps may change")
+                       "(bitwise identical to an uninterrupted run); flags given must equal the run's, except layout "
+                       "and run-control flags")
     be = sub.add_parser("bench", help="throughput: raw ceiling vs lock-step vs HTS vs SB3, side by side",
-                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                        formatter_class=_HelpFormatter)
     _add_config_flags(be)
     be.add_argument("--steps", type=int, default=20_000, help="agent steps per run")
     be.add_argument("--reps", type=int, default=3, help="repetitions (interleaved)")
@@ -72,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--out", default="steptime", help="folder for steptime.json/.png and step_times.npy")
     ev = sub.add_parser("eval", help="play a trained policy and report its true score")
     ev.add_argument("run_dir")
-    ev.add_argument("--episodes", type=int, default=10, help="episodes to play")
+    ev.add_argument("--episodes", type=int, default=30, help="games to play (an Atari score varies a lot from game "
+                    "to game: 10 games can be far from the mean)")
     ev.add_argument("--greedy", action="store_true", help="take the most likely action instead of sampling")
     ev.add_argument("--video", nargs="?", const="", default=None, metavar="PATH",
                     help="record the first episode as MP4 (default path: RUN_DIR/eval.mp4)")
@@ -83,11 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# What may differ on resume: nothing here changes the numbers.
-RESUMABLE = {"total_steps", "stop_at_steps", "max_restarts", "num_executors", "num_actors", "serial", "watchdog_s", "progress", "checkpoint_every"}
-
-
 def config_from_args(args: argparse.Namespace) -> Config:
+    """The config of this invocation: the flags given over the defaults, or, with --resume DIR, over the
+    run's saved config (``train`` then refuses any given flag that would change the numbers)."""
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config) if getattr(args, f.name) is not None}
     if not args.resume:
         cfg = Config(**given)
@@ -98,14 +120,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
     saved = Path(args.resume) / "config.json"
     if not saved.is_file():
         raise ConfigError(f"--resume {args.resume}: no config.json there (is it a run directory?)")
-    changed = sorted(k for k in given if k not in RESUMABLE)
-    if changed:
-        raise ConfigError(f"--resume cannot change {', '.join('--' + k.replace('_', '-') for k in changed)} "
-                          f"(it would change the numbers); only {sorted(RESUMABLE)} may differ")
+    if "run_dir" in given and Path(given["run_dir"]).resolve() != Path(args.resume).resolve():
+        raise ConfigError(f"--run-dir {given['run_dir']} is not the run being resumed ({args.resume})")
     base = json.loads(saved.read_text())
-    if "total_steps" in given and given["total_steps"] != base["total_steps"] and base.get("lr_decay", True):
-        raise ConfigError(f"--resume cannot change --total-steps ({base['total_steps']} -> {given['total_steps']}): "
-                          "the learning-rate decay spans the whole run")
     base["stop_at_steps"] = None  # a stop point belongs to one invocation, not to the run
     base.update(given)
     base["run_dir"] = args.resume
@@ -115,39 +132,28 @@ def config_from_args(args: argparse.Namespace) -> Config:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return _run(args)
-    except ConfigError as e:  # bad input, from any command: one line, exit 2
-        print(f"htsrl: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        code = _run(args)
+    except HtsrlError as e:  # from any command: one message, the error's exit code
+        what = {EXIT_BAD_INPUT: "error", EXIT_INTERRUPTED: "interrupted"}.get(e.exit_code, "run failed")
+        print(f"htsrl: {what}: {e}", file=sys.stderr)
+        code = e.exit_code
+    except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, without a checkpoint
+        print("htsrl: interrupted; all processes stopped", file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # A torchrun rank: everything is on disk and the process group is gone. Skip the interpreter's
+        # shutdown, where native threads of torch.distributed can still abort a finished job (seen as
+        # SIGABRT after "run saved"): the exit code is the run's, every time.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def _run(args: argparse.Namespace) -> int:
     if args.command == "train":
-        from htsrl.algos.guards import NonFiniteError
-        from htsrl.checkpoint import CheckpointError
-        from htsrl.engine.rollout import RolloutError
-        from htsrl.engine.runner import Interrupted, train
-        try:
-            cfg = config_from_args(args)
-            summary = train(cfg, resume=bool(args.resume))
-        except CheckpointError as e:
-            print(f"htsrl: error: {e}", file=sys.stderr)
-            return EXIT_BAD_INPUT if args.resume else EXIT_FAILED
-        except RolloutError as e:
-            print(f"htsrl: run failed: {e}", file=sys.stderr)
-            return EXIT_FAILED
-        except NonFiniteError as e:
-            kept = Path(cfg.run_dir) / "checkpoint.pt"
-            tail = f"the last good checkpoint ({kept}) is kept" if kept.exists() else "no checkpoint was saved yet"
-            print(f"htsrl: run failed: {e} (NaN/inf); stopped before it reached the weights; {tail}", file=sys.stderr)
-            return EXIT_FAILED
-        except Interrupted:
-            print(f"htsrl: interrupted; checkpoint saved, continue with: htsrl train --resume {cfg.run_dir}",
-                  file=sys.stderr)
-            return EXIT_INTERRUPTED
-        except KeyboardInterrupt:
-            print("htsrl: interrupted; all processes stopped", file=sys.stderr)
-            return EXIT_INTERRUPTED
+        from htsrl.engine.runner import train
+        summary = train(config_from_args(args), resume=bool(args.resume))
         keys = ("env_steps", "updates", "wall_time_s", "sps", "episodes", "mean_return_last_100", "params_sha256")
         print(json.dumps({k: summary[k] for k in keys}))
         if summary["finished"]:
@@ -158,8 +164,7 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "bench":
         from htsrl.bench import bench
         if args.steps <= 0 or args.reps <= 0:
-            print("htsrl: error: --steps and --reps must be positive", file=sys.stderr)
-            return EXIT_BAD_INPUT
+            raise ConfigError("--steps and --reps must be positive")
         given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config) if getattr(args, f.name) is not None}
         if given.get("env", "").startswith("synthetic/") and "num_executors" not in given:
             # one env per executor: sleeping envs then step in parallel, as the Claim 1 model assumes

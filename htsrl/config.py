@@ -12,12 +12,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from htsrl.errors import ConfigError
+from htsrl.presets import PRESETS, default_preset, is_atari  # noqa: F401  (re-exported)
 
 
-def _f(default: Any, help: str, **kw: Any) -> Any:
+# What kind of setting each field is. One declaration, from which the resume check (only LAYOUT and
+# RUN_CONTROL may change on resume) and ``htsrl plot``'s grouping (runs that differ only in IDENTITY,
+# LAYOUT and RUN_CONTROL are seeds of one curve) both derive.
+NUMERICS = "numerics"        # changes the numbers of a run (also mode, num_envs, device, threads)
+LAYOUT = "layout"            # how many processes run it and how: never changes the numbers
+IDENTITY = "identity"        # which run this is: its seed and its folder
+RUN_CONTROL = "run_control"  # when it stops, saves, restarts and what it prints: never changes the numbers
+KINDS = (NUMERICS, LAYOUT, IDENTITY, RUN_CONTROL)
+
+
+def _f(default: Any, help: str, kind: str = NUMERICS, **kw: Any) -> Any:
+    assert kind in KINDS, kind
+    meta = {"help": help, "kind": kind, **kw}
     if isinstance(default, (dict, list)):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kw})
-    return field(default=default, metadata={"help": help, **kw})
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 ENV_BACKENDS = ("python", "envpool")
@@ -29,26 +42,17 @@ class Config:
     env: str = _f("ALE/Breakout-v5", "Gymnasium id (ALE/..., CartPole-v1, htsrl/... debug envs)")
     env_kwargs: dict = _f({}, "JSON dict passed to gymnasium.make")
     algo: str = _f("ppo", "ppo or a2c", choices=("ppo", "a2c"))
-    preset: str | None = _f(None, "hyper-parameter preset (default: atari-a2c for a2c; for ppo atari-ppo on "
-                            "Atari, football-ppo on football, classic-ppo otherwise)")
+    preset: str | None = _f(None, "hyper-parameter preset, each a cited published setting (htsrl/presets.py); "
+                            "default by algo and env: atari-ppo/atari-a2c on Atari, football-ppo (a2c: "
+                            "atari-a2c) on football, classic-ppo/classic-a2c otherwise")
     total_steps: int = _f(10_000_000, "agent steps over all envs (rounded up to whole windows)")
-    seed: int = _f(1, "master seed: env seeds, action streams, initial weights, minibatches")
-    run_dir: str | None = _f(None, "output folder (default runs/<env>__<algo>__<seed>__<time>)")
-    # --- runtime layout (does not change the numbers)
+    seed: int = _f(1, "master seed: env seeds, action streams, initial weights, minibatches", kind=IDENTITY)
+    run_dir: str | None = _f(None, "output folder (default runs/<env>__<algo>__<seed>__<time>)", kind=IDENTITY)
+    # --- settings that change the numbers besides the algorithm's (documented in README)
     mode: str = _f("hts", "hts: overlapped rollout/learning, lag 1; sync: lock-step A2C/PPO baseline; raw: "
                    "random actions, no inference or learning (the throughput ceiling, for htsrl bench)",
                    choices=("hts", "sync", "raw"))
-    num_envs: int | None = _f(None, "environments (preset: 8 for PPO, 16 for A2C)")
-    num_executors: int = _f(2, "processes that step environments")
-    num_actors: int = _f(1, "inference processes (hts mode; sync mode infers in the learner)")
-    serial: bool = _f(False, "run every role in one process (for pdb); same numbers as parallel")
-    stop_at_steps: int | None = _f(None, "stop with a checkpoint once this many steps are learned; the run "
-                                   "stays resumable with --resume (e.g. to fit a job's time limit)")
-    checkpoint_every: int = _f(50, "save a checkpoint every N updates (0: only at the end and on Ctrl-C)")
-    max_restarts: int = _f(3, "times a run may restart its rollout after a role died or an env raised")
-    watchdog_s: float = _f(120.0, "stop with a message if a window takes longer than this")
-    progress: bool = _f(True, "print a live progress line")
-    # --- settings that change the numbers (documented in README)
+    num_envs: int | None = _f(None, "environments (default from the preset)")
     envs_per_group: int | None = _f(None, "inference batch: envs always inferred together "
                                     "(default: largest divisor of num_envs <= num_envs/4)")
     device: str = _f("cpu", "learner device: cpu, cuda or cuda:N (deterministic CUDA settings are applied)")
@@ -57,7 +61,20 @@ class Config:
                           "Atari, one batched call per group; see docs/ARCHITECTURE.md for its semantics)",
                           choices=ENV_BACKENDS)
     learner_threads: int = _f(2, "torch threads of the learner (reduction order may change with it)")
-    # --- algorithm
+    # --- runtime layout (never changes the numbers)
+    num_executors: int = _f(2, "processes that step environments", kind=LAYOUT)
+    num_actors: int = _f(1, "inference processes (hts mode; sync mode infers in the learner)", kind=LAYOUT)
+    serial: bool = _f(False, "run every role in one process (for pdb); same numbers as parallel", kind=LAYOUT)
+    # --- run control (never changes the numbers)
+    stop_at_steps: int | None = _f(None, "stop with a checkpoint once this many steps are learned; the run "
+                                   "stays resumable with --resume (e.g. to fit a job's time limit)", kind=RUN_CONTROL)
+    checkpoint_every: int = _f(50, "save a checkpoint every N updates (0: only at the end and on Ctrl-C)",
+                               kind=RUN_CONTROL)
+    max_restarts: int = _f(3, "times a run may restart its rollout after a role died or an env raised",
+                           kind=RUN_CONTROL)
+    watchdog_s: float = _f(120.0, "stop with a message if a window takes longer than this", kind=RUN_CONTROL)
+    progress: bool = _f(True, "print a live progress line", kind=RUN_CONTROL)
+    # --- algorithm (unset: from the preset)
     alpha: int | None = _f(None, "rollout length = steps per env between barriers")
     lr: float | None = _f(None, "learning rate")
     lr_decay: bool | None = _f(None, "linear learning-rate decay to 0")
@@ -74,6 +91,13 @@ class Config:
     epochs: int | None = _f(None, "PPO epochs per update")
     minibatches: int | None = _f(None, "PPO minibatches per epoch")
     norm_adv: bool | None = _f(None, "normalize advantages over the batch (PPO)")
+    # --- the lag of one update (HTS mode; lock-step has none, and both settings are then the same)
+    proximal: str = _f("current", "what an update is centred on in hts mode, where the window was collected by the "
+                       "parameters one update old: 'behaviour' (plain PPO/A2C on the lagged samples) or "
+                       "'current' (the learner's parameters at the start of the update; PPO clips around them "
+                       "and both weight each sample by pi_current/pi_behaviour, clamped: decoupled PPO)",
+                       choices=("behaviour", "current"))
+    max_is_weight: float = _f(2.0, "clamp of the importance weight pi_current/pi_behaviour (--proximal current)")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -87,41 +111,35 @@ class Config:
         return cls(**d)
 
 
-# Kostrikov's pytorch-a2c-ppo-acktr-gail Atari settings, and the HTS-RL football PPO settings.
-PRESETS: dict[str, dict[str, Any]] = {
-    "atari-ppo": dict(num_envs=8, alpha=128, lr=2.5e-4, lr_decay=True, optimizer="adam", optim_eps=1e-5,
-                      rmsprop_alpha=0.99, gamma=0.99, gae_lambda=0.95, ent_coef=0.01, vf_coef=0.5,
-                      max_grad_norm=0.5, clip_coef=0.1, clip_value_loss=True, epochs=4, minibatches=4,
-                      norm_adv=True),
-    "atari-a2c": dict(num_envs=16, alpha=5, lr=7e-4, lr_decay=True, optimizer="rmsprop", optim_eps=1e-5,
-                      rmsprop_alpha=0.99, gamma=0.99, gae_lambda=1.0, ent_coef=0.01, vf_coef=0.5,
-                      max_grad_norm=0.5, clip_coef=0.1, clip_value_loss=False, epochs=1, minibatches=1,
-                      norm_adv=False),
-    "football-ppo": dict(num_envs=16, alpha=128, lr=3.43e-4, lr_decay=True, optimizer="adam", optim_eps=1e-5,
-                         rmsprop_alpha=0.99, gamma=0.993, gae_lambda=0.95, ent_coef=0.003, vf_coef=0.5,
-                         max_grad_norm=0.64, clip_coef=0.08, clip_value_loss=True, epochs=2, minibatches=8,
-                         norm_adv=True),
-    # Classic control (CartPole & co.): CleanRL's ppo.py settings with more epochs.
-    "classic-ppo": dict(num_envs=8, alpha=128, lr=1e-3, lr_decay=True, optimizer="adam", optim_eps=1e-5,
-                        rmsprop_alpha=0.99, gamma=0.99, gae_lambda=0.95, ent_coef=0.0, vf_coef=0.5,
-                        max_grad_norm=0.5, clip_coef=0.2, clip_value_loss=True, epochs=10, minibatches=4,
-                        norm_adv=True),
-}
+def fields_of_kind(*kinds: str) -> list[str]:
+    return [f.name for f in dataclasses.fields(Config) if f.metadata["kind"] in kinds]
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def check_resume(saved: Config, given: Config) -> None:
+    """A resumed run continues with the numbers it started with: every NUMERICS and IDENTITY setting of
+    ``given`` (this invocation, resolved) must equal ``saved`` (the run's, resolved). LAYOUT and
+    RUN_CONTROL settings may differ; so may ``total_steps`` when the learning rate does not decay over it.
+    Raises ConfigError naming each differing flag with its saved and given value."""
+    differ = []
+    for name in fields_of_kind(NUMERICS, IDENTITY):
+        if name == "run_dir" or (name == "total_steps" and not saved.lr_decay):
+            continue
+        was, now = getattr(saved, name), getattr(given, name)
+        if was != now:
+            differ.append(f"{flag(name)} (saved {was!r}, given {now!r})")
+    if differ:
+        extra = "" if saved.lr_decay is False else "; --total-steps may not, as the learning-rate decay spans the run"
+        raise ConfigError(f"--resume cannot change {', '.join(differ)}: they change the numbers; only layout and "
+                          f"run-control flags may differ ({', '.join(map(flag, fields_of_kind(LAYOUT, RUN_CONTROL)))})"
+                          f"{extra}")
+
+
 ALGOS = ("ppo", "a2c")
-
-
-def is_atari(env_id: str) -> bool:
-    return env_id.startswith("ALE/") or env_id.endswith("NoFrameskip-v4")
-
-
-def default_preset(algo: str, env: str) -> str:
-    if algo == "a2c":
-        return "atari-a2c"
-    if is_atari(env):
-        return "atari-ppo"
-    if env.startswith("football/"):
-        return "football-ppo"
-    return "classic-ppo"
+MODES = ("hts", "sync", "raw")
 
 
 def default_envs_per_group(num_envs: int) -> int:
@@ -135,8 +153,8 @@ def resolve(cfg: Config) -> Config:
     """Fill preset values into unset fields and validate; raises ConfigError with one clear line."""
     if cfg.algo not in ALGOS:
         raise ConfigError(f"--algo must be one of {list(ALGOS)}, got {cfg.algo!r}")
-    if cfg.mode not in ("hts", "sync", "raw"):
-        raise ConfigError(f"--mode must be 'hts', 'sync' or 'raw', got {cfg.mode!r}")
+    if cfg.mode not in MODES:
+        raise ConfigError(f"--mode must be one of {list(MODES)}, got {cfg.mode!r}")
     preset_name = cfg.preset or default_preset(cfg.algo, cfg.env)
     if preset_name not in PRESETS:
         raise ConfigError(f"unknown --preset {preset_name!r}; choose one of {sorted(PRESETS)}")
@@ -159,6 +177,10 @@ def validate(c: Config) -> None:
         v = getattr(c, name)
         if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {v!r}")
+    if c.proximal not in ("behaviour", "current"):
+        raise ConfigError(f"--proximal must be 'behaviour' or 'current', got {c.proximal!r}")
+    if not c.max_is_weight >= 1.0:
+        raise ConfigError(f"--max-is-weight must be >= 1 (a weight of 1 is on-policy), got {c.max_is_weight!r}")
     for name in ["lr", "watchdog_s", "optim_eps"]:
         if not getattr(c, name) > 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(c, name)!r}")

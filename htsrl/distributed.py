@@ -13,13 +13,14 @@ the order of the floating-point reduction.
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 
 import torch
 import torch.distributed as dist
 
 
-class Local:
+class SingleProcess:
     """The single-process case: one rank owning every env."""
 
     rank, world_size = 0, 1
@@ -36,11 +37,13 @@ class Local:
     def gather(self, obj) -> list:
         return [obj]
 
-    def close(self) -> None:
+    def close(self, clean: bool = True) -> None:
         pass
 
 
-class DataParallel(Local):
+
+
+class DataParallel(SingleProcess):
     def __init__(self, timeout_s: float, device: str = "cpu"):
         backend = "nccl" if device.startswith("cuda") and os.environ.get("HTSRL_BACKEND") != "gloo" else "gloo"
         if not dist.is_initialized():
@@ -68,9 +71,18 @@ class DataParallel(Local):
         dist.all_gather_object(out, obj)
         return out
 
-    def close(self) -> None:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+    def close(self, clean: bool = True) -> None:
+        """``clean``: every rank got here the same way (the run finished, or all stopped at one barrier).
+        Then the ranks meet once more, so none tears down its connections while a peer still uses them,
+        destroy the group, and collect the garbage while the interpreter is fully alive: gloo's work
+        objects hold tensors, and freeing them during interpreter shutdown aborts the process
+        ("terminate called without an active exception"). After a failure a peer may be gone, and a
+        collective would wait for it until the timeout: the process just exits with its error."""
+        if not dist.is_initialized() or not clean:
+            return
+        dist.barrier()
+        dist.destroy_process_group()
+        gc.collect()
 
 
 def launched_by_torchrun() -> bool:

@@ -112,7 +112,7 @@ def play_game(env_set, model, seed: int, episode: int, greedy: bool = False, max
     raise RuntimeError(f"episode {episode} did not end within {max_steps} steps")
 
 
-def evaluate(run_dir: str | Path, episodes: int = 10, greedy: bool = False, video: str | Path | None = None,
+def evaluate(run_dir: str | Path, episodes: int = 30, greedy: bool = False, video: str | Path | None = None,
              max_steps: int = 100_000) -> dict:
     if episodes <= 0:
         raise ConfigError(f"--episodes must be positive, got {episodes}")

@@ -31,10 +31,25 @@ def test_refused_with_one_line(tmp_path, capsys, args, message):
     assert not run_dir.exists()  # nothing started
 
 
-def test_argparse_errors_exit_2(capsys):
+@pytest.mark.parametrize("args,message", [
+    (["train", "--num-envs", "many"], "argument --num-envs: invalid int value: 'many'"),
+    (["train", "--env-kwargs", "[1]"], "argument --env-kwargs: must be a JSON object"),
+    (["train", "--algo", "dqn"], "argument --algo: invalid choice: 'dqn'"),
+    (["trian"], "invalid choice: 'trian'"),
+])
+def test_argparse_errors_are_one_line_exit_2(capsys, args, message):
     with pytest.raises(SystemExit) as e:
-        main(["train", "--num-envs", "many"])
+        main(args)
     assert e.value.code == 2
-    with pytest.raises(SystemExit) as e:
-        main(["train", "--env-kwargs", "[1]"])
-    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and err.startswith("htsrl: error:") and len(err.splitlines()) == 1, err
+
+
+def test_help_shows_real_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert "(default: None)" not in text
+    assert "processes that step environments (default: 2)" in text
+    assert "learning rate (default: from the preset)" in text
+    assert "--resume DIR" in text

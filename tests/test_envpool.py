@@ -181,7 +181,7 @@ def test_forked_roles_never_destroy_a_pool_of_the_parent():
     import gc
     import multiprocessing
 
-    from htsrl.engine.rollout import start_roles
+    from htsrl.engine.processes import start_roles
     gc.disable()  # keep the garbage until the child has forked
     try:
         pool = EnvPoolAtari("ALE/Breakout-v5", {}, range(2), num_threads=2)

@@ -240,7 +240,6 @@ def test_env_exception_is_retryable(tmp_path):
     assert "RuntimeError: injected env fault at step 3" in str(failed.value)
 
 
-@pytest.mark.xfail(strict=True, reason="needs the runner to stop on RoleFailed.retryable == False (issue 12)")
 def test_replay_mismatch_is_not_retried(tmp_path, capsys):
     """A transient fault restarts the rollout; the replay of the restart cannot retrace the envs (they are
     not deterministic given their seeds), so the run stops at once, naming the mismatch, instead of

@@ -18,7 +18,7 @@ NAMES = ["charts/episodic_return", "charts/episodic_length", "charts/sps", "loss
 @pytest.fixture(scope="module")
 def cartpole_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("cartpole")
-    assert main(["train", "--env", "CartPole-v1", "--total-steps", "8192", "--alpha", "64", "--run-dir",
+    assert main(["train", "--env", "CartPole-v1", "--total-steps", "8192", "--alpha", "64", "--num-envs", "8", "--run-dir",
                  str(run_dir), "--no-progress"]) == 0
     return run_dir
 
@@ -39,7 +39,7 @@ def test_tensorboard_and_csv_hold_the_same_rows(cartpole_run):
 
 def test_config_and_summary(cartpole_run):
     cfg = json.loads((cartpole_run / "config.json").read_text())
-    assert cfg["env"] == "CartPole-v1" and cfg["preset"] == "classic-ppo" and cfg["lr"] == 1e-3
+    assert cfg["env"] == "CartPole-v1" and cfg["preset"] == "classic-ppo" and cfg["lr"] == 2.5e-4
     s = json.loads((cartpole_run / "summary.json").read_text())
     for key in ("env_steps", "updates", "wall_time_s", "sps", "params_sha256", "episodes", "mean_return_last_100"):
         assert key in s
@@ -80,7 +80,7 @@ def test_plot_groups_seeds_and_names_what_differs(cartpole_run, tmp_path):
 
     from htsrl.analysis.plots import group_runs, read_run
     runs = [read_run(cartpole_run)]
-    for name, change in [("seed2", {"seed": 2, "num_executors": 1}), ("lr", {"lr": 1e-4}),
+    for name, change in [("seed2", {"seed": 2, "num_executors": 1, "checkpoint_every": 7}), ("lr", {"lr": 1e-4}),
                          ("old", {"env_backend": None})]:  # saved before --env-backend existed
         shutil.copytree(cartpole_run, tmp_path / name)
         cfg = {**json.loads((tmp_path / name / "config.json").read_text()), **change}
@@ -88,4 +88,4 @@ def test_plot_groups_seeds_and_names_what_differs(cartpole_run, tmp_path):
         runs.append(read_run(tmp_path / name))
     groups = group_runs(runs)
     assert sorted((label, len(members)) for label, members in groups.items()) == \
-        [("ppo hts lr=0.0001", 1), ("ppo hts lr=0.001", 3)]
+        [("ppo hts lr=0.0001", 1), ("ppo hts lr=0.00025", 3)]

@@ -8,7 +8,8 @@ import time
 import pytest
 
 from htsrl import Config, train
-from htsrl.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from htsrl.checkpoint import MAGIC, load_checkpoint, save_checkpoint
+from htsrl.errors import CheckpointError, CheckpointWriteError, ConfigError
 from htsrl.cli import main
 
 from conftest import start_cli, wait_for_pids
@@ -89,7 +90,7 @@ def test_failed_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", full_disk)
-    with pytest.raises(CheckpointError, match="previous checkpoint is kept"):
+    with pytest.raises(CheckpointWriteError, match="previous checkpoint is kept"):
         save_checkpoint(tmp_path, {"v": 2, "big": b"x" * 1000})
     monkeypatch.setattr(os, "fsync", real_fsync)
     assert load_checkpoint(tmp_path) == {"v": 1}
@@ -101,7 +102,69 @@ def test_resume_refuses_changed_numerics(tmp_path, capsys):
     train(Config(env="CartPole-v1", total_steps=8 * 32 * 4, alpha=32, progress=False, run_dir=str(run_dir),
                  stop_at_steps=8 * 32 * 2))
     capsys.readouterr()
-    assert main(["train", "--resume", str(run_dir), "--lr", "0.1"]) == 2
-    assert "--resume cannot change --lr" in capsys.readouterr().err
+    before = (run_dir / "progress.csv").read_text()
+    assert main(["train", "--resume", str(run_dir), "--lr", "0.1", "--seed", "3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "--resume cannot change --seed (saved 1, given 3), --lr (saved 0.00025, given 0.1)" in err, err
     assert main(["train", "--resume", str(run_dir), "--total-steps", "99999"]) == 2
-    assert "the learning-rate decay spans the whole run" in capsys.readouterr().err
+    assert "--total-steps (saved 1024, given 99999)" in capsys.readouterr().err
+    assert (run_dir / "progress.csv").read_text() == before  # nothing ran
+
+
+CMD = ["--env", "CartPole-v1", "--algo", "ppo", "--num-envs", "4", "--num-executors", "2", "--alpha", "48",
+       "--seed", "9", "--total-steps", str(4 * 48 * 4), "--no-progress"]
+
+
+def test_resume_accepts_the_same_command_line(tmp_path):
+    """A job script rerun with --resume added: every flag equals the saved value, so it resumes."""
+    run_dir = str(tmp_path / "run")
+    assert main(["train", *CMD, "--run-dir", run_dir, "--stop-at-steps", str(4 * 48 * 2)]) == 0
+    assert main(["train", *CMD, "--resume", run_dir, "--run-dir", run_dir, "--num-actors", "2"]) == 0
+    assert main(["train", *CMD, "--run-dir", str(tmp_path / "full")]) == 0
+    a, b = (__import__("json").loads((tmp_path / d / "summary.json").read_text()) for d in ("run", "full"))
+    assert a["finished"] and {k: a[k] for k in KEYS} == {k: b[k] for k in KEYS}
+
+
+def test_library_resume_refuses_changed_numerics(tmp_path):
+    """The check is in train(), not only in the CLI: a Python caller cannot resume with another lr."""
+    run_dir = tmp_path / "run"
+    base = dict(env="CartPole-v1", total_steps=8 * 32 * 4, alpha=32, progress=False, run_dir=str(run_dir))
+    train(Config(**base, stop_at_steps=8 * 32 * 2))
+    with pytest.raises(ConfigError, match=r"--lr \(saved 0.00025, given 0.001\)"):
+        train(Config(**base, lr=1e-3), resume=True)
+    with pytest.raises(ConfigError, match="--mode"):
+        train(Config(**base, mode="sync"), resume=True)
+    assert train(Config(**base, num_executors=1, checkpoint_every=1), resume=True)["finished"]
+
+
+def test_checkpoint_that_would_run_code_is_refused(tmp_path):
+    """A shared run directory must not run its author's code on --resume: a checkpoint with a valid header
+    and hash whose payload would call os.system when unpickled is refused, and the command never runs."""
+    import hashlib
+    import pickle
+
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    payload = pickle.dumps({"format": 2, "learner": Payload()}, protocol=2)  # torch.save's protocol
+    run_dir = tmp_path / "shared"
+    run_dir.mkdir()
+    (run_dir / "checkpoint.pt").write_bytes(MAGIC + hashlib.sha256(payload).digest()
+                                           + len(payload).to_bytes(8, "little") + payload)
+    with pytest.raises(CheckpointError, match="holds objects other than tensors and plain types"):
+        load_checkpoint(run_dir)
+    assert not marker.exists()
+
+
+def test_checkpoints_hold_only_tensors_and_plain_types(tmp_path):
+    run_dir = tmp_path / "run"
+    train(Config(env="CartPole-v1", total_steps=8 * 32 * 4, alpha=32, progress=False, run_dir=str(run_dir),
+                 stop_at_steps=8 * 32 * 2))
+    import io
+    import torch
+    payload = (run_dir / "checkpoint.pt").read_bytes()[len(MAGIC) + 40:]
+    torch.load(io.BytesIO(payload), weights_only=True)  # raises on anything else

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
-from htsrl.config import Config, ConfigError
+from htsrl.config import IDENTITY, LAYOUT, RUN_CONTROL, Config, fields_of_kind
+from htsrl.errors import ConfigError
 
 METRIC = "charts/mean_return_last_100"
-# Config fields that do not make a run another experiment: its seed and where or how it ran.
-NOT_A_SETTING = {"seed", "run_dir", "num_executors", "num_actors", "serial", "progress", "stop_at_steps",
-                 "checkpoint_every", "max_restarts", "watchdog_s", "device", "actor_device", "learner_threads"}
+# Config fields that do not make a run another experiment: which run it is (seed, folder), how many
+# processes ran it and how it was controlled (see the kinds in config.py).
+NOT_A_SETTING = set(fields_of_kind(IDENTITY, LAYOUT, RUN_CONTROL))
 
 
 def read_run(run_dir: Path) -> dict:

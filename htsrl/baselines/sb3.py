@@ -11,7 +11,7 @@ import argparse
 import json
 import time
 
-from htsrl.config import PRESETS, default_preset
+from htsrl.presets import PRESETS, default_preset
 
 
 def _make(env_id: str, index: int):

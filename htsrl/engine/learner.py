@@ -11,18 +11,17 @@ import torch
 import torch.distributed as dist
 
 from htsrl import algos
-from htsrl.algos.guards import NonFiniteError
 from htsrl.algos.returns import Window
 from htsrl.config import Config
-from htsrl.distributed import Local
-from htsrl.engine.rollout import RolloutError
+from htsrl.distributed import SingleProcess
 from htsrl.engine.shm import RolloutBuffers
 from htsrl.engine.streams import minibatch_generator, weights_seed
+from htsrl.errors import NonFiniteError, PeerFailed
 from htsrl.nn import build_model
 
 
 class Learner:
-    def __init__(self, cfg: Config, obs_shape, num_actions: int, total_updates: int, dp=Local()):
+    def __init__(self, cfg: Config, obs_shape, num_actions: int, total_updates: int, dp=SingleProcess()):
         self.cfg, self.total_updates, self.dp = cfg, total_updates, dp
         self.device = torch.device(cfg.device)
         with torch.random.fork_rng(devices=[]):
@@ -53,7 +52,7 @@ class Learner:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         if self.device.type != "cpu":  # uint8 observations cross as uint8; the network converts them there
-            window = Window(**{k: v.to(self.device, non_blocking=True) for k, v in vars(window).items()})
+            window = window.to(self.device, non_blocking=True)
         bad = (~torch.isfinite(window.reward)).nonzero()
         if len(bad):
             t, i = bad[0].tolist()
@@ -64,7 +63,7 @@ class Learner:
         except NonFiniteError as e:
             raise NonFiniteError(f"update {self.updates}: {e}") from None
         except dist.DistError as e:  # a peer died or hung: its collective fails here (gloo/nccl timeout)
-            raise RolloutError(f"rank {self.dp.rank}: the all-reduce of update {self.updates} with the other "
+            raise PeerFailed(f"rank {self.dp.rank}: the all-reduce of update {self.updates} with the other "
                                f"ranks failed ({type(e).__name__}: {str(e).splitlines()[0]}); another rank died "
                                f"or hung") from None
         self.updates += 1

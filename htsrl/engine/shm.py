@@ -65,7 +65,7 @@ class RolloutBuffers(SharedArrays):
         t = torch.from_numpy
         return Window(obs=t(self.obs[buf]), final_obs=t(self.final_obs[buf]), actions=t(self.actions[buf]),
                       logp=t(self.logp[buf]), reward=t(self.reward[buf]), terminated=t(self.terminated[buf]),
-                      truncated=t(self.truncated[buf]))
+                      truncated=t(self.truncated[buf]), value=t(self.value[buf]))
 
     def params_tensor(self) -> torch.Tensor:
         return torch.from_numpy(self.params)
