@@ -10,7 +10,7 @@ def _window(reward, terminated, truncated):
     t = lambda x, dt=torch.float32: torch.tensor(x, dtype=dt).view(T, N)
     return Window(obs=torch.zeros(T + 1, N, 1), final_obs=torch.zeros(T, N, 1), actions=torch.zeros(T, N, dtype=torch.long),
                   logp=torch.zeros(T, N), reward=t(reward), terminated=t(terminated, torch.bool),
-                  truncated=t(truncated, torch.bool))
+                  truncated=t(truncated, torch.bool), value=torch.zeros(T, N))
 
 
 def test_gae_cuts_at_episode_ends_and_bootstraps_truncation_only():
@@ -38,7 +38,7 @@ def test_gae_lambda_matches_the_recursion():
 
 
 def test_bootstrap_values_are_the_next_observation_and_the_truncated_final_observations():
-    from htsrl.algos.returns import behaviour_terms, bootstrap_values, truncation_values
+    from htsrl.algos.returns import bootstrap_values, update_start
     from htsrl.nn import build_model
     torch.manual_seed(0)
     model = build_model((3,), 2)
@@ -52,17 +52,18 @@ def test_bootstrap_values_are_the_next_observation_and_the_truncated_final_obser
     last, trunc = bootstrap_values(model, w)
     with torch.no_grad():
         assert torch.allclose(last, model(w.obs[T])[1], atol=1e-6)
-        assert torch.allclose(trunc, truncation_values(model, w), atol=1e-6)
+        expected = torch.zeros(T, N)
+        for t, i in ((0, 1), (2, 2)):  # truncated and not terminated
+            expected[t, i] = model(w.final_obs[t, i:i + 1])[1][0]
+        assert torch.allclose(trunc, expected, atol=1e-6)
         assert trunc[3, 0] == 0 and (trunc != 0).sum() == 2  # terminated wins over truncated
-        logp, values, trunc2 = behaviour_terms(model, w)
-        assert logp is w.logp and torch.equal(values[:T], w.value) and torch.equal(values[T], last)
-        w.value = None  # no stored values: every value from the current parameters
-        _, values, _ = behaviour_terms(model, w)
-        assert torch.equal(values, model(w.obs.flatten(0, 1))[1].view(T + 1, N))
-
-
-def test_window_to_keeps_a_missing_value_missing():
-    w = _window([1.0], [False], [False])
-    assert w.to("cpu").value is None
-    w.value = torch.ones(1, 1)
-    assert torch.equal(w.to("cpu").value, w.value)
+        pre = update_start(model, w, proximal_current=False, max_weight=2.0)
+        assert pre.logp is w.logp and torch.equal(pre.values[:T], w.value) and torch.equal(pre.values[T], last)
+        assert pre.weight is None and torch.equal(pre.trunc, trunc)
+        # proximal = current: every log-prob and value from the current parameters, in one forward
+        pre = update_start(model, w, proximal_current=True, max_weight=2.0)
+        logits, v = model(w.obs.flatten(0, 1))
+        logp = torch.log_softmax(logits, -1)[:T * N].gather(-1, w.actions.reshape(-1, 1)).view(T, N)
+        assert torch.allclose(pre.values, v.view(T + 1, N), atol=1e-6)
+        assert torch.allclose(pre.logp, logp, atol=1e-6) and torch.allclose(pre.trunc, trunc, atol=1e-6)
+        assert torch.allclose(pre.weight, (logp - w.logp).exp().clamp(max=2.0), atol=1e-6)

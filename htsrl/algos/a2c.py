@@ -3,19 +3,25 @@ Under data parallelism each rank sums its envs' terms, divides by the global bat
 gradients are summed across ranks (see ppo.py).
 
 The gradient forward covers the T rows that took actions; the bootstrap row ``obs[T]`` and the
-truncated episodes' final observations go through one small no-grad forward."""
+truncated episodes' final observations go through one small no-grad forward.
+
+In HTS mode the window was collected by theta_(w-1) and the step is taken at theta_w. With
+``cfg.proximal == "current"`` each sample's policy-gradient term is weighted by
+min(pi_theta_w / pi_behaviour, cfg.max_is_weight), the importance weight that makes the stale samples'
+gradient an estimate of theta_w's (as IMPALA's truncated rho); values are theta_w's either way. In
+lock-step mode the weight is 1 and both settings are Kostrikov's A2C."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from htsrl.algos.returns import Window, bootstrap_values, gae
+from htsrl.algos.returns import Window, bootstrap_values, gae, lag_metrics, lag_terms
 from htsrl.algos.step import optimizer_step
-from htsrl.distributed import Local
+from htsrl.distributed import SingleProcess
 
 
-def a2c_update(cfg, model, optimizer, w: Window, dp=Local()) -> dict[str, float]:
+def a2c_update(cfg, model, optimizer, w: Window, dp=SingleProcess()) -> dict[str, float]:
     T, N = w.actions.shape
     B = T * N * dp.world_size
     logits, values = model(w.obs[:T].flatten(0, 1))
@@ -27,11 +33,18 @@ def a2c_update(cfg, model, optimizer, w: Window, dp=Local()) -> dict[str, float]
     logp = logp_all.gather(-1, w.actions.unsqueeze(-1)).squeeze(-1)
     entropy = -(logp_all.exp() * logp_all).sum() / B
     value_loss = adv.pow(2).sum() / B
-    policy_loss = -(adv.detach() * logp).sum() / B
+    lagged = cfg.mode == "hts"
+    pg = adv.detach() * logp
+    if lagged and cfg.proximal == "current":
+        pg = (logp.detach() - w.logp).exp().clamp(max=cfg.max_is_weight) * pg
+    policy_loss = -pg.sum() / B
     loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy  # entropy is a bonus
     grad_norm = optimizer_step(model, optimizer, loss, cfg.max_grad_norm, dp,
                                policy=policy_loss, value=value_loss, entropy=entropy)
     with torch.no_grad():
         row = dp.sum_(torch.stack([policy_loss, value_loss, entropy, (w.logp - logp).sum() / B]).detach())
-    return {"losses/policy": row[0].item(), "losses/value": row[1].item(), "losses/entropy": row[2].item(),
-            "losses/approx_kl": row[3].item(), "losses/grad_norm": grad_norm.item()}
+    out = {"losses/policy": row[0].item(), "losses/value": row[1].item(), "losses/entropy": row[2].item(),
+           "losses/approx_kl": row[3].item(), "losses/grad_norm": grad_norm.item()}
+    if lagged:
+        out.update(lag_metrics(dp.sum_(lag_terms(logp.detach(), w.logp, None, cfg.max_is_weight)), with_clip=False))
+    return out

@@ -1,7 +1,14 @@
-"""PPO-clip over one window; the ratio, the value clip and GAE start from the behaviour log-probabilities
-and values the actors stored (in HTS mode those come from the parameters one update old); only the
-bootstrap value of the next window's first observation and the truncation values are computed here
-(see ``behaviour_terms`` in returns.py).
+"""PPO-clip over one window.
+
+What the ratio is centred on (the proximal policy) is ``cfg.proximal`` (see ``update_start`` in
+returns.py). In HTS mode the window was collected by the parameters one update old, theta_(w-1),
+while the update starts from theta_w:
+- ``behaviour``: plain PPO; ratio pi_theta / pi_behaviour, values and log-probs as the actors stored
+  them. Samples whose ratio is already outside the clip range at the first minibatch give no gradient.
+- ``current``: decoupled PPO (Hilton et al. 2021); ratio pi_theta / pi_theta_w, clipped around theta_w,
+  each sample's term weighted by pi_theta_w / pi_behaviour (clamped at ``cfg.max_is_weight``); values
+  for GAE and the value clip from theta_w.
+In lock-step mode the behaviour policy is theta_w, so both are plain PPO (and take the same numbers).
 
 Under data parallelism (``dp``, see htsrl/distributed.py) ``w`` holds this rank's env columns
 ``[col0, col0 + N)`` of ``N * world_size``; the minibatch order is drawn over the global batch, each
@@ -14,17 +21,31 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from htsrl.algos.returns import Window, behaviour_terms, gae
+from htsrl.algos.returns import Window, gae, lag_metrics, lag_terms, update_start
 from htsrl.algos.step import optimizer_step
-from htsrl.distributed import Local
+from htsrl.distributed import SingleProcess
 
 
-def ppo_update(cfg, model, optimizer, w: Window, generator: torch.Generator, dp=Local()) -> dict[str, float]:
+def clipped_surrogate(ratio: torch.Tensor, adv: torch.Tensor, clip_coef: float,
+                      weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-sample policy loss: ``max(-A r, -A clip(r, 1 - c, 1 + c))``, times ``weight`` (decoupled PPO's
+    pi_proximal / pi_behaviour) where given; r = pi_theta / pi_proximal."""
+    loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - clip_coef, 1 + clip_coef))
+    return loss if weight is None else weight * loss
+
+
+def ppo_update(cfg, model, optimizer, w: Window, generator: torch.Generator, dp=SingleProcess()) -> dict[str, float]:
     T, N = w.actions.shape
-    old_logp, values, trunc = behaviour_terms(model, w)
-    adv, returns = gae(w, values, trunc, cfg.gamma, cfg.gae_lambda)
+    lagged = cfg.mode == "hts"  # the window was collected by the parameters one update old
+    pre = update_start(model, w, lagged and cfg.proximal == "current", cfg.max_is_weight)
+    values = pre.values
+    adv, returns = gae(w, values, pre.trunc, cfg.gamma, cfg.gae_lambda)
 
-    obs, actions, old_logp = w.obs[:T].flatten(0, 1), w.actions.flatten(), old_logp.flatten()
+    obs, actions, old_logp = w.obs[:T].flatten(0, 1), w.actions.flatten(), pre.logp.flatten()
+    weight = pre.weight.flatten() if pre.weight is not None else None
+    lag = None  # lag diagnostics: pi_theta_w against pi_behaviour
+    if lagged and weight is not None:  # every sample's pi_theta_w is known
+        lag = lag_terms(pre.logp, w.logp, cfg.clip_coef, cfg.max_is_weight)
     adv, returns, old_values = adv.flatten(), returns.flatten(), values[:T].flatten()
     n_global, col0 = N * dp.world_size, dp.env_offset(N * dp.world_size)
     B = T * n_global  # the global batch
@@ -48,7 +69,10 @@ def ppo_update(cfg, model, optimizer, w: Window, generator: torch.Generator, dp=
             log_ratio = logp - old_logp[idx]
             ratio = log_ratio.exp()
             a = adv[idx]
-            policy_loss = torch.max(-a * ratio, -a * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef)).sum() / mb_size
+            if lagged and lag is None:  # behaviour is proximal: theta == theta_w at the first minibatch
+                lag = lag_terms(logp.detach(), old_logp[idx], cfg.clip_coef, cfg.max_is_weight)
+            surrogate = clipped_surrogate(ratio, a, cfg.clip_coef, weight[idx] if weight is not None else None)
+            policy_loss = surrogate.sum() / mb_size
             if cfg.clip_value_loss:
                 v_clip = old_values[idx] + (v - old_values[idx]).clamp(-cfg.clip_coef, cfg.clip_coef)
                 value_loss = 0.5 * torch.max((v - returns[idx]) ** 2, (v_clip - returns[idx]) ** 2).sum() / mb_size
@@ -67,6 +91,8 @@ def ppo_update(cfg, model, optimizer, w: Window, generator: torch.Generator, dp=
                 stats.setdefault(k, []).append(val)
             stats.setdefault("losses/grad_norm", []).append(grad_norm.item())
     out = {k: sum(v) / len(v) for k, v in stats.items()}
+    if lag is not None:
+        out.update(lag_metrics(dp.sum_(lag), with_clip=True))
     var = returns.var()  # this rank's envs
     out["losses/explained_variance"] = float("nan") if var == 0 else (1 - (returns - old_values).var() / var).item()
     return out

@@ -24,25 +24,11 @@ class Window:
     reward: torch.Tensor       # (T, N)
     terminated: torch.Tensor   # (T, N) bool
     truncated: torch.Tensor    # (T, N) bool
-    # (T, N) float32: V(obs[t]) as the actors computed it when they chose actions[t] (the behaviour
-    # parameters, like ``logp``). None: PPO recomputes the values with one no-grad pass (slower).
-    value: torch.Tensor | None = None
+    value: torch.Tensor        # (T, N) V(obs[t]) as the actors computed it (behaviour parameters, like logp)
 
     def to(self, device, non_blocking: bool = False) -> Window:
         """A copy with every tensor on ``device`` (uint8 observations stay uint8)."""
-        return Window(**{k: None if v is None else v.to(device, non_blocking=non_blocking)
-                         for k, v in vars(self).items()})
-
-
-def truncation_values(model, w: Window) -> torch.Tensor:
-    """V(final_obs) where an episode was truncated, 0 elsewhere; (T, N)."""
-    out = torch.zeros(w.reward.shape, dtype=torch.float32, device=w.reward.device)
-    idx = (w.truncated & ~w.terminated).nonzero(as_tuple=True)
-    if idx[0].numel():
-        with torch.no_grad():
-            _, v = model(w.final_obs[idx])
-        out[idx] = v
-    return out
+        return Window(**{k: v.to(device, non_blocking=non_blocking) for k, v in vars(self).items()})
 
 
 def bootstrap_values(model, w: Window) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,26 +44,72 @@ def bootstrap_values(model, w: Window) -> tuple[torch.Tensor, torch.Tensor]:
     return v[:N], trunc
 
 
-def behaviour_terms(model, w: Window) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The pre-update terms PPO's ratio, value clip and GAE start from: ``(logp (T, N), values (T+1, N),
-    truncation values (T, N))``, all without gradient.
+@dataclass
+class UpdateStart:
+    """What an update starts from, all without gradient (``T`` steps of ``N`` envs).
 
-    ``logp`` and ``values[:T]`` are the ones the actors stored at collection time. In lock-step mode the
-    actors ran the learner's current parameters, so they equal a recomputation up to floating-point
-    grouping; in HTS mode they are the behaviour policy's, one update old (the standard PPO choice, as
-    in CleanRL, SB3 and Kostrikov's code, which also use the rollout's values). Only ``values[T]`` (the
-    bootstrap for the first observation of the next window) and the truncation values are computed here,
-    with the current parameters. A window without stored values (``w.value is None``) gets all T+1
-    values from one no-grad pass with the current parameters instead (the former behaviour).
-    This is the one place to change to recompute log-probs and values with the current parameters.
+    ``logp`` is the proximal policy's log-probability of each action: what PPO's ratio and clip are
+    centred on. ``values`` (T+1 rows) feed GAE and the value clip; ``trunc`` are the values of truncated
+    episodes' final observations. ``weight`` is pi_proximal / pi_behaviour per sample, clamped, when
+    the proximal policy is not the one that collected the window (else None)."""
+    logp: torch.Tensor
+    values: torch.Tensor
+    trunc: torch.Tensor
+    weight: torch.Tensor | None = None
+
+
+def update_start(model, w: Window, proximal_current: bool, max_weight: float) -> UpdateStart:
+    """The one place that decides where an update's pre-update terms come from.
+
+    ``proximal_current=False`` (the behaviour policy is proximal: plain PPO/A2C): the log-probs and
+    values the actors stored, as CleanRL, SB3 and Kostrikov's code use the rollout's own; only the
+    bootstrap value ``V(obs[T])`` and the truncation values are computed here. In HTS mode these are
+    one update old.
+
+    ``proximal_current=True`` (decoupled PPO, Hilton et al. 2021, "Batch size-invariance for policy
+    optimization"): one no-grad forward with the learner's parameters at the start of the update,
+    theta_w, gives the proximal log-probs and every value; the samples, collected by theta_(w-1), are
+    weighted by ``min(pi_theta_w / pi_behaviour, max_weight)``.
     """
+    if not proximal_current:
+        last, trunc = bootstrap_values(model, w)
+        return UpdateStart(w.logp, torch.cat([w.value.to(last.dtype), last.unsqueeze(0)]), trunc)
     T, N = w.actions.shape
-    if w.value is None:
-        with torch.no_grad():
-            _, values = model(w.obs.flatten(0, 1))
-        return w.logp, values.view(T + 1, N), truncation_values(model, w)
-    last, trunc = bootstrap_values(model, w)
-    return w.logp, torch.cat([w.value.to(last.dtype), last.unsqueeze(0)]), trunc
+    idx = (w.truncated & ~w.terminated).nonzero(as_tuple=True)
+    obs = w.obs.flatten(0, 1)
+    if idx[0].numel():
+        obs = torch.cat([obs, w.final_obs[idx]])
+    with torch.no_grad():
+        logits, v = model(obs)
+    logp_all = torch.log_softmax(logits[:T * N], -1)
+    logp = logp_all.gather(-1, w.actions.reshape(-1, 1)).view(T, N)
+    trunc = torch.zeros(w.reward.shape, dtype=torch.float32, device=w.reward.device)
+    trunc[idx] = v[(T + 1) * N:]
+    weight = (logp - w.logp).exp().clamp(max=max_weight)
+    return UpdateStart(logp, v[:(T + 1) * N].view(T + 1, N), trunc, weight)
+
+
+def lag_terms(logp_current: torch.Tensor, logp_behaviour: torch.Tensor, clip_coef: float | None,
+              max_weight: float) -> torch.Tensor:
+    """Sums over samples for the lag diagnostics, as one tensor (to add across ranks):
+    [count, sum of r, sum of the KL estimate (r - 1) - log r, samples with |r - 1| > clip_coef,
+    samples with r > max_weight], where r = pi_current / pi_behaviour. pi_current is the learner's
+    policy at the start of the update; in lock-step mode r == 1."""
+    log_r = (logp_current - logp_behaviour).double()
+    r = log_r.exp()
+    clipped = ((r - 1).abs() > clip_coef).sum() if clip_coef is not None else torch.zeros((), dtype=torch.int64)
+    return torch.stack([torch.tensor(float(r.numel()), dtype=torch.float64), r.sum(), ((r - 1) - log_r).sum(),
+                        clipped.double(), (r > max_weight).sum().double()])
+
+
+def lag_metrics(sums: torch.Tensor, with_clip: bool) -> dict[str, float]:
+    """``lag/*`` metrics from :func:`lag_terms` (summed over ranks)."""
+    n = max(sums[0].item(), 1.0)
+    out = {"lag/ratio_current_behaviour": sums[1].item() / n, "lag/kl_behaviour_current": sums[2].item() / n,
+           "lag/weight_clamped": sums[4].item() / n}
+    if with_clip:
+        out["lag/clipfrac_at_start"] = sums[3].item() / n
+    return out
 
 
 def gae(w: Window, values: torch.Tensor, trunc_values: torch.Tensor, gamma: float, lam: float):
