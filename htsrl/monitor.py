@@ -1,9 +1,11 @@
 """What a run reports while it trains: TensorBoard scalars, the same rows in ``progress.csv``, and a
 live progress bar on stderr (tqdm on a terminal, a plain line every few seconds otherwise).
 
-One metric namespace: ``charts/*`` (episodic_return, episodic_length, episodic_score, sps),
+One metric namespace: ``charts/*`` (episodic_return, episodic_length, episodic_score, sps,
+mean_return_last_100, mean_score_last_100),
 ``losses/*`` (policy, value, entropy, approx_kl, ...), ``time/*`` (rollout_s, learn_s,
-barrier_wait_s per window).
+barrier_wait_s per window), ``lag/*`` (HTS mode: the behaviour policy against the learner's, see
+algos/returns.py).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ class Monitor:
         self.wall_before = 0.0  # wall time of earlier sessions of a resumed run
         self._last_print = -math.inf
         self._csv_path = run_dir / "progress.csv"
-        self._csv_file = open(self._csv_path, "a", newline="")
+        self._csv_file = open(self._csv_path, "a+", newline="")
         self._csv: csv.DictWriter | None = None
         self._tb = None
         if tensorboard:
@@ -80,20 +82,37 @@ class Monitor:
                    "charts/mean_return_last_100": self.mean_return(), **metrics}
         if episodes.scores or self.scores:
             scalars["charts/episodic_score"] = _mean(episodes.scores)
+            scalars["charts/mean_score_last_100"] = self.mean_score()
         row = {"env_steps": env_steps, "updates": updates, "wall_time_s": round(self.wall_before + elapsed, 3),
                **scalars}
-        if self._csv is None:
-            new_file = self._csv_path.stat().st_size == 0
-            self._csv = csv.DictWriter(self._csv_file, fieldnames=list(row), extrasaction="ignore")
-            if new_file:
-                self._csv.writeheader()
-        self._csv.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()})
-        self._csv_file.flush()
+        self._write_csv({k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()})
         if self._tb is not None:
             for k, v in scalars.items():
                 if not (isinstance(v, float) and math.isnan(v)):
                     self._tb.add_scalar(k, v, env_steps)
         self._progress(env_steps, updates, sps)
+
+    def _write_csv(self, row: dict) -> None:
+        """Append a row. A column that appears later (the first football score, a resumed run whose file
+        has other columns) rewrites the file once with the union of the columns, so no value ever
+        lands under another column's header."""
+        if self._csv is None:
+            self._csv_file.seek(0)
+            header = next(csv.reader(self._csv_file), [])
+            self._csv = csv.DictWriter(self._csv_file, fieldnames=header or list(row), restval="")
+            if not header:
+                self._csv.writeheader()
+        new = [k for k in row if k not in self._csv.fieldnames]
+        if new:
+            self._csv_file.seek(0)
+            old_rows = list(csv.DictReader(self._csv_file))
+            self._csv_file.seek(0)
+            self._csv_file.truncate()
+            self._csv = csv.DictWriter(self._csv_file, fieldnames=[*self._csv.fieldnames, *new], restval="")
+            self._csv.writeheader()
+            self._csv.writerows(old_rows)
+        self._csv.writerow(row)
+        self._csv_file.flush()
 
     def _progress(self, env_steps: int, updates: int, sps: float) -> None:
         if not self.enabled:

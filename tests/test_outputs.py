@@ -89,3 +89,22 @@ def test_plot_groups_seeds_and_names_what_differs(cartpole_run, tmp_path):
     groups = group_runs(runs)
     assert sorted((label, len(members)) for label, members in groups.items()) == \
         [("ppo hts lr=0.0001", 1), ("ppo hts lr=0.00025", 3)]
+
+
+def test_progress_csv_keeps_columns_aligned_when_one_appears_later(tmp_path):
+    """A football run's first windows may end no episode (no score column yet), and a resumed run may log
+    other columns: every value must stay under its own header."""
+    from htsrl.monitor import Episodes, Monitor
+    m = Monitor(tmp_path, 1000, enabled=False, tensorboard=False)
+    m.row(10, 1, Episodes(), {"losses/value": 1.0})
+    m.row(20, 2, Episodes([3.0], [5], [1.0]), {"losses/value": 2.0, "lag/kl_behaviour_current": 0.5})
+    m.close()
+    m = Monitor(tmp_path, 1000, start_steps=20, enabled=False, tensorboard=False)
+    m.row(30, 3, Episodes([4.0], [6], [-1.0]), {"losses/value": 3.0})
+    m.close()
+    with open(tmp_path / "progress.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["losses/value"] for r in rows] == ["1.0", "2.0", "3.0"]
+    assert [r["lag/kl_behaviour_current"] for r in rows] == ["", "0.5", ""]
+    assert [r["charts/episodic_score"] for r in rows] == ["", "1.0", "-1.0"]
+    assert rows[1]["charts/mean_score_last_100"] == "1.0"
