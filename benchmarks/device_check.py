@@ -31,8 +31,12 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    info = {"device": device, "torch": torch.__version__, "cpu_count": os.cpu_count(),
-            "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None}
+    info = {
+        "device": device,
+        "torch": torch.__version__,
+        "cpu_count": os.cpu_count(),
+        "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None,
+    }
     print(f"device check on {info}", flush=True)
 
     # 1. Determinism matrix on the device (learner on `device`, actors on CPU)
@@ -44,17 +48,22 @@ def main() -> None:
     for env, extra in envs:
         shas = {}
         for e, act in layouts:
-            s = train(["--env", env, "--device", device, "--num-executors", str(e), "--num-actors", str(act),
-                       *extra], out / "runs" / f"{env.replace('/', '-')}_{e}x{act}")
+            s = train(
+                ["--env", env, "--device", device, "--num-executors", str(e), "--num-actors", str(act), *extra],
+                out / "runs" / f"{env.replace('/', '-')}_{e}x{act}",
+            )
             shas[f"{e}x{act}"] = s["params_sha256"]
         matrix[env] = {"layouts": shas, "all_equal": len(set(shas.values())) == 1}
-        print(f"determinism {env}: {'EQUAL' if matrix[env]['all_equal'] else 'DIFFERENT'} over {len(shas)} layouts",
-              flush=True)
+        print(
+            f"determinism {env}: {'EQUAL' if matrix[env]['all_equal'] else 'DIFFERENT'} over {len(shas)} layouts",
+            flush=True,
+        )
     (out / "matrix.json").write_text(json.dumps({**info, "matrix": matrix}, indent=2))
 
     # 2. Bench: Breakout A2C and PPO, 16 envs, raw / sync / hts (/ sb3 when it imports)
     try:
         import stable_baselines3  # noqa: F401
+
         modes = "raw,sync,hts,sb3"
     except ImportError:
         modes = "raw,sync,hts"
@@ -63,9 +72,32 @@ def main() -> None:
     tables = {}
     for algo, steps in (("a2c", 16 * 5 * (4 if a.tiny else 600)), ("ppo", 16 * 128 * (3 if a.tiny else 12))):
         bench_dir = out / f"bench_{algo}"
-        cmd = [sys.executable, "-m", "htsrl", "bench", "--env", "ALE/Breakout-v5", "--algo", algo, "--num-envs", "16",
-               "--num-executors", executors, "--num-actors", "1" if a.tiny else "2", "--device", device,
-               "--steps", str(steps), "--reps", "1" if a.tiny else "2", "--modes", modes, "--out", str(bench_dir)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "htsrl",
+            "bench",
+            "--env",
+            "ALE/Breakout-v5",
+            "--algo",
+            algo,
+            "--num-envs",
+            "16",
+            "--num-executors",
+            executors,
+            "--num-actors",
+            "1" if a.tiny else "2",
+            "--device",
+            device,
+            "--steps",
+            str(steps),
+            "--reps",
+            "1" if a.tiny else "2",
+            "--modes",
+            modes,
+            "--out",
+            str(bench_dir),
+        ]
         if a.tiny:
             cmd += ["--alpha", "5" if algo == "a2c" else "16", "--epochs", "1"]
         res = subprocess.run(cmd, capture_output=True, text=True)
@@ -73,8 +105,12 @@ def main() -> None:
         if res.returncode != 0:
             raise RuntimeError(f"bench {algo} failed:\n{res.stderr[-2000:]}")
         tables[algo] = json.loads((bench_dir / "bench.json").read_text())["table"]
-    summary = {**info, "matrix_all_equal": all(m["all_equal"] for m in matrix.values()), "bench": tables,
-               "wall_s": time.time() - t0}
+    summary = {
+        **info,
+        "matrix_all_equal": all(m["all_equal"] for m in matrix.values()),
+        "bench": tables,
+        "wall_s": time.time() - t0,
+    }
     (out / "device_check.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps({k: v for k, v in summary.items() if k != "bench"}), flush=True)
     if not summary["matrix_all_equal"]:

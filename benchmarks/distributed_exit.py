@@ -18,24 +18,60 @@ import tempfile
 import time
 from pathlib import Path
 
-JOB = ["--env", "synthetic/exponential", "--env-kwargs", '{"mean_s": 0.002}', "--num-envs", "8",
-       "--num-executors", "2", "--alpha", "32", "--total-steps", str(8 * 32 * 40), "--checkpoint-every", "1000",
-       "--no-progress", "--seed", "4"]
+JOB = [
+    "--env",
+    "synthetic/exponential",
+    "--env-kwargs",
+    '{"mean_s": 0.002}',
+    "--num-envs",
+    "8",
+    "--num-executors",
+    "2",
+    "--alpha",
+    "32",
+    "--total-steps",
+    str(8 * 32 * 40),
+    "--checkpoint-every",
+    "1000",
+    "--no-progress",
+    "--seed",
+    "4",
+]
 
 
 def run_job(run_dir: Path, timeout_s: float) -> dict:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "htsrl", "train", *JOB, "--run-dir", str(run_dir)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "htsrl",
+        "train",
+        *JOB,
+        "--run-dir",
+        str(run_dir),
+    ]
     t0 = time.monotonic()
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s,
-                             env={**os.environ, "OMP_NUM_THREADS": "1"})
+        out = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout_s, env={**os.environ, "OMP_NUM_THREADS": "1"}
+        )
         code, err = out.returncode, out.stderr
     except subprocess.TimeoutExpired as e:
-        code, err = None, (e.stderr or b"").decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
+        code, err = (
+            None,
+            (e.stderr or b"").decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or ""),
+        )
     saved = err.count("run saved in")
-    return {"exit_code": code, "seconds": round(time.monotonic() - t0, 1), "ranks_saved": saved,
-            "stderr_tail": "" if code == 0 else err[-2000:]}
+    return {
+        "exit_code": code,
+        "seconds": round(time.monotonic() - t0, 1),
+        "ranks_saved": saved,
+        "stderr_tail": "" if code == 0 else err[-2000:],
+    }
 
 
 def main() -> int:
@@ -52,7 +88,9 @@ def main() -> int:
             r = run_job(Path(tmp) / f"job{j}", args.timeout_s)
             results.append(r)
             status = "ok" if r["exit_code"] == 0 else f"FAILED (exit {r['exit_code']})"
-            print(f"job {j + 1:3d}/{args.jobs}: {status} in {r['seconds']} s, ranks saved {r['ranks_saved']}", flush=True)
+            print(
+                f"job {j + 1:3d}/{args.jobs}: {status} in {r['seconds']} s, ranks saved {r['ranks_saved']}", flush=True
+            )
             if r["exit_code"] != 0:
                 print("  " + r["stderr_tail"].strip().replace("\n", "\n  ")[-1500:], flush=True)
     failures = sum(r["exit_code"] != 0 for r in results)

@@ -28,8 +28,13 @@ import sys
 import time
 from pathlib import Path
 
-DIAGNOSTICS = ("lag/clipfrac_at_start", "lag/kl_behaviour_current", "lag/ratio_current_behaviour",
-               "lag/weight_clamped", "losses/clipfrac")
+DIAGNOSTICS = (
+    "lag/clipfrac_at_start",
+    "lag/kl_behaviour_current",
+    "lag/ratio_current_behaviour",
+    "lag/weight_clamped",
+    "losses/clipfrac",
+)
 
 
 def run_dir(out: Path, setting: str, seed: int) -> Path:
@@ -43,8 +48,20 @@ def command(args, setting_flags: str, seed: int, where: Path) -> list[str]:
         return [*base, "--resume", str(where), "--no-progress", *shlex.split(args.extra)]
     if where.exists():
         shutil.rmtree(where)
-    return [*base, "--env", args.env, "--total-steps", str(args.total_steps), "--seed", str(seed),
-            "--run-dir", str(where), "--no-progress", *shlex.split(setting_flags), *shlex.split(args.extra)]
+    return [
+        *base,
+        "--env",
+        args.env,
+        "--total-steps",
+        str(args.total_steps),
+        "--seed",
+        str(seed),
+        "--run-dir",
+        str(where),
+        "--no-progress",
+        *shlex.split(setting_flags),
+        *shlex.split(args.extra),
+    ]
 
 
 def _finished(where: Path) -> bool:
@@ -61,8 +78,13 @@ def read(where: Path, metric: str, threshold: float | None) -> dict | None:
     if not rows:
         return None
     values = [(int(r["env_steps"]), float(r["wall_time_s"]), float(r[metric])) for r in rows if r.get(metric)]
-    out = {"env_steps": int(rows[-1]["env_steps"]), "finished": _finished(where),
-           "final": values[-1][2] if values else None, "first_step_at_threshold": None, "first_wall_at_threshold": None}
+    out = {
+        "env_steps": int(rows[-1]["env_steps"]),
+        "finished": _finished(where),
+        "final": values[-1][2] if values else None,
+        "first_step_at_threshold": None,
+        "first_wall_at_threshold": None,
+    }
     if threshold is not None:
         for step, wall, value in values:
             if value >= threshold:
@@ -82,8 +104,13 @@ def spread(xs: list) -> dict | None:
     xs = [x for x in xs if x is not None]
     if not xs:
         return None
-    return {"mean": statistics.fmean(xs), "min": min(xs), "max": max(xs), "n": len(xs),
-            "std": statistics.stdev(xs) if len(xs) > 1 else 0.0}
+    return {
+        "mean": statistics.fmean(xs),
+        "min": min(xs),
+        "max": max(xs),
+        "n": len(xs),
+        "std": statistics.stdev(xs) if len(xs) > 1 else 0.0,
+    }
 
 
 def summarize(args, settings: dict[str, str]) -> dict:
@@ -99,19 +126,31 @@ def summarize(args, settings: dict[str, str]) -> dict:
             "reached_threshold": sum(r["first_step_at_threshold"] is not None for r in done.values()),
             "finished": sum(r["finished"] for r in done.values()),
         }
-    result = {"env": args.env, "total_steps": args.total_steps, "seeds": args.seeds, "metric": args.metric,
-              "threshold": args.threshold, "settings": settings, "table": table}
+    result = {
+        "env": args.env,
+        "total_steps": args.total_steps,
+        "seeds": args.seeds,
+        "metric": args.metric,
+        "threshold": args.threshold,
+        "settings": settings,
+        "table": table,
+    }
     (out / "comparison.json").write_text(json.dumps(result, indent=2))
     print(f"\n{args.env}, {args.total_steps} steps, seeds {args.seeds}, {args.metric}")
-    print("| setting | finished | final mean (min-max) | steps to reach "
-          f"{args.threshold} mean (min-max), reached | per seed: final / steps to threshold / clipfrac at start / "
-          "KL / entropy end |")
+    print(
+        "| setting | finished | final mean (min-max) | steps to reach "
+        f"{args.threshold} mean (min-max), reached | per seed: final / steps to threshold / clipfrac at start / "
+        "KL / entropy end |"
+    )
     print("|---|---|---|---|---|")
     for name, row in table.items():
         f, t = row["final"], row["first_step_at_threshold"]
         fs = f"{f['mean']:.3f} ({f['min']:.3f}-{f['max']:.3f})" if f else "-"
-        ts = f"{t['mean']:,.0f} ({t['min']:,}-{t['max']:,}), {row['reached_threshold']}/{len(args.seeds)}" if t else \
-            f"-, 0/{len(args.seeds)}"
+        ts = (
+            f"{t['mean']:,.0f} ({t['min']:,}-{t['max']:,}), {row['reached_threshold']}/{len(args.seeds)}"
+            if t
+            else f"-, 0/{len(args.seeds)}"
+        )
         per = []
         for s, r in row["runs"].items():
             if r is None:
@@ -119,9 +158,11 @@ def summarize(args, settings: dict[str, str]) -> dict:
                 continue
             fmt = lambda x, p=3: "-" if x is None else f"{x:.{p}f}"  # noqa: E731
             mark = "" if r["finished"] else f" (at {r['env_steps']:,})"
-            per.append(f"s{s}: {fmt(r['final'])}{mark} / {r['first_step_at_threshold'] or '-'} / "
-                       f"{fmt(r['median lag/clipfrac_at_start'])} / {fmt(r['median lag/kl_behaviour_current'], 4)} / "
-                       f"{fmt(r['entropy_last'], 2)}")
+            per.append(
+                f"s{s}: {fmt(r['final'])}{mark} / {r['first_step_at_threshold'] or '-'} / "
+                f"{fmt(r['median lag/clipfrac_at_start'])} / {fmt(r['median lag/kl_behaviour_current'], 4)} / "
+                f"{fmt(r['entropy_last'], 2)}"
+            )
         print(f"| {name} | {row['finished']}/{len(args.seeds)} | {fs} | {ts} | {'; '.join(per)} |")
     return result
 
@@ -131,8 +172,13 @@ def main() -> int:
     p.add_argument("--env", required=True)
     p.add_argument("--total-steps", type=int, required=True)
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    p.add_argument("--setting", action="append", required=True, metavar="NAME=FLAGS",
-                   help="a named setting and its htsrl train flags; repeat for each side")
+    p.add_argument(
+        "--setting",
+        action="append",
+        required=True,
+        metavar="NAME=FLAGS",
+        help="a named setting and its htsrl train flags; repeat for each side",
+    )
     p.add_argument("--extra", default="", help="flags given to every run (e.g. --num-executors 2)")
     p.add_argument("--metric", default="charts/mean_return_last_100")
     p.add_argument("--threshold", type=float, default=None)
@@ -145,8 +191,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     if not args.summarize_only:
         # seed-major order: the first seeds of every setting finish first
-        queue = [(name, seed) for seed in args.seeds for name in settings
-                 if not _finished(run_dir(out, name, seed))]
+        queue = [(name, seed) for seed in args.seeds for name in settings if not _finished(run_dir(out, name, seed))]
         running: list[tuple[subprocess.Popen, str, int]] = []
         while queue or running:
             while queue and len(running) < args.parallel:

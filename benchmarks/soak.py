@@ -25,10 +25,35 @@ from pathlib import Path
 
 import psutil
 
-BASE = ["--env", "htsrl/Faulty-v0", "--num-envs", "4", "--alpha", "16", "--epochs", "1", "--minibatches", "1",
-        "--total-steps", str(4 * 16 * 40), "--checkpoint-every", "4", "--no-progress", "--seed", "5"]
-KINDS = ("kill_executor", "kill_actor", "env_raise_once", "env_segfault_once", "kill_main", "ctrl_c",
-         "hang_once", "nan_reward")
+BASE = [
+    "--env",
+    "htsrl/Faulty-v0",
+    "--num-envs",
+    "4",
+    "--alpha",
+    "16",
+    "--epochs",
+    "1",
+    "--minibatches",
+    "1",
+    "--total-steps",
+    str(4 * 16 * 40),
+    "--checkpoint-every",
+    "4",
+    "--no-progress",
+    "--seed",
+    "5",
+]
+KINDS = (
+    "kill_executor",
+    "kill_actor",
+    "env_raise_once",
+    "env_segfault_once",
+    "kill_main",
+    "ctrl_c",
+    "hang_once",
+    "nan_reward",
+)
 QUIET = {"fail_at": -1, "sleep_s": 0.002}  # the fault-injection env, no fault
 ENVPOOL_BASE = ["--env", "ALE/Breakout-v5", "--env-backend", "envpool", *BASE[2:]]
 ENVPOOL_KINDS = ("kill_executor", "kill_actor", "kill_main", "ctrl_c")
@@ -90,8 +115,11 @@ def trial(kind: str, run_dir: Path, rng: random.Random, envpool: bool = False) -
     args: list[str] = []
     fail_at = rng.randrange(20, 600)
     if kind in ("env_raise_once", "env_segfault_once", "hang_once"):
-        kwargs.update(fail_at=fail_at, once_file=str(run_dir / "fired"),
-                      fault={"env_raise_once": "raise", "env_segfault_once": "segfault", "hang_once": "hang"}[kind])
+        kwargs.update(
+            fail_at=fail_at,
+            once_file=str(run_dir / "fired"),
+            fault={"env_raise_once": "raise", "env_segfault_once": "segfault", "hang_once": "hang"}[kind],
+        )
         if kind == "hang_once":
             args = ["--watchdog-s", "2"]
     if kind == "nan_reward":
@@ -101,7 +129,9 @@ def trial(kind: str, run_dir: Path, rng: random.Random, envpool: bool = False) -
     seen = set(pids.values())
     if kind in ("kill_executor", "kill_actor", "kill_main", "ctrl_c"):
         time.sleep(rng.uniform(0.2, 2.5))
-        victim = {"kill_executor": f"executor {rng.randrange(2)}", "kill_actor": "actor 0", "kill_main": "main"}.get(kind)
+        victim = {"kill_executor": f"executor {rng.randrange(2)}", "kill_actor": "actor 0", "kill_main": "main"}.get(
+            kind
+        )
         try:
             if kind == "ctrl_c":
                 os.killpg(proc.pid, signal.SIGINT)
@@ -114,19 +144,31 @@ def trial(kind: str, run_dir: Path, rng: random.Random, envpool: bool = False) -
     resumed = False
     if kind in ("kill_main", "ctrl_c", "hang_once") and not hung and code != 0:
         resumed = True
-        proc = subprocess.Popen([sys.executable, "-m", "htsrl", "train", "--resume", str(run_dir), "--no-progress"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "htsrl", "train", "--resume", str(run_dir), "--no-progress"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         code, err2, hung = finish(proc)
         err += err2
         if code == 2 and "no checkpoint at" in err2:  # the fault came before the first checkpoint:
-            proc = cli(args, run_dir, kwargs)          # what a user does then is start again
+            proc = cli(args, run_dir, kwargs)  # what a user does then is start again
             code, err3, hung = finish(proc)
             err += err3
         seen |= set(pids_of(run_dir, timeout=0.1).values())
     time.sleep(0.3)
-    return {"kind": kind, "exit": code, "hung": hung, "orphans": alive(seen), "resumed": resumed,
-            "restarts": summary_field(run_dir, "restarts"), "sha": sha(run_dir),
-            "message": err.strip().splitlines()[-1:] if err.strip() else []}
+    return {
+        "kind": kind,
+        "exit": code,
+        "hung": hung,
+        "orphans": alive(seen),
+        "resumed": resumed,
+        "restarts": summary_field(run_dir, "restarts"),
+        "sha": sha(run_dir),
+        "message": err.strip().splitlines()[-1:] if err.strip() else [],
+    }
 
 
 def main() -> None:
@@ -156,26 +198,37 @@ def main() -> None:
         r["determinism_break"] = recoverable and r["sha"] != reference
         r["clean_stop"] = (not recoverable) and r["exit"] == 1
         results.append(r)
-        print(f"{i:3d} {kind:<18} exit {r['exit']} hung {r['hung']} orphans {len(r['orphans'])} "
-              f"restarts {r['restarts']} resumed {r['resumed']} "
-              f"sha {'ok' if r['sha'] == reference else r['sha'] and r['sha'][:8]}", flush=True)
+        print(
+            f"{i:3d} {kind:<18} exit {r['exit']} hung {r['hung']} orphans {len(r['orphans'])} "
+            f"restarts {r['restarts']} resumed {r['resumed']} "
+            f"sha {'ok' if r['sha'] == reference else r['sha'] and r['sha'][:8]}",
+            flush=True,
+        )
     leaked = sorted(set(os.listdir("/dev/shm")) - shm_before)
     table = {}
     for kind in kinds:
         mine = [r for r in results if r["kind"] == kind]
-        table[kind] = {"faults": len(mine), "hangs": sum(r["hung"] for r in mine),
-                       "orphans": sum(len(r["orphans"]) for r in mine),
-                       "determinism_breaks": sum(r["determinism_break"] for r in mine),
-                       "exit_codes": dict(Counter(str(r["exit"]) for r in mine))}
+        table[kind] = {
+            "faults": len(mine),
+            "hangs": sum(r["hung"] for r in mine),
+            "orphans": sum(len(r["orphans"]) for r in mine),
+            "determinism_breaks": sum(r["determinism_break"] for r in mine),
+            "exit_codes": dict(Counter(str(r["exit"]) for r in mine)),
+        }
     total = {k: sum(v[k] for v in table.values()) for k in ("faults", "hangs", "orphans", "determinism_breaks")}
     total["leaked_shm_segments"] = len(leaked)
     summary = {"reference_sha256": reference, "per_kind": table, "total": total, "leaked": leaked, "runs": results}
     (out / "soak.json").write_text(json.dumps(summary, indent=2))
     print(f"\n{'fault':<18} {'n':>3} {'hangs':>5} {'orphans':>7} {'det.breaks':>10}  exit codes")
     for kind, v in table.items():
-        print(f"{kind:<18} {v['faults']:>3} {v['hangs']:>5} {v['orphans']:>7} {v['determinism_breaks']:>10}  {v['exit_codes']}")
-    print(f"{'total':<18} {total['faults']:>3} {total['hangs']:>5} {total['orphans']:>7} "
-          f"{total['determinism_breaks']:>10}  leaked /dev/shm segments: {len(leaked)}")
+        print(
+            f"{kind:<18} {v['faults']:>3} {v['hangs']:>5} {v['orphans']:>7} {v['determinism_breaks']:>10}  "
+            f"{v['exit_codes']}"
+        )
+    print(
+        f"{'total':<18} {total['faults']:>3} {total['hangs']:>5} {total['orphans']:>7} "
+        f"{total['determinism_breaks']:>10}  leaked /dev/shm segments: {len(leaked)}"
+    )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from htsrl.config import Config  # noqa: E402
 def train(config: Config, **kwargs):
     """Train with ``config``; returns the summary dict also written to ``<run_dir>/summary.json``."""
     from htsrl.engine.runner import train as _train
+
     return _train(config, **kwargs)
 
 

@@ -47,19 +47,52 @@ def steady_rate(run_dir: Path) -> tuple[float, float]:
 
 def run_htsrl(cfg: Config, mode: str, run_dir: Path) -> dict:
     from htsrl.engine.runner import train
+
     backend = "envpool" if mode.endswith(ENVPOOL) else cfg.env_backend
-    cfg = Config.from_dict({**cfg.__dict__, "mode": mode.removesuffix(ENVPOOL), "env_backend": backend,
-                            "run_dir": str(run_dir), "progress": False, "checkpoint_every": 0})
+    cfg = Config.from_dict(
+        {
+            **cfg.__dict__,
+            "mode": mode.removesuffix(ENVPOOL),
+            "env_backend": backend,
+            "run_dir": str(run_dir),
+            "progress": False,
+            "checkpoint_every": 0,
+        }
+    )
     summary = train(cfg)
     sps, rollout_s = steady_rate(run_dir)
-    return {"mode": mode, "sps": sps, "rollout_s": rollout_s, "summary_sps": summary["sps"],
-            "time_split": summary["time_split"], "env_steps": summary["env_steps"]}
+    return {
+        "mode": mode,
+        "sps": sps,
+        "rollout_s": rollout_s,
+        "summary_sps": summary["sps"],
+        "time_split": summary["time_split"],
+        "env_steps": summary["env_steps"],
+    }
 
 
 def run_sb3(cfg: Config, steps: int) -> dict:
-    cmd = [sys.executable, "-m", "htsrl.baselines.sb3", "--env", cfg.env, "--algo", cfg.algo,
-           "--num-envs", str(cfg.num_envs), "--n-steps", str(cfg.alpha), "--steps", str(steps),
-           "--seed", str(cfg.seed), "--threads", str(cfg.learner_threads), "--device", cfg.device]
+    cmd = [
+        sys.executable,
+        "-m",
+        "htsrl.baselines.sb3",
+        "--env",
+        cfg.env,
+        "--algo",
+        cfg.algo,
+        "--num-envs",
+        str(cfg.num_envs),
+        "--n-steps",
+        str(cfg.alpha),
+        "--steps",
+        str(steps),
+        "--seed",
+        str(cfg.seed),
+        "--threads",
+        str(cfg.learner_threads),
+        "--device",
+        cfg.device,
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     if out.returncode != 0:
         tail = out.stderr.strip().splitlines()[-1:] or ["?"]
@@ -73,6 +106,7 @@ def claim1_prediction(cfg: Config) -> dict | None:
         return None
     from htsrl.analysis.claim1 import predicted_speedup, simulate
     from htsrl.envs.synthetic import SyntheticEnv
+
     env = SyntheticEnv(distribution=cfg.env.split("/", 1)[1], **{k: v for k, v in cfg.env_kwargs.items()})
     if env.distribution == "exponential":
         return {"model": "exponential (closed form)", "speedup": predicted_speedup(cfg.num_envs, cfg.alpha)}
@@ -96,9 +130,12 @@ def bench(cfg: Config, steps: int, reps: int, modes: list[str], out_dir: Path) -
             raise ConfigError("the sb3 mode needs Stable-Baselines3: pip install 'htsrl[bench]'") from None
     if any(m.endswith(ENVPOOL) for m in modes):
         if cfg.env_backend == "envpool":
-            raise ConfigError("the -envpool modes are compared with the same modes on Python envs; leave "
-                              "--env-backend at python (or give plain modes only)")
+            raise ConfigError(
+                "the -envpool modes are compared with the same modes on Python envs; leave "
+                "--env-backend at python (or give plain modes only)"
+            )
         from htsrl.envs import probe_env
+
         resolve(Config.from_dict({**cfg.__dict__, "env_backend": "envpool"}))  # Atari only
         probe_env(cfg.env, cfg.env_kwargs, "envpool")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -115,19 +152,37 @@ def bench(cfg: Config, steps: int, reps: int, modes: list[str], out_dir: Path) -
     table = []
     for m in modes:
         rates = [r["sps"] for r in runs if r["mode"] == m]
-        row = {"mode": m, "sps_median": med[m], "sps_min": min(rates), "sps_max": max(rates),
-               "frames_per_s": med[m] * frameskip}
+        row = {
+            "mode": m,
+            "sps_median": med[m],
+            "sps_min": min(rates),
+            "sps_max": max(rates),
+            "frames_per_s": med[m] * frameskip,
+        }
         for ref in ("raw", "sync", "sb3"):
             if ref in med and ref != m:
                 row[f"x_{ref}"] = med[m] / med[ref]
         if m.endswith(ENVPOOL) and m.removesuffix(ENVPOOL) in med:
             row["x_python"] = med[m] / med[m.removesuffix(ENVPOOL)]
         table.append(row)
-    result = {"env": cfg.env, "algo": cfg.algo, "num_envs": cfg.num_envs, "alpha": cfg.alpha,
-              "num_executors": cfg.num_executors, "num_actors": cfg.num_actors,
-              "envs_per_group": cfg.envs_per_group, "learner_threads": cfg.learner_threads,
-              "steps_per_run": steps, "reps": reps, "cpu_count": os.cpu_count(), "frameskip": frameskip,
-              "table": table, "runs": runs, "time_split": _split(runs, steps), "machine": _machine()}
+    result = {
+        "env": cfg.env,
+        "algo": cfg.algo,
+        "num_envs": cfg.num_envs,
+        "alpha": cfg.alpha,
+        "num_executors": cfg.num_executors,
+        "num_actors": cfg.num_actors,
+        "envs_per_group": cfg.envs_per_group,
+        "learner_threads": cfg.learner_threads,
+        "steps_per_run": steps,
+        "reps": reps,
+        "cpu_count": os.cpu_count(),
+        "frameskip": frameskip,
+        "table": table,
+        "runs": runs,
+        "time_split": _split(runs, steps),
+        "machine": _machine(),
+    }
     if "hts" in med:
         result["compute_bound"] = _compute_bound(runs)
     prediction = claim1_prediction(cfg)
@@ -152,8 +207,9 @@ def _split(runs: list[dict], steps: int) -> dict:
             continue
         roles = {}
         for role in mine[0]["time_split"]:
-            roles[role] = {k: statistics.median(r["time_split"][role][k] for r in mine)
-                           for k in mine[0]["time_split"][role]}
+            roles[role] = {
+                k: statistics.median(r["time_split"][role][k] for r in mine) for k in mine[0]["time_split"][role]
+            }
             roles[role]["cpu_ms_per_step"] = 1e3 * roles[role]["cpu_s"] / mine[0]["env_steps"]
         out[mode] = roles
     return out
@@ -175,20 +231,31 @@ def _machine() -> dict:
     import platform
 
     import torch
-    return {"python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine()}
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+    }
 
 
 def format_table(result: dict) -> str:
     refs = [r for r in ("raw", "sync", "sb3", "python") if any(f"x_{r}" in row for row in result["table"])]
     head = f"{'mode':<12} {'steps/s':>9} {'(min-max)':>15} {'frames/s':>9} " + " ".join(f"{'x ' + r:>7}" for r in refs)
-    lines = [f"{result['env']} {result['algo']} | {result['num_envs']} envs, alpha {result['alpha']}, "
-             f"{result['num_executors']} executors, {result['num_actors']} actors | "
-             f"{result['reps']} reps x {result['steps_per_run']} steps", head, "-" * len(head)]
+    lines = [
+        f"{result['env']} {result['algo']} | {result['num_envs']} envs, alpha {result['alpha']}, "
+        f"{result['num_executors']} executors, {result['num_actors']} actors | "
+        f"{result['reps']} reps x {result['steps_per_run']} steps",
+        head,
+        "-" * len(head),
+    ]
     for row in result["table"]:
         ratios = " ".join(f"{row[f'x_{r}']:>7.2f}" if f"x_{r}" in row else f"{'':>7}" for r in refs)
-        lines.append(f"{row['mode']:<12} {row['sps_median']:>9,.0f} {row['sps_min']:>7,.0f}-{row['sps_max']:<7,.0f} "
-                     f"{row['frames_per_s']:>9,.0f} {ratios}")
+        lines.append(
+            f"{row['mode']:<12} {row['sps_median']:>9,.0f} {row['sps_min']:>7,.0f}-{row['sps_max']:<7,.0f} "
+            f"{row['frames_per_s']:>9,.0f} {ratios}"
+        )
     for mode, roles in result["time_split"].items():
         parts = []
         for role, v in roles.items():
@@ -198,19 +265,24 @@ def format_table(result: dict) -> str:
     if "compute_bound" in result:
         cb = result["compute_bound"]
         terms = ", ".join(f"{k} {v:.2f}" for k, v in cb["cpu_ms_per_step"].items())
-        lines.append(f"compute bound: {result['cpu_count']} cores / ({terms} ms CPU per step) = "
-                     f"{cb['limit_sps']:,.0f} steps/s; HTS reaches {cb['hts_fraction']:.2f} of it")
+        lines.append(
+            f"compute bound: {result['cpu_count']} cores / ({terms} ms CPU per step) = "
+            f"{cb['limit_sps']:,.0f} steps/s; HTS reaches {cb['hts_fraction']:.2f} of it"
+        )
     if "claim1" in result:
         c = result["claim1"]
-        lines.append(f"Claim 1 [{c['model']}]: predicted rollout speedup {c['speedup']:.2f}x, measured "
-                     f"{c['measured_rollout_speedup']:.2f}x ({100 * c['relative_error']:+.1f}%); "
-                     f"HTS/sync steps/s {c['measured_sps_ratio']:.2f}x")
+        lines.append(
+            f"Claim 1 [{c['model']}]: predicted rollout speedup {c['speedup']:.2f}x, measured "
+            f"{c['measured_rollout_speedup']:.2f}x ({100 * c['relative_error']:+.1f}%); "
+            f"HTS/sync steps/s {c['measured_sps_ratio']:.2f}x"
+        )
     return "\n".join(lines)
 
 
 def _bar_chart(result: dict, path: Path) -> None:
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
@@ -220,8 +292,14 @@ def _bar_chart(result: dict, path: Path) -> None:
     med = [r["sps_median"] for r in rows]
     err = [[r["sps_median"] - r["sps_min"] for r in rows], [r["sps_max"] - r["sps_median"] for r in rows]]
     colors = {"raw": "#999", "sync": "#d62728", "hts": "#1f77b4", "sb3": "#2ca02c"}
-    ax.bar([r["mode"] for r in rows], med, yerr=err, capsize=4, color=[colors[r["mode"].removesuffix(ENVPOOL)] for r in rows],
-           hatch=["//" if r["mode"].endswith(ENVPOOL) else "" for r in rows])
+    ax.bar(
+        [r["mode"] for r in rows],
+        med,
+        yerr=err,
+        capsize=4,
+        color=[colors[r["mode"].removesuffix(ENVPOOL)] for r in rows],
+        hatch=["//" if r["mode"].endswith(ENVPOOL) else "" for r in rows],
+    )
     for i, v in enumerate(med):
         ax.text(i, v, f"{v:,.0f}", ha="center", va="bottom")
     ax.set_ylabel("agent steps / s")

@@ -52,7 +52,9 @@ def save_checkpoint(run_dir: Path, state: dict) -> Path:
         except OSError:
             pass
         if isinstance(e, OSError):
-            raise CheckpointWriteError(f"could not write checkpoint {path}: {e}; the previous checkpoint is kept") from e
+            raise CheckpointWriteError(
+                f"could not write checkpoint {path}: {e}; the previous checkpoint is kept"
+            ) from e
         raise
     return path
 
@@ -65,8 +67,8 @@ def load_checkpoint(run_dir: Path) -> dict:
     head = len(MAGIC) + 32 + 8
     if len(data) < head or not data.startswith(MAGIC):
         raise CheckpointError(f"{path} is not an htsrl checkpoint (bad header); refusing to load it")
-    digest = data[len(MAGIC):len(MAGIC) + 32]
-    length = int.from_bytes(data[len(MAGIC) + 32:head], "little")
+    digest = data[len(MAGIC) : len(MAGIC) + 32]
+    length = int.from_bytes(data[len(MAGIC) + 32 : head], "little")
     payload = data[head:]
     if len(payload) != length:
         raise CheckpointError(f"{path} is truncated ({len(payload)} of {length} bytes); refusing to load it")
@@ -77,7 +79,12 @@ def load_checkpoint(run_dir: Path) -> dict:
     except pickle.UnpicklingError as e:
         found = re.search(r"Unsupported[^\n]*?(GLOBAL [\w.]+|operand \d+|class [\w.]+)", str(e))
         what = f" ({found.group(0).strip()})" if found else ""
-        older = " (checkpoints of htsrl 0.1 held numpy arrays: resume such a run with the htsrl that wrote it)" \
-            if "numpy" in str(e) else ""
-        raise CheckpointError(f"{path} holds objects other than tensors and plain types{what}; loading it could run "
-                              f"code, so htsrl refuses it{older}") from None
+        older = (
+            " (checkpoints of htsrl 0.1 held numpy arrays: resume such a run with the htsrl that wrote it)"
+            if "numpy" in str(e)
+            else ""
+        )
+        raise CheckpointError(
+            f"{path} holds objects other than tensors and plain types{what}; loading it could run "
+            f"code, so htsrl refuses it{older}"
+        ) from None

@@ -73,19 +73,27 @@ def _json_dict(text: str) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="htsrl", description="High-throughput synchronous RL (HTS-RL)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    train = sub.add_parser("train", help="train an A2C/PPO agent",
-                           formatter_class=_HelpFormatter)
+    train = sub.add_parser("train", help="train an A2C/PPO agent", formatter_class=_HelpFormatter)
     _add_config_flags(train)
-    train.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its checkpoint "
-                       "(bitwise identical to an uninterrupted run); flags given must equal the run's, except layout "
-                       "and run-control flags")
-    be = sub.add_parser("bench", help="throughput: raw ceiling vs lock-step vs HTS vs SB3, side by side",
-                        formatter_class=_HelpFormatter)
+    train.add_argument(
+        "--resume",
+        metavar="DIR",
+        help="continue the run in DIR from its checkpoint "
+        "(bitwise identical to an uninterrupted run); flags given must equal the run's, except layout "
+        "and run-control flags",
+    )
+    be = sub.add_parser(
+        "bench", help="throughput: raw ceiling vs lock-step vs HTS vs SB3, side by side", formatter_class=_HelpFormatter
+    )
     _add_config_flags(be)
     be.add_argument("--steps", type=int, default=20_000, help="agent steps per run")
     be.add_argument("--reps", type=int, default=3, help="repetitions (interleaved)")
-    be.add_argument("--modes", default="raw,sync,hts", help="comma list of raw,sync,hts,sb3 and "
-                    "raw-envpool,sync-envpool,hts-envpool (Atari on EnvPool executors, with their ratio to Python)")
+    be.add_argument(
+        "--modes",
+        default="raw,sync,hts",
+        help="comma list of raw,sync,hts,sb3 and "
+        "raw-envpool,sync-envpool,hts-envpool (Atari on EnvPool executors, with their ratio to Python)",
+    )
     be.add_argument("--out", default="bench", help="folder for bench.json, bench.png and the runs")
     st = sub.add_parser("steptime", help="step-time distribution of an env: Gamma fit and KS test of window sums")
     st.add_argument("--env", required=True)
@@ -95,11 +103,21 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--out", default="steptime", help="folder for steptime.json/.png and step_times.npy")
     ev = sub.add_parser("eval", help="play a trained policy and report its true score")
     ev.add_argument("run_dir")
-    ev.add_argument("--episodes", type=int, default=30, help="games to play (an Atari score varies a lot from game "
-                    "to game: 10 games can be far from the mean)")
+    ev.add_argument(
+        "--episodes",
+        type=int,
+        default=30,
+        help="games to play (an Atari score varies a lot from game to game: 10 games can be far from the mean)",
+    )
     ev.add_argument("--greedy", action="store_true", help="take the most likely action instead of sampling")
-    ev.add_argument("--video", nargs="?", const="", default=None, metavar="PATH",
-                    help="record the first episode as MP4 (default path: RUN_DIR/eval.mp4)")
+    ev.add_argument(
+        "--video",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="PATH",
+        help="record the first episode as MP4 (default path: RUN_DIR/eval.mp4)",
+    )
     pl = sub.add_parser("plot", help="learning curves of one or more runs as PNG")
     pl.add_argument("run_dirs", nargs="+")
     pl.add_argument("--out", default="learning_curves.png", help="PNG path")
@@ -115,6 +133,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         cfg = Config(**given)
         if cfg.run_dir is None:
             from htsrl.engine.runner import default_run_dir
+
             cfg.run_dir = str(default_run_dir(cfg))
         return cfg
     saved = Path(args.resume) / "config.json"
@@ -153,16 +172,21 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     if args.command == "train":
         from htsrl.engine.runner import train
+
         summary = train(config_from_args(args), resume=bool(args.resume))
         keys = ("env_steps", "updates", "wall_time_s", "sps", "episodes", "mean_return_last_100", "params_sha256")
         print(json.dumps({k: summary[k] for k in keys}))
         if summary["finished"]:
             print(f"run saved in {summary['run_dir']}", file=sys.stderr)
         else:
-            print(f"stopped at {summary['env_steps']} steps as asked; continue with: "
-                  f"htsrl train --resume {summary['run_dir']}", file=sys.stderr)
+            print(
+                f"stopped at {summary['env_steps']} steps as asked; continue with: "
+                f"htsrl train --resume {summary['run_dir']}",
+                file=sys.stderr,
+            )
     elif args.command == "bench":
         from htsrl.bench import bench
+
         if args.steps <= 0 or args.reps <= 0:
             raise ConfigError("--steps and --reps must be positive")
         given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config) if getattr(args, f.name) is not None}
@@ -174,6 +198,7 @@ def _run(args: argparse.Namespace) -> int:
         bench(Config(**given), args.steps, args.reps, [m for m in args.modes.split(",") if m], Path(args.out))
     elif args.command == "steptime":
         from htsrl.analysis.steptime import steptime_report
+
         try:
             result = steptime_report(args.env, args.steps, Path(args.out), args.k, args.env_kwargs)
         except ValueError as e:  # too few step times for a fit
@@ -181,11 +206,13 @@ def _run(args: argparse.Namespace) -> int:
         print(json.dumps(result))
     elif args.command == "eval":
         from htsrl.evaluate import evaluate
+
         video = None if args.video is None else (args.video or str(Path(args.run_dir) / "eval.mp4"))
         result = evaluate(args.run_dir, episodes=args.episodes, greedy=args.greedy, video=video)
         print(json.dumps({k: v for k, v in result.items() if k != "scores"}))
     elif args.command == "plot":
         from htsrl.analysis.plots import plot_runs
+
         out = plot_runs(args.run_dirs, args.out, args.title)
         print(f"wrote {out}", file=sys.stderr)
     return 0

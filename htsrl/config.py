@@ -14,13 +14,12 @@ from typing import Any
 from htsrl.errors import ConfigError
 from htsrl.presets import PRESETS, default_preset, is_atari  # noqa: F401  (re-exported)
 
-
 # What kind of setting each field is. One declaration, from which the resume check (only LAYOUT and
 # RUN_CONTROL may change on resume) and ``htsrl plot``'s grouping (runs that differ only in IDENTITY,
 # LAYOUT and RUN_CONTROL are seeds of one curve) both derive.
-NUMERICS = "numerics"        # changes the numbers of a run (also mode, num_envs, device, threads)
-LAYOUT = "layout"            # how many processes run it and how: never changes the numbers
-IDENTITY = "identity"        # which run this is: its seed and its folder
+NUMERICS = "numerics"  # changes the numbers of a run (also mode, num_envs, device, threads)
+LAYOUT = "layout"  # how many processes run it and how: never changes the numbers
+IDENTITY = "identity"  # which run this is: its seed and its folder
 RUN_CONTROL = "run_control"  # when it stops, saves, restarts and what it prints: never changes the numbers
 KINDS = (NUMERICS, LAYOUT, IDENTITY, RUN_CONTROL)
 
@@ -42,36 +41,52 @@ class Config:
     env: str = _f("ALE/Breakout-v5", "Gymnasium id (ALE/..., CartPole-v1, htsrl/... debug envs)")
     env_kwargs: dict = _f({}, "JSON dict passed to gymnasium.make")
     algo: str = _f("ppo", "ppo or a2c", choices=("ppo", "a2c"))
-    preset: str | None = _f(None, "hyper-parameter preset, each a cited published setting (htsrl/presets.py); "
-                            "default by algo and env: atari-ppo/atari-a2c on Atari, football-ppo (a2c: "
-                            "atari-a2c) on football, classic-ppo/classic-a2c otherwise")
+    preset: str | None = _f(
+        None,
+        "hyper-parameter preset, each a cited published setting (htsrl/presets.py); "
+        "default by algo and env: atari-ppo/atari-a2c on Atari, football-ppo (a2c: "
+        "atari-a2c) on football, classic-ppo/classic-a2c otherwise",
+    )
     total_steps: int = _f(10_000_000, "agent steps over all envs (rounded up to whole windows)")
     seed: int = _f(1, "master seed: env seeds, action streams, initial weights, minibatches", kind=IDENTITY)
     run_dir: str | None = _f(None, "output folder (default runs/<env>__<algo>__<seed>__<time>)", kind=IDENTITY)
     # --- settings that change the numbers besides the algorithm's (documented in README)
-    mode: str = _f("hts", "hts: overlapped rollout/learning, lag 1; sync: lock-step A2C/PPO baseline; raw: "
-                   "random actions, no inference or learning (the throughput ceiling, for htsrl bench)",
-                   choices=("hts", "sync", "raw"))
+    mode: str = _f(
+        "hts",
+        "hts: overlapped rollout/learning, lag 1; sync: lock-step A2C/PPO baseline; raw: "
+        "random actions, no inference or learning (the throughput ceiling, for htsrl bench)",
+        choices=("hts", "sync", "raw"),
+    )
     num_envs: int | None = _f(None, "environments (default from the preset)")
-    envs_per_group: int | None = _f(None, "inference batch: envs always inferred together "
-                                    "(default: largest divisor of num_envs <= num_envs/4)")
+    envs_per_group: int | None = _f(
+        None, "inference batch: envs always inferred together (default: largest divisor of num_envs <= num_envs/4)"
+    )
     device: str = _f("cpu", "learner device: cpu, cuda or cuda:N (deterministic CUDA settings are applied)")
     actor_device: str = _f("cpu", "actor device (cpu; actors are forked processes and cannot share a CUDA context)")
-    env_backend: str = _f("python", "what steps the envs: python (Gymnasium wrappers) or envpool (EnvPool's C++ "
-                          "Atari, one batched call per group; see docs/ARCHITECTURE.md for its semantics)",
-                          choices=ENV_BACKENDS)
+    env_backend: str = _f(
+        "python",
+        "what steps the envs: python (Gymnasium wrappers) or envpool (EnvPool's C++ "
+        "Atari, one batched call per group; see docs/ARCHITECTURE.md for its semantics)",
+        choices=ENV_BACKENDS,
+    )
     learner_threads: int = _f(2, "torch threads of the learner (reduction order may change with it)")
     # --- runtime layout (never changes the numbers)
     num_executors: int = _f(2, "processes that step environments", kind=LAYOUT)
     num_actors: int = _f(1, "inference processes (hts mode; sync mode infers in the learner)", kind=LAYOUT)
     serial: bool = _f(False, "run every role in one process (for pdb); same numbers as parallel", kind=LAYOUT)
     # --- run control (never changes the numbers)
-    stop_at_steps: int | None = _f(None, "stop with a checkpoint once this many steps are learned; the run "
-                                   "stays resumable with --resume (e.g. to fit a job's time limit)", kind=RUN_CONTROL)
-    checkpoint_every: int = _f(50, "save a checkpoint every N updates (0: only at the end and on Ctrl-C)",
-                               kind=RUN_CONTROL)
-    max_restarts: int = _f(3, "times a run may restart its rollout after a role died or an env raised",
-                           kind=RUN_CONTROL)
+    stop_at_steps: int | None = _f(
+        None,
+        "stop with a checkpoint once this many steps are learned; the run "
+        "stays resumable with --resume (e.g. to fit a job's time limit)",
+        kind=RUN_CONTROL,
+    )
+    checkpoint_every: int = _f(
+        50, "save a checkpoint every N updates (0: only at the end and on Ctrl-C)", kind=RUN_CONTROL
+    )
+    max_restarts: int = _f(
+        3, "times a run may restart its rollout after a role died or an env raised", kind=RUN_CONTROL
+    )
     watchdog_s: float = _f(120.0, "stop with a message if a window takes longer than this", kind=RUN_CONTROL)
     progress: bool = _f(True, "print a live progress line", kind=RUN_CONTROL)
     # --- algorithm (unset: from the preset)
@@ -92,18 +107,21 @@ class Config:
     minibatches: int | None = _f(None, "PPO minibatches per epoch")
     norm_adv: bool | None = _f(None, "normalize advantages over the batch (PPO)")
     # --- the lag of one update (HTS mode; lock-step has none, and both settings are then the same)
-    proximal: str = _f("current", "what an update is centred on in hts mode, where the window was collected by the "
-                       "parameters one update old: 'behaviour' (plain PPO/A2C on the lagged samples) or "
-                       "'current' (the learner's parameters at the start of the update; PPO clips around them "
-                       "and both weight each sample by pi_current/pi_behaviour, clamped: decoupled PPO)",
-                       choices=("behaviour", "current"))
+    proximal: str = _f(
+        "current",
+        "what an update is centred on in hts mode, where the window was collected by the "
+        "parameters one update old: 'behaviour' (plain PPO/A2C on the lagged samples) or "
+        "'current' (the learner's parameters at the start of the update; PPO clips around them "
+        "and both weight each sample by pi_current/pi_behaviour, clamped: decoupled PPO)",
+        choices=("behaviour", "current"),
+    )
     max_is_weight: float = _f(2.0, "clamp of the importance weight pi_current/pi_behaviour (--proximal current)")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Config":
+    def from_dict(cls, d: dict) -> Config:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:
@@ -133,9 +151,11 @@ def check_resume(saved: Config, given: Config) -> None:
             differ.append(f"{flag(name)} (saved {was!r}, given {now!r})")
     if differ:
         extra = "" if saved.lr_decay is False else "; --total-steps may not, as the learning-rate decay spans the run"
-        raise ConfigError(f"--resume cannot change {', '.join(differ)}: they change the numbers; only layout and "
-                          f"run-control flags may differ ({', '.join(map(flag, fields_of_kind(LAYOUT, RUN_CONTROL)))})"
-                          f"{extra}")
+        raise ConfigError(
+            f"--resume cannot change {', '.join(differ)}: they change the numbers; only layout and "
+            f"run-control flags may differ ({', '.join(map(flag, fields_of_kind(LAYOUT, RUN_CONTROL)))})"
+            f"{extra}"
+        )
 
 
 ALGOS = ("ppo", "a2c")
@@ -171,8 +191,17 @@ def resolve(cfg: Config) -> Config:
 
 
 def validate(c: Config) -> None:
-    positive = ["total_steps", "num_envs", "num_executors", "num_actors", "envs_per_group", "alpha",
-                "learner_threads", "epochs", "minibatches"]
+    positive = [
+        "total_steps",
+        "num_envs",
+        "num_executors",
+        "num_actors",
+        "envs_per_group",
+        "alpha",
+        "learner_threads",
+        "epochs",
+        "minibatches",
+    ]
     for name in positive:
         v = getattr(c, name)
         if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
@@ -190,8 +219,10 @@ def validate(c: Config) -> None:
     if not (c.device == "cpu" or c.device == "cuda" or c.device.startswith("cuda:")):
         raise ConfigError(f"--device must be cpu, cuda or cuda:N, got {c.device!r}")
     if c.actor_device != "cpu":
-        raise ConfigError("--actor-device must be cpu: actors are forked processes, and a CUDA context does not "
-                          "survive fork; run the learner on the GPU with --device cuda")
+        raise ConfigError(
+            "--actor-device must be cpu: actors are forked processes, and a CUDA context does not "
+            "survive fork; run the learner on the GPU with --device cuda"
+        )
     if c.max_restarts < 0:
         raise ConfigError(f"--max-restarts must be >= 0, got {c.max_restarts}")
     if c.checkpoint_every < 0:
@@ -206,7 +237,8 @@ def validate(c: Config) -> None:
     if groups % c.num_executors:
         raise ConfigError(
             f"{groups} inference groups of {c.envs_per_group} envs cannot be split evenly over "
-            f"{c.num_executors} executors; choose --envs-per-group dividing {c.num_envs // c.num_executors}")
+            f"{c.num_executors} executors; choose --envs-per-group dividing {c.num_envs // c.num_executors}"
+        )
     batch = c.num_envs * c.alpha
     if c.algo == "ppo" and batch % c.minibatches:
         raise ConfigError(f"batch num_envs*alpha = {batch} is not divisible by --minibatches {c.minibatches}")
@@ -215,5 +247,7 @@ def validate(c: Config) -> None:
     if c.env_backend not in ENV_BACKENDS:
         raise ConfigError(f"--env-backend must be 'python' or 'envpool', got {c.env_backend!r}")
     if c.env_backend == "envpool" and not is_atari(c.env):
-        raise ConfigError(f"--env-backend envpool steps Atari only (ALE/<Game>-v5 or <Game>NoFrameskip-v4), "
-                          f"not {c.env}; use --env-backend python")
+        raise ConfigError(
+            f"--env-backend envpool steps Atari only (ALE/<Game>-v5 or <Game>NoFrameskip-v4), "
+            f"not {c.env}; use --env-backend python"
+        )

@@ -41,6 +41,7 @@ class SingleProcess:
         pass
 
 
+SINGLE_PROCESS = SingleProcess()  # the default ``dp`` of the learner and the updates
 
 
 class DataParallel(SingleProcess):
@@ -63,7 +64,7 @@ class DataParallel(SingleProcess):
         dist.all_reduce(flat, op=dist.ReduceOp.SUM)  # one collective per minibatch
         off = 0
         for g in grads:
-            g.copy_(flat[off:off + g.numel()].view_as(g))
+            g.copy_(flat[off : off + g.numel()].view_as(g))
             off += g.numel()
 
     def gather(self, obj) -> list:

@@ -72,14 +72,16 @@ def load_policy(run_dir: Path):
         state = torch.load(model_path, weights_only=True)
     else:  # an unfinished run: take the weights of its last checkpoint
         from htsrl.checkpoint import load_checkpoint
+
         state = load_checkpoint(run_dir)["learner"]["model"]
     model.load_state_dict(state)
     model.eval()
     return cfg, model
 
 
-def play_game(env_set, model, seed: int, episode: int, greedy: bool = False, max_steps: int = 100_000,
-              on_step=None) -> dict:
+def play_game(
+    env_set, model, seed: int, episode: int, greedy: bool = False, max_steps: int = 100_000, on_step=None
+) -> dict:
     """Play evaluation game ``episode`` on env 0 of ``env_set`` (built with ``training=True``) and return
     its true score ``r``, length ``l`` (see the module docstring), score difference ``s`` (football,
     else None) and ``steps`` (actions the policy chose). ``on_step()`` runs before each policy step."""
@@ -112,8 +114,13 @@ def play_game(env_set, model, seed: int, episode: int, greedy: bool = False, max
     raise RuntimeError(f"episode {episode} did not end within {max_steps} steps")
 
 
-def evaluate(run_dir: str | Path, episodes: int = 30, greedy: bool = False, video: str | Path | None = None,
-             max_steps: int = 100_000) -> dict:
+def evaluate(
+    run_dir: str | Path,
+    episodes: int = 30,
+    greedy: bool = False,
+    video: str | Path | None = None,
+    max_steps: int = 100_000,
+) -> dict:
     if episodes <= 0:
         raise ConfigError(f"--episodes must be positive, got {episodes}")
     run_dir = Path(run_dir)
@@ -129,11 +136,12 @@ def evaluate(run_dir: str | Path, episodes: int = 30, greedy: bool = False, vide
         for ep in range(episodes):
             on_step = None
             if video is not None and ep == 0:
+
                 def on_step():
                     nonlocal writer
                     writer = _write_frame(writer, env_set.envs[0].render(), Path(video))
-            games.append(play_game(env_set, model, cfg.seed, ep, greedy=greedy, max_steps=max_steps,
-                                   on_step=on_step))
+
+            games.append(play_game(env_set, model, cfg.seed, ep, greedy=greedy, max_steps=max_steps, on_step=on_step))
             if writer is not None:
                 writer.release()
                 writer = None
@@ -141,10 +149,17 @@ def evaluate(run_dir: str | Path, episodes: int = 30, greedy: bool = False, vide
         env_set.close()
     scores = [g["r"] for g in games]
     score_diffs = [g["s"] for g in games if g["s"] is not None]
-    result = {"run_dir": str(run_dir), "env": cfg.env, "episodes": episodes, "greedy": greedy,
-              "mean_score": float(np.mean(scores)), "std_score": float(np.std(scores)),
-              "mean_length": float(np.mean([g["l"] for g in games])),
-              "mean_steps": float(np.mean([g["steps"] for g in games])), "scores": scores}
+    result = {
+        "run_dir": str(run_dir),
+        "env": cfg.env,
+        "episodes": episodes,
+        "greedy": greedy,
+        "mean_score": float(np.mean(scores)),
+        "std_score": float(np.std(scores)),
+        "mean_length": float(np.mean([g["l"] for g in games])),
+        "mean_steps": float(np.mean([g["steps"] for g in games])),
+        "scores": scores,
+    }
     if score_diffs:
         result["mean_score_difference"] = float(np.mean(score_diffs))
     if video is not None:
@@ -155,6 +170,7 @@ def evaluate(run_dir: str | Path, episodes: int = 30, greedy: bool = False, vide
 
 def _write_frame(writer, frame, path: Path):
     import cv2
+
     frame = np.asarray(frame)
     if writer is None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,7 @@ from pathlib import Path
 @dataclass
 class Episodes:
     """Episodes that ended in one window, in (step, env) order."""
+
     returns: list[float] = field(default_factory=list)
     lengths: list[int] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)  # football score difference, where reported
@@ -32,8 +33,15 @@ def _mean(xs) -> float:
 
 
 class Monitor:
-    def __init__(self, run_dir: Path, total_steps: int, start_steps: int = 0, enabled: bool = True,
-                 tensorboard: bool = True, interval_s: float = 5.0):
+    def __init__(
+        self,
+        run_dir: Path,
+        total_steps: int,
+        start_steps: int = 0,
+        enabled: bool = True,
+        tensorboard: bool = True,
+        interval_s: float = 5.0,
+    ):
         self.total_steps, self.enabled, self.interval_s = total_steps, enabled, interval_s
         self.returns: deque[float] = deque(maxlen=100)
         self.scores: deque[float] = deque(maxlen=100)
@@ -48,12 +56,20 @@ class Monitor:
         self._tb = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
+
             self._tb = SummaryWriter(str(run_dir / "tb"))
         self._bar = None
         if enabled and sys.stderr.isatty():
             from tqdm import tqdm
-            self._bar = tqdm(total=total_steps, initial=start_steps, unit="step", unit_scale=True,
-                             dynamic_ncols=True, file=sys.stderr)
+
+            self._bar = tqdm(
+                total=total_steps,
+                initial=start_steps,
+                unit="step",
+                unit_scale=True,
+                dynamic_ncols=True,
+                file=sys.stderr,
+            )
 
     def restore(self, returns: list[float], scores: list[float], episodes: int, wall_time_s: float = 0.0) -> None:
         self.returns.extend(returns)
@@ -62,8 +78,12 @@ class Monitor:
         self.wall_before = wall_time_s
 
     def state_dict(self) -> dict:
-        return {"returns": list(self.returns), "scores": list(self.scores), "episodes": self.episodes,
-                "wall_time_s": self.wall_before + time.perf_counter() - self.start}
+        return {
+            "returns": list(self.returns),
+            "scores": list(self.scores),
+            "episodes": self.episodes,
+            "wall_time_s": self.wall_before + time.perf_counter() - self.start,
+        }
 
     def mean_return(self) -> float:
         return _mean(self.returns)
@@ -77,14 +97,22 @@ class Monitor:
         self.episodes += len(episodes.returns)
         elapsed = time.perf_counter() - self.start
         sps = (env_steps - self.start_steps) / max(elapsed, 1e-9)
-        scalars = {"charts/sps": sps, "charts/episodic_return": _mean(episodes.returns),
-                   "charts/episodic_length": _mean(episodes.lengths),
-                   "charts/mean_return_last_100": self.mean_return(), **metrics}
+        scalars = {
+            "charts/sps": sps,
+            "charts/episodic_return": _mean(episodes.returns),
+            "charts/episodic_length": _mean(episodes.lengths),
+            "charts/mean_return_last_100": self.mean_return(),
+            **metrics,
+        }
         if episodes.scores or self.scores:
             scalars["charts/episodic_score"] = _mean(episodes.scores)
             scalars["charts/mean_score_last_100"] = self.mean_score()
-        row = {"env_steps": env_steps, "updates": updates, "wall_time_s": round(self.wall_before + elapsed, 3),
-               **scalars}
+        row = {
+            "env_steps": env_steps,
+            "updates": updates,
+            "wall_time_s": round(self.wall_before + elapsed, 3),
+            **scalars,
+        }
         self._write_csv({k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()})
         if self._tb is not None:
             for k, v in scalars.items():
@@ -127,9 +155,13 @@ class Monitor:
             return
         self._last_print = elapsed
         eta = (self.total_steps - env_steps) / max(sps, 1e-9)
-        print(f"steps {env_steps:,}/{self.total_steps:,} ({100 * env_steps / self.total_steps:.1f}%) | "
-              f"{sps:,.0f} SPS | updates {updates} | return(last 100) {ret} | episodes {self.episodes} | "
-              f"ETA {eta:.0f}s", file=sys.stderr, flush=True)
+        print(
+            f"steps {env_steps:,}/{self.total_steps:,} ({100 * env_steps / self.total_steps:.1f}%) | "
+            f"{sps:,.0f} SPS | updates {updates} | return(last 100) {ret} | episodes {self.episodes} | "
+            f"ETA {eta:.0f}s",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def close(self) -> None:
         if self._bar is not None:

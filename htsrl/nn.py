@@ -27,9 +27,12 @@ class NatureCNN(nn.Module):
         c, h, w = obs_shape
         g = nn.init.calculate_gain("relu")
         self.body = nn.Sequential(
-            _init(nn.Conv2d(c, 32, 8, stride=4), g), nn.ReLU(),
-            _init(nn.Conv2d(32, 64, 4, stride=2), g), nn.ReLU(),
-            _init(nn.Conv2d(64, 64, 3, stride=1), g), nn.ReLU(),
+            _init(nn.Conv2d(c, 32, 8, stride=4), g),
+            nn.ReLU(),
+            _init(nn.Conv2d(32, 64, 4, stride=2), g),
+            nn.ReLU(),
+            _init(nn.Conv2d(64, 64, 3, stride=1), g),
+            nn.ReLU(),
             nn.Flatten(),
         )
         with torch.no_grad():
@@ -50,8 +53,12 @@ class MLP(nn.Module):
         super().__init__()
         d = int(np.prod(obs_shape))
         s = np.sqrt(2)
-        self.pi_body = nn.Sequential(_init(nn.Linear(d, hidden), s), nn.Tanh(), _init(nn.Linear(hidden, hidden), s), nn.Tanh())
-        self.v_body = nn.Sequential(_init(nn.Linear(d, hidden), s), nn.Tanh(), _init(nn.Linear(hidden, hidden), s), nn.Tanh())
+        self.pi_body = nn.Sequential(
+            _init(nn.Linear(d, hidden), s), nn.Tanh(), _init(nn.Linear(hidden, hidden), s), nn.Tanh()
+        )
+        self.v_body = nn.Sequential(
+            _init(nn.Linear(d, hidden), s), nn.Tanh(), _init(nn.Linear(hidden, hidden), s), nn.Tanh()
+        )
         self.pi = _init(nn.Linear(hidden, num_actions), 0.01)
         self.v = _init(nn.Linear(hidden, 1), 1.0)
 
@@ -83,6 +90,6 @@ def bind_params(model: nn.Module, flat: torch.Tensor) -> None:
     off = 0
     for p in model.parameters():
         n = p.numel()
-        p.data = flat[off:off + n].view_as(p)
+        p.data = flat[off : off + n].view_as(p)
         off += n
     assert off == flat.numel()

@@ -45,9 +45,23 @@ from typing import Any
 
 # Every preset sets exactly these.
 PRESET_FIELDS: tuple[str, ...] = (
-    "num_envs", "alpha", "lr", "lr_decay", "optimizer", "optim_eps", "rmsprop_alpha", "gamma",
-    "gae_lambda", "ent_coef", "vf_coef", "max_grad_norm", "clip_coef", "clip_value_loss", "epochs",
-    "minibatches", "norm_adv",
+    "num_envs",
+    "alpha",
+    "lr",
+    "lr_decay",
+    "optimizer",
+    "optim_eps",
+    "rmsprop_alpha",
+    "gamma",
+    "gae_lambda",
+    "ent_coef",
+    "vf_coef",
+    "max_grad_norm",
+    "clip_coef",
+    "clip_value_loss",
+    "epochs",
+    "minibatches",
+    "norm_adv",
 )
 
 _KOSTRIKOV = "github.com/ikostrikov/pytorch-a2c-ppo-acktr-gail"
@@ -56,23 +70,27 @@ _HTSRL_AUTHORS = "github.com/IouJenLiu/HTS-RL"
 PRESET_SOURCES: dict[str, str] = {
     "atari-ppo": (
         f"{_KOSTRIKOV} README.md 'Training / Atari / PPO' (line 93): python main.py --env-name "
-        "\"PongNoFrameskip-v4\" --algo ppo --use-gae --lr 2.5e-4 --clip-param 0.1 --value-loss-coef 0.5 "
+        '"PongNoFrameskip-v4" --algo ppo --use-gae --lr 2.5e-4 --clip-param 0.1 --value-loss-coef 0.5 '
         "--num-processes 8 --num-steps 128 --num-mini-batch 4 --log-interval 1 --use-linear-lr-decay "
         "--entropy-coef 0.01; the rest from a2c_ppo_acktr/arguments.py defaults and a2c_ppo_acktr/algo/ppo.py "
         "(Adam, clipped value loss, batch-normalised advantages). Same values as vwxyzjn/cleanrl "
-        "cleanrl/ppo_atari.py Args."),
+        "cleanrl/ppo_atari.py Args."
+    ),
     "atari-a2c": (
         f"{_KOSTRIKOV} README.md 'Training / Atari / A2C' (line 87): python main.py --env-name "
-        "\"PongNoFrameskip-v4\", i.e. every a2c_ppo_acktr/arguments.py default (no --use-gae, no "
-        "--use-linear-lr-decay); RMSprop from a2c_ppo_acktr/algo/a2c_acktr.py."),
+        '"PongNoFrameskip-v4", i.e. every a2c_ppo_acktr/arguments.py default (no --use-gae, no '
+        "--use-linear-lr-decay); RMSprop from a2c_ppo_acktr/algo/a2c_acktr.py."
+    ),
     "classic-ppo": (
         "github.com/vwxyzjn/cleanrl cleanrl/ppo.py: the Args dataclass defaults (env_id CartPole-v1, lines "
-        "41-67) and optim.Adam(..., eps=1e-5) (line 168)."),
+        "41-67) and optim.Adam(..., eps=1e-5) (line 168)."
+    ),
     "classic-a2c": (
         "github.com/DLR-RM/rl-baselines3-zoo hyperparams/a2c.yml, entry CartPole-v1 (lines 21-25: n_envs 8, "
         "ent_coef 0.0), with every other value from github.com/DLR-RM/stable-baselines3 "
         "stable_baselines3/a2c/a2c.py A2C.__init__ defaults (lines 70-83) and its RMSprop kwargs "
-        "(line 127: alpha=0.99, eps=rms_prop_eps)."),
+        "(line 127: alpha=0.99, eps=rms_prop_eps)."
+    ),
     "football-ppo": (
         f"{_HTSRL_AUTHORS} scripts/run_ours_*.sh (all eleven academy scripts use the same command: "
         "--use-gae --num-processes 16 --use-linear-lr-decay --clip-param 0.08 --gamma 0.993 "
@@ -81,7 +99,8 @@ PRESET_SOURCES: dict[str, str] = {
         "a2c_ppo_acktr/algo/ppo_aug.py (Adam, clipped value loss, batch-normalised advantages). The "
         "entropy term differs in sign and scale from the authors' code: see the comment on ent_coef. "
         "Those numbers are Google Research Football's own PPO settings "
-        "(github.com/google-research/football gfootball/examples/repro_checkpoint_easy.sh)."),
+        "(github.com/google-research/football gfootball/examples/repro_checkpoint_easy.sh)."
+    ),
 }
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -89,90 +108,90 @@ PRESETS: dict[str, dict[str, Any]] = {
     # CleanRL's cleanrl/ppo_atari.py defaults are the same numbers (it normalises advantages per
     # minibatch; Kostrikov, and htsrl, over the batch: a2c_ppo_acktr/algo/ppo.py lines 35-37).
     "atari-ppo": dict(
-        num_envs=8,            # --num-processes 8
-        alpha=128,             # --num-steps 128
-        lr=2.5e-4,             # --lr 2.5e-4
-        lr_decay=True,         # --use-linear-lr-decay (main.py: lr * (1 - j / num_updates), j from 0)
-        optimizer="adam",      # algo/ppo.py line 32: optim.Adam(lr=lr, eps=eps)
-        optim_eps=1e-5,        # --eps default 1e-5 (arguments.py line 29)
-        rmsprop_alpha=0.99,    # unused by Adam; --alpha default 0.99 (arguments.py line 34)
-        gamma=0.99,            # --gamma default (line 39)
-        gae_lambda=0.95,       # --use-gae with --gae-lambda default 0.95 (line 49)
-        ent_coef=0.01,         # --entropy-coef 0.01; bonus on dist.entropy().mean(), as in htsrl
-        vf_coef=0.5,           # --value-loss-coef 0.5; value loss 0.5*max(...) as in htsrl
-        max_grad_norm=0.5,     # --max-grad-norm default (line 64)
-        clip_coef=0.1,         # --clip-param 0.1 (also clips the value, as in htsrl)
+        num_envs=8,  # --num-processes 8
+        alpha=128,  # --num-steps 128
+        lr=2.5e-4,  # --lr 2.5e-4
+        lr_decay=True,  # --use-linear-lr-decay (main.py: lr * (1 - j / num_updates), j from 0)
+        optimizer="adam",  # algo/ppo.py line 32: optim.Adam(lr=lr, eps=eps)
+        optim_eps=1e-5,  # --eps default 1e-5 (arguments.py line 29)
+        rmsprop_alpha=0.99,  # unused by Adam; --alpha default 0.99 (arguments.py line 34)
+        gamma=0.99,  # --gamma default (line 39)
+        gae_lambda=0.95,  # --use-gae with --gae-lambda default 0.95 (line 49)
+        ent_coef=0.01,  # --entropy-coef 0.01; bonus on dist.entropy().mean(), as in htsrl
+        vf_coef=0.5,  # --value-loss-coef 0.5; value loss 0.5*max(...) as in htsrl
+        max_grad_norm=0.5,  # --max-grad-norm default (line 64)
+        clip_coef=0.1,  # --clip-param 0.1 (also clips the value, as in htsrl)
         clip_value_loss=True,  # algo/ppo.py line 18: use_clipped_value_loss=True (main.py keeps it)
-        epochs=4,              # --ppo-epoch default 4 (line 86)
-        minibatches=4,         # --num-mini-batch 4
-        norm_adv=True,         # algo/ppo.py lines 36-37, always on (std + 1e-5; htsrl uses + 1e-8)
+        epochs=4,  # --ppo-epoch default 4 (line 86)
+        minibatches=4,  # --num-mini-batch 4
+        norm_adv=True,  # algo/ppo.py lines 36-37, always on (std + 1e-5; htsrl uses + 1e-8)
     ),
     # Kostrikov, README Atari A2C command = all arguments.py defaults. His A2C has no LR decay unless
     # --use-linear-lr-decay is given, and the README command does not give it.
     "atari-a2c": dict(
-        num_envs=16,           # --num-processes default 16 (arguments.py line 76)
-        alpha=5,               # --num-steps default 5 (line 81)
-        lr=7e-4,               # --lr default 7e-4 (line 27)
-        lr_decay=False,        # --use-linear-lr-decay default False (line 148)
-        optimizer="rmsprop",   # algo/a2c_acktr.py line 30: optim.RMSprop(lr, eps=eps, alpha=alpha)
-        optim_eps=1e-5,        # --eps default 1e-5 (line 29)
-        rmsprop_alpha=0.99,    # --alpha default 0.99 (line 34)
-        gamma=0.99,            # --gamma default (line 39)
-        gae_lambda=1.0,        # no --use-gae: storage.py compute_returns gives n-step returns = GAE(1)
-        ent_coef=0.01,         # --entropy-coef default (line 54); bonus, as in htsrl
-        vf_coef=0.5,           # --value-loss-coef default (line 59); value_loss = advantages.pow(2).mean()
-        max_grad_norm=0.5,     # --max-grad-norm default (line 64)
-        clip_coef=0.2,         # unused by A2C; --clip-param default 0.2 (line 96), kept so the field is set
+        num_envs=16,  # --num-processes default 16 (arguments.py line 76)
+        alpha=5,  # --num-steps default 5 (line 81)
+        lr=7e-4,  # --lr default 7e-4 (line 27)
+        lr_decay=False,  # --use-linear-lr-decay default False (line 148)
+        optimizer="rmsprop",  # algo/a2c_acktr.py line 30: optim.RMSprop(lr, eps=eps, alpha=alpha)
+        optim_eps=1e-5,  # --eps default 1e-5 (line 29)
+        rmsprop_alpha=0.99,  # --alpha default 0.99 (line 34)
+        gamma=0.99,  # --gamma default (line 39)
+        gae_lambda=1.0,  # no --use-gae: storage.py compute_returns gives n-step returns = GAE(1)
+        ent_coef=0.01,  # --entropy-coef default (line 54); bonus, as in htsrl
+        vf_coef=0.5,  # --value-loss-coef default (line 59); value_loss = advantages.pow(2).mean()
+        max_grad_norm=0.5,  # --max-grad-norm default (line 64)
+        clip_coef=0.2,  # unused by A2C; --clip-param default 0.2 (line 96), kept so the field is set
         clip_value_loss=False,  # unused by A2C, which has no value clipping
-        epochs=1,              # A2C: one gradient step per rollout (algo/a2c_acktr.py update)
-        minibatches=1,         # A2C: the whole rollout is one batch
-        norm_adv=False,        # A2C uses raw advantages (algo/a2c_acktr.py lines 48-51)
+        epochs=1,  # A2C: one gradient step per rollout (algo/a2c_acktr.py update)
+        minibatches=1,  # A2C: the whole rollout is one batch
+        norm_adv=False,  # A2C uses raw advantages (algo/a2c_acktr.py lines 48-51)
     ),
     # CleanRL cleanrl/ppo.py Args defaults (written for CartPole-v1), exactly. Formulation differences
     # that are not preset fields: CleanRL normalises advantages per minibatch (line 262), htsrl over
     # the batch; CleanRL treats a truncated episode as terminated (next_done = terminations |
     # truncations, no bootstrap), htsrl bootstraps V(final obs) at truncations.
     "classic-ppo": dict(
-        num_envs=4,            # num_envs: int = 4 (line 43)
-        alpha=128,             # num_steps: int = 128 (line 45)
-        lr=2.5e-4,             # learning_rate: float = 2.5e-4 (line 41)
-        lr_decay=True,         # anneal_lr: bool = True (line 47), frac = 1 - (iteration - 1) / num_iterations
-        optimizer="adam",      # optim.Adam (line 168)
-        optim_eps=1e-5,        # eps=1e-5 (line 168)
-        rmsprop_alpha=0.99,    # unused by Adam; not in the source (torch's RMSprop default)
-        gamma=0.99,            # gamma: float = 0.99 (line 49)
-        gae_lambda=0.95,       # gae_lambda: float = 0.95 (line 51)
-        ent_coef=0.01,         # ent_coef: float = 0.01 (line 63); bonus, as in htsrl
-        vf_coef=0.5,           # vf_coef: float = 0.5 (line 65); value loss 0.5*..., as in htsrl
-        max_grad_norm=0.5,     # max_grad_norm: float = 0.5 (line 67)
-        clip_coef=0.2,         # clip_coef: float = 0.2 (line 59)
+        num_envs=4,  # num_envs: int = 4 (line 43)
+        alpha=128,  # num_steps: int = 128 (line 45)
+        lr=2.5e-4,  # learning_rate: float = 2.5e-4 (line 41)
+        lr_decay=True,  # anneal_lr: bool = True (line 47), frac = 1 - (iteration - 1) / num_iterations
+        optimizer="adam",  # optim.Adam (line 168)
+        optim_eps=1e-5,  # eps=1e-5 (line 168)
+        rmsprop_alpha=0.99,  # unused by Adam; not in the source (torch's RMSprop default)
+        gamma=0.99,  # gamma: float = 0.99 (line 49)
+        gae_lambda=0.95,  # gae_lambda: float = 0.95 (line 51)
+        ent_coef=0.01,  # ent_coef: float = 0.01 (line 63); bonus, as in htsrl
+        vf_coef=0.5,  # vf_coef: float = 0.5 (line 65); value loss 0.5*..., as in htsrl
+        max_grad_norm=0.5,  # max_grad_norm: float = 0.5 (line 67)
+        clip_coef=0.2,  # clip_coef: float = 0.2 (line 59)
         clip_value_loss=True,  # clip_vloss: bool = True (line 61)
-        epochs=4,              # update_epochs: int = 4 (line 55)
-        minibatches=4,         # num_minibatches: int = 4 (line 53)
-        norm_adv=True,         # norm_adv: bool = True (line 57)
+        epochs=4,  # update_epochs: int = 4 (line 55)
+        minibatches=4,  # num_minibatches: int = 4 (line 53)
+        norm_adv=True,  # norm_adv: bool = True (line 57)
     ),
     # rl-baselines3-zoo hyperparams/a2c.yml CartPole-v1 (n_envs 8, ent_coef 0.0, n_timesteps 5e5) on
     # top of SB3's A2C defaults (stable_baselines3/a2c/a2c.py). SB3's value loss F.mse_loss(returns,
     # values) is mean((R-v)^2), the same as htsrl's A2C value loss (no 0.5 factor in either); SB3's
     # RMSprop is torch's, with alpha=0.99 and eps=rms_prop_eps=1e-5, as here.
     "classic-a2c": dict(
-        num_envs=8,            # a2c.yml CartPole-v1: n_envs: 8
-        alpha=5,               # SB3 A2C n_steps=5
-        lr=7e-4,               # SB3 A2C learning_rate=7e-4; the zoo entry sets none
-        lr_decay=False,        # a constant float (the zoo writes lin_<lr> for decay; this entry has none)
-        optimizer="rmsprop",   # SB3 A2C use_rms_prop=True -> th.optim.RMSprop (a2c.py line 126)
-        optim_eps=1e-5,        # SB3 A2C rms_prop_eps=1e-5
-        rmsprop_alpha=0.99,    # a2c.py line 127: dict(alpha=0.99, eps=rms_prop_eps, weight_decay=0)
-        gamma=0.99,            # SB3 A2C gamma=0.99
-        gae_lambda=1.0,        # SB3 A2C gae_lambda=1.0 (n-step returns)
-        ent_coef=0.0,          # a2c.yml CartPole-v1: ent_coef: 0.0 (also SB3's default)
-        vf_coef=0.5,           # SB3 A2C vf_coef=0.5
-        max_grad_norm=0.5,     # SB3 A2C max_grad_norm=0.5
-        clip_coef=0.2,         # unused by A2C; not in the source, same as atari-a2c
+        num_envs=8,  # a2c.yml CartPole-v1: n_envs: 8
+        alpha=5,  # SB3 A2C n_steps=5
+        lr=7e-4,  # SB3 A2C learning_rate=7e-4; the zoo entry sets none
+        lr_decay=False,  # a constant float (the zoo writes lin_<lr> for decay; this entry has none)
+        optimizer="rmsprop",  # SB3 A2C use_rms_prop=True -> th.optim.RMSprop (a2c.py line 126)
+        optim_eps=1e-5,  # SB3 A2C rms_prop_eps=1e-5
+        rmsprop_alpha=0.99,  # a2c.py line 127: dict(alpha=0.99, eps=rms_prop_eps, weight_decay=0)
+        gamma=0.99,  # SB3 A2C gamma=0.99
+        gae_lambda=1.0,  # SB3 A2C gae_lambda=1.0 (n-step returns)
+        ent_coef=0.0,  # a2c.yml CartPole-v1: ent_coef: 0.0 (also SB3's default)
+        vf_coef=0.5,  # SB3 A2C vf_coef=0.5
+        max_grad_norm=0.5,  # SB3 A2C max_grad_norm=0.5
+        clip_coef=0.2,  # unused by A2C; not in the source, same as atari-a2c
         clip_value_loss=False,  # unused by A2C, which has no value clipping
-        epochs=1,              # SB3 A2C.train: one gradient step on the whole rollout
-        minibatches=1,         # SB3 A2C.train: rollout_buffer.get(batch_size=None), one batch
-        norm_adv=False,        # SB3 A2C normalize_advantage=False
+        epochs=1,  # SB3 A2C.train: one gradient step on the whole rollout
+        minibatches=1,  # SB3 A2C.train: rollout_buffer.get(batch_size=None), one batch
+        norm_adv=False,  # SB3 A2C normalize_advantage=False
     ),
     # HTS-RL authors' football PPO (scripts/run_ours_*.sh + a2c_ppo_acktr/arguments.py defaults).
     # These numbers are GRF's tuned PPO settings (gfootball/examples/repro_checkpoint_easy.sh: the same
@@ -180,17 +199,17 @@ PRESETS: dict[str, dict[str, Any]] = {
     # them with a 128-step rollout (GRF: 512) and linear LR decay (GRF: constant), and htsrl follows
     # HTS-RL there.
     "football-ppo": dict(
-        num_envs=16,           # N_ENVS=16 -> --num-processes 16
-        alpha=128,             # --sync-every 128: the rollout storage is RolloutStorageMA(args.sync_every, ...)
-                               # (main.py line 70; learner.py num_updates = steps // sync_every // envs);
-                               # --num-steps (default 512) is not the rollout length in that code
-        lr=3.43e-4,            # --lr 0.000343
-        lr_decay=True,         # --use-linear-lr-decay (learner.py: update_linear_schedule per sync)
-        optimizer="adam",      # algo/ppo_aug.py line 33: optim.Adam(lr=lr, eps=eps)
-        optim_eps=1e-5,        # --eps default 1e-5 (arguments.py line 13)
-        rmsprop_alpha=0.99,    # unused by Adam; --alpha default 0.99 (arguments.py line 18)
-        gamma=0.993,           # --gamma 0.993
-        gae_lambda=0.95,       # --use-gae with --gae-lambda default 0.95 (arguments.py line 33)
+        num_envs=16,  # N_ENVS=16 -> --num-processes 16
+        alpha=128,  # --sync-every 128: the rollout storage is RolloutStorageMA(args.sync_every, ...)
+        # (main.py line 70; learner.py num_updates = steps // sync_every // envs);
+        # --num-steps (default 512) is not the rollout length in that code
+        lr=3.43e-4,  # --lr 0.000343
+        lr_decay=True,  # --use-linear-lr-decay (learner.py: update_linear_schedule per sync)
+        optimizer="adam",  # algo/ppo_aug.py line 33: optim.Adam(lr=lr, eps=eps)
+        optim_eps=1e-5,  # --eps default 1e-5 (arguments.py line 13)
+        rmsprop_alpha=0.99,  # unused by Adam; --alpha default 0.99 (arguments.py line 18)
+        gamma=0.993,  # --gamma 0.993
+        gae_lambda=0.95,  # --use-gae with --gae-lambda default 0.95 (arguments.py line 33)
         # Entropy. The authors' a2c_ppo_acktr/model.py line 60 computes dist_entropy =
         # torch.mean(dist * dist_log), the mean of p*log(p) over the batch and the 19 football actions,
         # i.e. -H/19, and algo/ppo_aug.py lines 85-86 subtract dist_entropy * entropy_coef from the
@@ -203,13 +222,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         # coefficient" of Kostrikov's code, where it is a bonus on dist.entropy().mean(). To run the
         # authors' code's term instead, pass --ent-coef -0.00015789.
         ent_coef=0.003,
-        vf_coef=0.5,           # --value-loss-coef default 0.5 (arguments.py line 43); value loss 0.5*max(...)
-        max_grad_norm=0.64,    # --max-grad-norm 0.64
-        clip_coef=0.08,        # --clip-param 0.08 (also clips the value, as in htsrl)
+        vf_coef=0.5,  # --value-loss-coef default 0.5 (arguments.py line 43); value loss 0.5*max(...)
+        max_grad_norm=0.64,  # --max-grad-norm 0.64
+        clip_coef=0.08,  # --clip-param 0.08 (also clips the value, as in htsrl)
         clip_value_loss=True,  # algo/ppo_aug.py line 19: use_clipped_value_loss=True (main.py keeps it)
-        epochs=2,              # --ppo-epoch 2
-        minibatches=8,         # --num-mini-batch 8
-        norm_adv=True,         # algo/ppo_aug.py lines 37-38, always on (std + 1e-5; htsrl uses + 1e-8)
+        epochs=2,  # --ppo-epoch 2
+        minibatches=8,  # --num-mini-batch 8
+        norm_adv=True,  # algo/ppo_aug.py lines 37-38, always on (std + 1e-5; htsrl uses + 1e-8)
     ),
 }
 

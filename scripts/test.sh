@@ -8,4 +8,6 @@ PY=${PYTHON:-python3}
 "$PY" -m pip install -q -e ".[atari,envpool,test]"
 bash scripts/install_football.sh                  # Google Research Football, built from source
 export HTSRL_REQUIRE_FOOTBALL=1 HTSRL_REQUIRE_ENVPOOL=1  # football and EnvPool tests fail rather than skip
+"$PY" -m ruff check .                               # lint
+"$PY" -m ruff format --check .                      # formatting (ruff is pinned in the test extra)
 "$PY" -m pytest -q -p no:cacheprovider --durations=15 tests "$@"

@@ -34,8 +34,9 @@ def shm_entries() -> set[str]:
 def start_cli(args: list[str], run_dir: Path) -> subprocess.Popen:
     """Start `python -m htsrl train ...` in its own session (so a test can Ctrl-C its process group)."""
     cmd = [sys.executable, "-m", "htsrl", "train", "--run-dir", str(run_dir), "--no-progress", *args]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, cwd=REPO)
+    return subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, cwd=REPO
+    )
 
 
 def wait_for_pids(run_dir: Path, timeout: float = 60.0) -> dict[str, int]:

@@ -21,8 +21,17 @@ LOCAL = SingleProcess()
 
 
 def _cfg(preset: str, **kw) -> SimpleNamespace:
-    return SimpleNamespace(**{**PRESETS[preset], "algo": preset.split("-")[1], "lr": 1e-3, "mode": "hts",
-                              "proximal": "behaviour", "max_is_weight": 2.0, **kw})
+    return SimpleNamespace(
+        **{
+            **PRESETS[preset],
+            "algo": preset.split("-")[1],
+            "lr": 1e-3,
+            "mode": "hts",
+            "proximal": "behaviour",
+            "max_is_weight": 2.0,
+            **kw,
+        }
+    )
 
 
 def _model(obs_shape=(6,), seed=0):
@@ -43,9 +52,16 @@ def _window(model=None, obs_shape=(6,), seed=1, T=T, N=N) -> Window:
     truncated[2, 0] = truncated[5, 1] = truncated[T - 1, 3] = True
     terminated[3, 2] = terminated[6, 0] = True
     truncated[1, 1] = terminated[1, 1] = True  # a time limit hit on a terminal state: no bootstrap
-    w = Window(obs=obs, final_obs=final_obs, actions=torch.randint(0, ACTIONS, (T, N), generator=g),
-               logp=torch.log(torch.rand(T, N, generator=g) * 0.5 + 0.25), reward=torch.randn(T, N, generator=g),
-               terminated=terminated, truncated=truncated, value=torch.zeros(T, N))
+    w = Window(
+        obs=obs,
+        final_obs=final_obs,
+        actions=torch.randint(0, ACTIONS, (T, N), generator=g),
+        logp=torch.log(torch.rand(T, N, generator=g) * 0.5 + 0.25),
+        reward=torch.randn(T, N, generator=g),
+        terminated=terminated,
+        truncated=truncated,
+        value=torch.zeros(T, N),
+    )
     with torch.no_grad():  # the behaviour values, as the actors store them (here: the same parameters)
         w.value = model(obs[:T].flatten(0, 1))[1].view(T, N)
     return w
@@ -64,6 +80,7 @@ def _params(model) -> torch.Tensor:
 
 
 # ---- the former code, frozen (htsrl/algos/{a2c,ppo}.py at 03654c2) --------------------------------
+
 
 def truncation_values(model, w: Window) -> torch.Tensor:
     """(Former code) V(final_obs) where an episode was truncated, 0 elsewhere; (T, N)."""
@@ -97,8 +114,13 @@ def _old_a2c_update(cfg, model, optimizer, w, dp=LOCAL):
     optimizer.step()
     with torch.no_grad():
         row = dp.sum_(torch.stack([policy_loss, value_loss, entropy, (w.logp - logp).sum() / B]).detach())
-    return {"losses/policy": row[0].item(), "losses/value": row[1].item(), "losses/entropy": row[2].item(),
-            "losses/approx_kl": row[3].item(), "losses/grad_norm": grad_norm.item()}
+    return {
+        "losses/policy": row[0].item(),
+        "losses/value": row[1].item(),
+        "losses/entropy": row[2].item(),
+        "losses/approx_kl": row[3].item(),
+        "losses/grad_norm": grad_norm.item(),
+    }
 
 
 def _old_ppo_update(cfg, model, optimizer, w, generator, dp=LOCAL):
@@ -121,7 +143,7 @@ def _old_ppo_update(cfg, model, optimizer, w, generator, dp=LOCAL):
     for _ in range(cfg.epochs):
         perm = torch.randperm(B, generator=generator).to(obs.device)
         for start in range(0, B, mb_size):
-            g = perm[start:start + mb_size]
+            g = perm[start : start + mb_size]
             t, env = g // n_global, g % n_global - col0
             idx = (t * N + env)[(env >= 0) & (env < N)]
             logits, v = model(obs[idx])
@@ -145,11 +167,20 @@ def _old_ppo_update(cfg, model, optimizer, w, generator, dp=LOCAL):
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             optimizer.step()
             with torch.no_grad():
-                row = dp.sum_(torch.stack([policy_loss, value_loss, entropy,
-                                           ((ratio - 1) - log_ratio).sum() / mb_size,
-                                           ((ratio - 1).abs() > cfg.clip_coef).float().sum() / mb_size]).detach())
-            for k, val in zip(("losses/policy", "losses/value", "losses/entropy", "losses/approx_kl",
-                               "losses/clipfrac"), row.tolist()):
+                row = dp.sum_(
+                    torch.stack(
+                        [
+                            policy_loss,
+                            value_loss,
+                            entropy,
+                            ((ratio - 1) - log_ratio).sum() / mb_size,
+                            ((ratio - 1).abs() > cfg.clip_coef).float().sum() / mb_size,
+                        ]
+                    ).detach()
+                )
+            for k, val in zip(
+                ("losses/policy", "losses/value", "losses/entropy", "losses/approx_kl", "losses/clipfrac"), row.tolist()
+            ):
                 stats.setdefault(k, []).append(val)
             stats.setdefault("losses/grad_norm", []).append(grad_norm.item())
     out = {k: sum(v) / len(v) for k, v in stats.items()}
@@ -159,6 +190,7 @@ def _old_ppo_update(cfg, model, optimizer, w, generator, dp=LOCAL):
 
 
 # ---- rows seen by the model -------------------------------------------------------------------------
+
 
 class RowCounter(torch.nn.Module):
     """Delegates to ``inner``; counts the observations it is given with and without gradients."""
@@ -193,6 +225,7 @@ def test_a2c_forwards_the_bootstrap_row_without_gradient():
 
 
 # ---- numbers ------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("obs_shape", [(6,), (4, 36, 36)], ids=["mlp", "cnn"])
 def test_ppo_on_stored_values_equals_recomputing_them(obs_shape):
@@ -265,6 +298,7 @@ def test_optimizer_step_is_the_inline_sequence():
 
 def test_optimizer_step_refuses_a_non_finite_loss_before_stepping():
     from htsrl.errors import NonFiniteError
+
     cfg = _cfg("atari-a2c")
     model = _model()
     opt = make_optimizer(cfg, model)
@@ -276,6 +310,7 @@ def test_optimizer_step_refuses_a_non_finite_loss_before_stepping():
 
 
 # ---- data parallelism: two ranks in threads -------------------------------------------------------
+
 
 class ThreadDP(SingleProcess):
     """Two ranks as two threads of one process; sums in rank order, like an all-reduce of two."""

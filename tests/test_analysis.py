@@ -5,13 +5,25 @@ import json
 import numpy as np
 import pytest
 
-from htsrl.analysis.claim1 import (batched_cost, cost_table, expected_max_erlang, fit_window_sums, harmonic,
-                                   lockstep_cost, predicted_speedup, simulate)
+from htsrl.analysis.claim1 import (
+    batched_cost,
+    cost_table,
+    expected_max_erlang,
+    fit_window_sums,
+    harmonic,
+    lockstep_cost,
+    predicted_speedup,
+    simulate,
+)
 from htsrl.cli import main
 
 # DESIGN.md section 4 (per-step cost x lambda; alpha = 1 is lock-step)
-TABLE = {4: [2.083, 1.544, 1.267, 1.131, 1.092, 1.046], 8: [2.718, 1.808, 1.383, 1.185, 1.129, 1.064],
-         16: [3.381, 2.063, 1.489, 1.233, 1.162, 1.080], 32: [4.058, 2.309, 1.589, 1.277, 1.192, 1.094]}
+TABLE = {
+    4: [2.083, 1.544, 1.267, 1.131, 1.092, 1.046],
+    8: [2.718, 1.808, 1.383, 1.185, 1.129, 1.064],
+    16: [3.381, 2.063, 1.489, 1.233, 1.162, 1.080],
+    32: [4.058, 2.309, 1.589, 1.277, 1.192, 1.094],
+}
 
 
 def test_harmonic_numbers():
@@ -51,9 +63,27 @@ def test_gamma_fit_accepts_gamma_and_rejects_bimodal():
 
 
 def test_bench_runs_on_synthetic_env(tmp_path, capsys):
-    code = main(["bench", "--env", "synthetic/exponential", "--env-kwargs", '{"mean_s": 0.001}', "--num-envs", "8",
-                 "--alpha", "16", "--steps", str(8 * 16 * 6), "--reps", "1", "--epochs", "1",
-                 "--out", str(tmp_path)])
+    code = main(
+        [
+            "bench",
+            "--env",
+            "synthetic/exponential",
+            "--env-kwargs",
+            '{"mean_s": 0.001}',
+            "--num-envs",
+            "8",
+            "--alpha",
+            "16",
+            "--steps",
+            str(8 * 16 * 6),
+            "--reps",
+            "1",
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "Claim 1 [exponential (closed form)]" in out and "x sync" in out
@@ -65,8 +95,21 @@ def test_bench_runs_on_synthetic_env(tmp_path, capsys):
 
 
 def test_steptime_command(tmp_path, capsys):
-    code = main(["steptime", "--env", "synthetic/gamma", "--env-kwargs", '{"mean_s": 0.0002, "cv": 0.5}',
-                 "--steps", "2000", "--k", "100", "--out", str(tmp_path)])
+    code = main(
+        [
+            "steptime",
+            "--env",
+            "synthetic/gamma",
+            "--env-kwargs",
+            '{"mean_s": 0.0002, "cv": 0.5}',
+            "--steps",
+            "2000",
+            "--k",
+            "100",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert code == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["num_sums"] == 20 and 0 <= result["ks_D"] <= 1 and 0 <= result["ks_p"] <= 1

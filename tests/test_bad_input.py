@@ -5,22 +5,27 @@ import pytest
 from htsrl.cli import main
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--env", "CartPol-v1"], "unknown env id 'CartPol-v1'; did you mean CartPole-v1"),
-    (["--env", "CartPole-v1", "--num-envs", "6", "--num-executors", "4"], "not divisible by --num-executors 4"),
-    (["--env", "CartPole-v1", "--num-envs", "0"], "--num-envs must be a positive integer"),
-    (["--env", "CartPole-v1", "--alpha", "-5"], "--alpha must be a positive integer"),
-    (["--env", "CartPole-v1", "--num-actors", "0"], "--num-actors must be a positive integer"),
-    (["--env", "CartPole-v1", "--total-steps", "0"], "--total-steps must be a positive integer"),
-    (["--env", "CartPole-v1", "--lr", "0"], "--lr must be positive"),
-    (["--env", "CartPole-v1", "--gamma", "1.5"], "--gamma must be in [0, 1]"),
-    (["--env", "Pendulum-v1"], "Discrete actions only"),
-    (["--env", "CartPole-v1", "--num-envs", "8", "--envs-per-group", "4", "--num-executors", "4"],
-     "2 inference groups of 4 envs cannot be split evenly over 4 executors"),
-    (["--env", "CartPole-v1", "--preset", "mujoco"], "unknown --preset 'mujoco'"),
-    (["--env", "CartPole-v1", "--env-kwargs", '{"bogus": 1}'], "cannot build CartPole-v1"),
-    (["--env", "ALE/Breakout-v5", "--env-kwargs", '{"mode": 99}'], "cannot build ALE/Breakout-v5"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--env", "CartPol-v1"], "unknown env id 'CartPol-v1'; did you mean CartPole-v1"),
+        (["--env", "CartPole-v1", "--num-envs", "6", "--num-executors", "4"], "not divisible by --num-executors 4"),
+        (["--env", "CartPole-v1", "--num-envs", "0"], "--num-envs must be a positive integer"),
+        (["--env", "CartPole-v1", "--alpha", "-5"], "--alpha must be a positive integer"),
+        (["--env", "CartPole-v1", "--num-actors", "0"], "--num-actors must be a positive integer"),
+        (["--env", "CartPole-v1", "--total-steps", "0"], "--total-steps must be a positive integer"),
+        (["--env", "CartPole-v1", "--lr", "0"], "--lr must be positive"),
+        (["--env", "CartPole-v1", "--gamma", "1.5"], "--gamma must be in [0, 1]"),
+        (["--env", "Pendulum-v1"], "Discrete actions only"),
+        (
+            ["--env", "CartPole-v1", "--num-envs", "8", "--envs-per-group", "4", "--num-executors", "4"],
+            "2 inference groups of 4 envs cannot be split evenly over 4 executors",
+        ),
+        (["--env", "CartPole-v1", "--preset", "mujoco"], "unknown --preset 'mujoco'"),
+        (["--env", "CartPole-v1", "--env-kwargs", '{"bogus": 1}'], "cannot build CartPole-v1"),
+        (["--env", "ALE/Breakout-v5", "--env-kwargs", '{"mode": 99}'], "cannot build ALE/Breakout-v5"),
+    ],
+)
 def test_refused_with_one_line(tmp_path, capsys, args, message):
     run_dir = tmp_path / "run"
     code = main(["train", "--run-dir", str(run_dir), "--no-progress", *args])
@@ -31,12 +36,15 @@ def test_refused_with_one_line(tmp_path, capsys, args, message):
     assert not run_dir.exists()  # nothing started
 
 
-@pytest.mark.parametrize("args,message", [
-    (["train", "--num-envs", "many"], "argument --num-envs: invalid int value: 'many'"),
-    (["train", "--env-kwargs", "[1]"], "argument --env-kwargs: must be a JSON object"),
-    (["train", "--algo", "dqn"], "argument --algo: invalid choice: 'dqn'"),
-    (["trian"], "invalid choice: 'trian'"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["train", "--num-envs", "many"], "argument --num-envs: invalid int value: 'many'"),
+        (["train", "--env-kwargs", "[1]"], "argument --env-kwargs: must be a JSON object"),
+        (["train", "--algo", "dqn"], "argument --algo: invalid choice: 'dqn'"),
+        (["trian"], "invalid choice: 'trian'"),
+    ],
+)
 def test_argparse_errors_are_one_line_exit_2(capsys, args, message):
     with pytest.raises(SystemExit) as e:
         main(args)

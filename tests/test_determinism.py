@@ -6,8 +6,9 @@ import itertools
 import pytest
 
 CARTPOLE = dict(env="CartPole-v1", preset="classic-ppo", num_envs=8, alpha=32, total_steps=8 * 32 * 6, seed=3)
-ATARI = dict(env="ALE/Breakout-v5", algo="ppo", num_envs=4, alpha=16, total_steps=4 * 16 * 3, seed=5,
-             epochs=1, minibatches=2)
+ATARI = dict(
+    env="ALE/Breakout-v5", algo="ppo", num_envs=4, alpha=16, total_steps=4 * 16 * 3, seed=5, epochs=1, minibatches=2
+)
 FIELDS = ("params_sha256", "rollout_sha256", "episodes", "mean_return_last_100", "updates")
 
 
@@ -63,8 +64,9 @@ def test_serial_and_parallel_are_one_rollout_protocol():
 
     from htsrl.engine.rollout import ParallelRollout, Rollout, SerialRollout
 
-    members = [n for n, v in vars(Rollout).items()
-               if not n.startswith("_") and (callable(v) or isinstance(v, property))]
+    members = [
+        n for n, v in vars(Rollout).items() if not n.startswith("_") and (callable(v) or isinstance(v, property))
+    ]
     assert set(members) == {"pids", "start", "begin", "finish", "restart", "close"}
     for cls in (SerialRollout, ParallelRollout):
         for name in members:
@@ -72,4 +74,4 @@ def test_serial_and_parallel_are_one_rollout_protocol():
             if name != "pids":
                 wanted = list(inspect.signature(getattr(Rollout, name)).parameters)
                 got = list(inspect.signature(getattr(cls, name)).parameters)
-                assert got[:len(wanted)] == wanted, (cls.__name__, name, got)
+                assert got[: len(wanted)] == wanted, (cls.__name__, name, got)

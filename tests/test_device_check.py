@@ -9,8 +9,9 @@ from conftest import REPO
 
 def test_device_check_cpu_fallback(tmp_path):
     env = {**os.environ, "OUT": str(tmp_path), "DEVICE_CHECK_TINY": "1", "CUDA_VISIBLE_DEVICES": ""}
-    out = subprocess.run(["bash", "benchmarks/device_check.sh"], cwd=REPO, env=env, capture_output=True, text=True,
-                         timeout=900)
+    out = subprocess.run(
+        ["bash", "benchmarks/device_check.sh"], cwd=REPO, env=env, capture_output=True, text=True, timeout=900
+    )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     matrix = json.loads((tmp_path / "matrix.json").read_text())
     assert matrix["device"] == "cpu" and matrix["matrix"]["CartPole-v1"]["all_equal"]

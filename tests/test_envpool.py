@@ -18,14 +18,24 @@ except ImportError:
     pytest.skip("envpool is not installed (pip install 'htsrl[envpool]')", allow_module_level=True)
 
 from conftest import assert_all_gone, kill_group, shm_entries, start_cli, wait_for_pids
+
 from htsrl import Config, train
 from htsrl.cli import main
 from htsrl.engine.history import replay
 from htsrl.envs import EPISODE_KEY, probe_env
 from htsrl.envs.envpool_atari import EnvPoolAtari
 
-BREAKOUT = dict(env="ALE/Breakout-v5", env_backend="envpool", algo="ppo", num_envs=4, alpha=64,
-                total_steps=4 * 64 * 3, seed=5, epochs=1, minibatches=2)
+BREAKOUT = dict(
+    env="ALE/Breakout-v5",
+    env_backend="envpool",
+    algo="ppo",
+    num_envs=4,
+    alpha=64,
+    total_steps=4 * 64 * 3,
+    seed=5,
+    epochs=1,
+    minibatches=2,
+)
 FIELDS = ("params_sha256", "rollout_sha256", "episodes", "mean_return_last_100", "updates")
 
 
@@ -103,16 +113,38 @@ def test_resume_is_bitwise(tmp_path):
     full = train(Config(**base, run_dir=str(tmp_path / "full")))
     half = train(Config(**base, run_dir=str(tmp_path / "half"), stop_at_steps=4 * 64 * 3))
     assert not half["finished"]
-    cfg = Config.from_dict({**json.loads((tmp_path / "half" / "config.json").read_text()),
-                            "stop_at_steps": None, "num_executors": 1, "num_actors": 2})
+    cfg = Config.from_dict(
+        {
+            **json.loads((tmp_path / "half" / "config.json").read_text()),
+            "stop_at_steps": None,
+            "num_executors": 1,
+            "num_actors": 2,
+        }
+    )
     resumed = train(cfg, resume=True)
     keys = (*FIELDS, "env_steps")
     assert {k: resumed[k] for k in keys} == {k: full[k] for k in keys}
 
 
 def test_sigkill_of_an_executor_is_recovered_bitwise(tmp_path):
-    args = ["--env", "ALE/Breakout-v5", "--env-backend", "envpool", "--num-envs", "4", "--alpha", "32",
-            "--epochs", "1", "--minibatches", "1", "--total-steps", str(4 * 32 * 40), "--seed", "2"]
+    args = [
+        "--env",
+        "ALE/Breakout-v5",
+        "--env-backend",
+        "envpool",
+        "--num-envs",
+        "4",
+        "--alpha",
+        "32",
+        "--epochs",
+        "1",
+        "--minibatches",
+        "1",
+        "--total-steps",
+        str(4 * 32 * 40),
+        "--seed",
+        "2",
+    ]
     assert main(["train", *args, "--run-dir", str(tmp_path / "ref"), "--no-progress"]) == 0
     before = shm_entries()
     proc = start_cli(args, tmp_path / "killed")
@@ -139,9 +171,31 @@ def test_sigkill_of_an_executor_is_recovered_bitwise(tmp_path):
 
 def test_eval_plays_on_the_runs_backend(tmp_path, capsys):
     run_dir = tmp_path / "run"
-    assert main(["train", "--env", "ALE/Breakout-v5", "--env-backend", "envpool", "--num-envs", "4",
-                 "--alpha", "16", "--total-steps", "64", "--epochs", "1", "--minibatches", "1",
-                 "--run-dir", str(run_dir), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--env",
+                "ALE/Breakout-v5",
+                "--env-backend",
+                "envpool",
+                "--num-envs",
+                "4",
+                "--alpha",
+                "16",
+                "--total-steps",
+                "64",
+                "--epochs",
+                "1",
+                "--minibatches",
+                "1",
+                "--run-dir",
+                str(run_dir),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["eval", str(run_dir), "--episodes", "2", "--video"]) == 0
     result = json.loads(capsys.readouterr().out)
@@ -149,14 +203,19 @@ def test_eval_plays_on_the_runs_backend(tmp_path, capsys):
     assert (run_dir / "eval.mp4").stat().st_size > 1000
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--env", "CartPole-v1"], "--env-backend envpool steps Atari only"),
-    (["--env", "ALE/Breakout-v5", "--env-kwargs", '{"repeat_action_probability": 0.25}'],
-     "needs repeat_action_probability 0"),
-    (["--env", "ALE/Breakout-v5", "--env-kwargs", '{"frameskip": 1}'], "are not settings of the envpool backend"),
-    (["--env", "ALE/NoSuchGame-v5"], "EnvPool has no Atari game 'NoSuchGame-v5'"),
-    (["--env", "ALE/Breakout-v5", "--env-kwargs", '{"mode": 99}'], "cannot build ALE/Breakout-v5 on EnvPool"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--env", "CartPole-v1"], "--env-backend envpool steps Atari only"),
+        (
+            ["--env", "ALE/Breakout-v5", "--env-kwargs", '{"repeat_action_probability": 0.25}'],
+            "needs repeat_action_probability 0",
+        ),
+        (["--env", "ALE/Breakout-v5", "--env-kwargs", '{"frameskip": 1}'], "are not settings of the envpool backend"),
+        (["--env", "ALE/NoSuchGame-v5"], "EnvPool has no Atari game 'NoSuchGame-v5'"),
+        (["--env", "ALE/Breakout-v5", "--env-kwargs", '{"mode": 99}'], "cannot build ALE/Breakout-v5 on EnvPool"),
+    ],
+)
 def test_bad_input(tmp_path, capsys, args, message):
     run_dir = tmp_path / "run"
     code = main(["train", "--env-backend", "envpool", "--run-dir", str(run_dir), "--no-progress", *args])
@@ -168,6 +227,7 @@ def test_bad_input(tmp_path, capsys, args, message):
 @pytest.mark.parametrize("module", ["envpool", "ale_py"])
 def test_missing_envpool_is_one_line(tmp_path, capsys, monkeypatch, module):
     import sys
+
     monkeypatch.setitem(sys.modules, module, None)  # importing it now raises ImportError
     code = main(["train", "--env-backend", "envpool", "--run-dir", str(tmp_path / "run"), "--no-progress"])
     err = capsys.readouterr().err.strip()
@@ -182,6 +242,7 @@ def test_forked_roles_never_destroy_a_pool_of_the_parent():
     import multiprocessing
 
     from htsrl.engine.processes import start_roles
+
     gc.disable()  # keep the garbage until the child has forked
     try:
         pool = EnvPoolAtari("ALE/Breakout-v5", {}, range(2), num_threads=2)
@@ -215,9 +276,14 @@ def test_steps_are_frame_identical_to_the_python_wrappers():
     import ale_py
     import gymnasium as gym
     from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation
+
     gym.register_envs(ale_py)
-    python = FrameStackObservation(AtariPreprocessing(
-        gym.make("ALE/Breakout-v5", frameskip=1, repeat_action_probability=0.0), noop_max=1, frame_skip=4), 4)
+    python = FrameStackObservation(
+        AtariPreprocessing(
+            gym.make("ALE/Breakout-v5", frameskip=1, repeat_action_probability=0.0), noop_max=1, frame_skip=4
+        ),
+        4,
+    )
     pool = envpool.make_gymnasium("Breakout-v5", num_envs=1, noop_max=1, use_fire_reset=False)  # 1 no-op frame
     obs_py, _ = python.reset(seed=0)
     obs_ep, _ = pool.reset()

@@ -10,8 +10,10 @@ from htsrl.envs import EPISODE_KEY, make_env, make_env_set, probe_env
 from htsrl.envs.synthetic import DISTRIBUTIONS, sample_step_times
 
 
-@pytest.mark.parametrize("distribution,cv", [("exponential", 1.0), ("gamma", 0.3), ("gamma", 2.0),
-                                             ("lognormal", 0.5), ("lognormal", 3.0), ("constant", 0.0)])
+@pytest.mark.parametrize(
+    "distribution,cv",
+    [("exponential", 1.0), ("gamma", 0.3), ("gamma", 2.0), ("lognormal", 0.5), ("lognormal", 3.0), ("constant", 0.0)],
+)
 def test_synthetic_step_time_moments(distribution, cv):
     rng = np.random.default_rng(0)
     x = sample_step_times(rng, distribution, 0.004, cv if cv else 1.0, size=400_000)
@@ -27,7 +29,7 @@ def test_synthetic_env_sleeps_its_step_time():
         env.step(0)
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     assert 0.5 <= wall < 0.75  # sleep overshoots a little, never undershoots
-    assert cpu < 0.1 * wall    # sleeping, not spinning
+    assert cpu < 0.1 * wall  # sleeping, not spinning
 
 
 def test_synthetic_straggler():
@@ -68,6 +70,7 @@ def test_atari_episode_rebuilds_from_its_seed_and_actions():
     """The replay that resume and crash recovery rely on: after several games with cheap reseeding,
     a fresh env reset with the current game's seed and given the same actions is in the same state."""
     from htsrl.engine.history import replay
+
     rng = np.random.default_rng(0)
     env = make_env("ALE/Breakout-v5")
     reset_index = 0

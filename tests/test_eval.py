@@ -100,6 +100,7 @@ def backends():
     out = ["python"]
     try:
         import envpool  # noqa: F401
+
         out.append("envpool")
     except ImportError:
         pass
@@ -115,8 +116,9 @@ def assert_same_games(backend, episodes, hashed, tmp_path, monkeypatch):
     assert result["scores"] == [g["r"] for g in games]
     assert result["mean_length"] == pytest.approx(np.mean([g["l"] for g in games]))
     diverged = next((t for t, (a, b) in enumerate(zip(evaluated.seen, reference.seen)) if a != b), None)
-    assert diverged is None and len(evaluated.seen) == len(reference.seen), \
+    assert diverged is None and len(evaluated.seen) == len(reference.seen), (
         f"eval showed the policy other observations from step {diverged} on"
+    )
     assert result["mean_steps"] == pytest.approx(np.mean([g["steps"] for g in games]))
     return evaluated.seen
 
@@ -134,7 +136,7 @@ def test_eval_samples_actions_as_training_does(tmp_path, monkeypatch):
     two_games = assert_same_games("python", 2, False, tmp_path, monkeypatch)
     one_game = Policy(False)
     eval_path("python", 1, one_game, tmp_path, monkeypatch)
-    assert len(two_games) > len(one_game.seen) and two_games[:len(one_game.seen)] == one_game.seen
+    assert len(two_games) > len(one_game.seen) and two_games[: len(one_game.seen)] == one_game.seen
 
 
 def test_eval_seeds_are_not_training_seeds():

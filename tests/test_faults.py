@@ -11,8 +11,8 @@ import time
 import gymnasium as gym
 import numpy as np
 import pytest
-
 from conftest import assert_all_gone, kill_group, shm_entries, start_cli, wait_for_pids
+
 from htsrl.cli import main
 from htsrl.envs.debug import FaultyEnv
 
@@ -26,7 +26,7 @@ def _finish(proc, timeout=60):
         out, err = proc.communicate(timeout=timeout)
     except Exception:
         kill_group(proc)
-        raise AssertionError("run did not stop (hang)")
+        raise AssertionError("run did not stop (hang)") from None
     return proc.returncode, out, err
 
 
@@ -45,8 +45,9 @@ def reference(tmp_path_factory):
 @pytest.mark.parametrize("mode", ["hts", "sync"])
 def test_persistent_env_exception_stops_after_max_restarts(tmp_path, mode):
     before = shm_entries()
-    proc = start_cli([*FAULTY, *LONG, "--env-kwargs", '{"fail_at": 40}', "--mode", mode, "--max-restarts", "1"],
-                     tmp_path)
+    proc = start_cli(
+        [*FAULTY, *LONG, "--env-kwargs", '{"fail_at": 40}', "--mode", mode, "--max-restarts", "1"], tmp_path
+    )
     code, _, err = _finish(proc)
     assert code == 1, err
     assert "restarting the rollout of window 2 from the last barrier (restart 1 of at most 1)" in err
@@ -58,8 +59,9 @@ def test_persistent_env_exception_stops_after_max_restarts(tmp_path, mode):
 
 def test_segfault_without_restarts(tmp_path):
     before = shm_entries()
-    proc = start_cli([*FAULTY, *LONG, "--env-kwargs", '{"fail_at": 40, "fault": "segfault"}', "--max-restarts", "0"],
-                     tmp_path)
+    proc = start_cli(
+        [*FAULTY, *LONG, "--env-kwargs", '{"fail_at": 40, "fault": "segfault"}', "--max-restarts", "0"], tmp_path
+    )
     code, _, err = _finish(proc)
     assert code == 1
     assert "executor" in err and "SIGSEGV" in err and "gave up after 0 restarts" in err, err
@@ -70,8 +72,9 @@ def test_segfault_without_restarts(tmp_path):
 def test_transient_env_exception_is_recovered_bitwise(tmp_path, reference):
     once = tmp_path / "fired"
     kwargs = json.dumps({"fail_at": 300, "sleep_s": 0.002, "once_file": str(once)})
-    assert main(["train", *FAULTY, *LONG, "--env-kwargs", kwargs, "--run-dir", str(tmp_path / "r"),
-                 "--no-progress"]) == 0
+    assert (
+        main(["train", *FAULTY, *LONG, "--env-kwargs", kwargs, "--run-dir", str(tmp_path / "r"), "--no-progress"]) == 0
+    )
     s = _summary(tmp_path / "r")
     assert once.exists() and s["restarts"] == 1
     assert s["params_sha256"] == reference["params_sha256"]
@@ -110,8 +113,9 @@ def test_sigkill_of_main_then_resume(tmp_path, reference):
 
 
 def test_hung_env_hits_watchdog_with_stacks(tmp_path):
-    proc = start_cli([*FAULTY, *LONG, "--env-kwargs", '{"fail_at": 40, "fault": "hang"}', "--watchdog-s", "3"],
-                     tmp_path)
+    proc = start_cli(
+        [*FAULTY, *LONG, "--env-kwargs", '{"fail_at": 40, "fault": "hang"}', "--watchdog-s", "3"], tmp_path
+    )
     t0 = time.monotonic()
     code, _, err = _finish(proc)
     assert code == 1 and "no progress for 3s" in err, err
@@ -122,15 +126,18 @@ def test_hung_env_hits_watchdog_with_stacks(tmp_path):
 
 
 def test_nan_reward_stops_before_the_weights(tmp_path):
-    proc = start_cli([*FAULTY, *LONG, "--env-kwargs", '{"fail_at": 300, "fault": "nan_reward"}',
-                      "--checkpoint-every", "2"], tmp_path)
+    proc = start_cli(
+        [*FAULTY, *LONG, "--env-kwargs", '{"fail_at": 300, "fault": "nan_reward"}', "--checkpoint-every", "2"], tmp_path
+    )
     code, _, err = _finish(proc)
     assert code == 1
     # env step 300 falls in window 18 (16 steps per window): its update is refused
     assert "update 18: the reward of env 0 at step 11 of its window is nan" in err, err
     assert "the last good checkpoint" in err
-    from htsrl.checkpoint import load_checkpoint
     import torch
+
+    from htsrl.checkpoint import load_checkpoint
+
     ckpt = load_checkpoint(tmp_path)
     assert ckpt["learner"]["updates"] == 18
     assert all(torch.isfinite(v).all() for v in ckpt["learner"]["model"].values())
@@ -156,6 +163,7 @@ def test_failed_fork_stops_the_roles_already_started(tmp_path, monkeypatch):
     import multiprocessing.context
 
     from htsrl import Config, train
+
     real_start, started = multiprocessing.context.ForkProcess.start, []
 
     def start(self):
@@ -166,8 +174,18 @@ def test_failed_fork_stops_the_roles_already_started(tmp_path, monkeypatch):
 
     monkeypatch.setattr(multiprocessing.context.ForkProcess, "start", start)
     with pytest.raises(BlockingIOError):
-        train(Config(env="CartPole-v1", num_envs=4, alpha=8, total_steps=64, num_executors=2, num_actors=2,
-                     progress=False, run_dir=str(tmp_path / "run")))
+        train(
+            Config(
+                env="CartPole-v1",
+                num_envs=4,
+                alpha=8,
+                total_steps=64,
+                num_executors=2,
+                num_actors=2,
+                progress=False,
+                run_dir=str(tmp_path / "run"),
+            )
+        )
     assert len(started) == 2
     assert_all_gone(started)
 
@@ -197,8 +215,17 @@ def test_replay_mismatch_is_a_role_failure_that_no_restart_can_fix(tmp_path):
     from htsrl.errors import RoleFailed
     from htsrl.nn import build_model, num_params
 
-    cfg = resolve(Config(env="htsrl/Counter-v0", num_envs=4, alpha=4, num_executors=2, num_actors=1,
-                         progress=False, run_dir=str(tmp_path)))
+    cfg = resolve(
+        Config(
+            env="htsrl/Counter-v0",
+            num_envs=4,
+            alpha=4,
+            num_executors=2,
+            num_actors=1,
+            progress=False,
+            run_dir=str(tmp_path),
+        )
+    )
     bufs = RolloutBuffers(4, 4, (3,), np.float32, num_params(build_model((3,), 3)), 4)
     history = EnvHistory(4)
     history.actions = [[0, 1, 2, 0] for _ in range(4)]
@@ -225,8 +252,18 @@ def test_env_exception_is_retryable(tmp_path):
     from htsrl.errors import RoleFailed
     from htsrl.nn import build_model, num_params
 
-    cfg = resolve(Config(env="htsrl/Faulty-v0", env_kwargs={"fail_at": 3}, num_envs=2, alpha=4,
-                         num_executors=1, num_actors=1, progress=False, run_dir=str(tmp_path)))
+    cfg = resolve(
+        Config(
+            env="htsrl/Faulty-v0",
+            env_kwargs={"fail_at": 3},
+            num_envs=2,
+            alpha=4,
+            num_executors=1,
+            num_actors=1,
+            progress=False,
+            run_dir=str(tmp_path),
+        )
+    )
     bufs = RolloutBuffers(2, 4, (3,), np.float32, num_params(build_model((3,), 2)), 3)
     rollout = ParallelRollout(cfg, (3,), 2, bufs)
     try:
@@ -246,8 +283,22 @@ def test_replay_mismatch_is_not_retried(tmp_path, capsys):
     replaying every env --max-restarts times."""
     before = shm_entries()
     kwargs = json.dumps({"fail_at": 40, "once_file": str(tmp_path / "fired")})
-    code = main(["train", *FAULTY, "--env", NOT_REPLAYABLE, *LONG, "--env-kwargs", kwargs, "--max-restarts", "3",
-                 "--run-dir", str(tmp_path / "r"), "--no-progress"])
+    code = main(
+        [
+            "train",
+            *FAULTY,
+            "--env",
+            NOT_REPLAYABLE,
+            *LONG,
+            "--env-kwargs",
+            kwargs,
+            "--max-restarts",
+            "3",
+            "--run-dir",
+            str(tmp_path / "r"),
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1, err
     assert err.count("restarting the rollout") == 1, err  # the transient fault's restart only

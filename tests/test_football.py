@@ -61,8 +61,15 @@ def test_same_seed_same_first_200_steps():
 
 
 def test_hts_ppo_smoke_and_determinism(run):
-    cfg = dict(env="football/academy_3_vs_1_with_keeper", num_envs=4, alpha=32, total_steps=4 * 32 * 8,
-               epochs=1, minibatches=2, seed=2)
+    cfg = dict(
+        env="football/academy_3_vs_1_with_keeper",
+        num_envs=4,
+        alpha=32,
+        total_steps=4 * 32 * 8,
+        epochs=1,
+        minibatches=2,
+        seed=2,
+    )
     a = run(**cfg, num_executors=2, num_actors=1)
     b = run(**cfg, num_executors=1, num_actors=2)
     assert a["updates"] == 8 and a["params_sha256"] == b["params_sha256"]
@@ -70,13 +77,20 @@ def test_hts_ppo_smoke_and_determinism(run):
     assert a["mean_score_last_100"] is not None  # the football metric is reported
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--env", "football/academy_4_vs_4"], "unknown env id 'football/academy_4_vs_4'"),
-    (["--env", "football/academy_empty_goal", "--env-kwargs", '{"representation": "pixels"}'],
-     "unknown football representation 'pixels'"),
-    (["--env", "football/academy_empty_goal", "--env-kwargs", '{"rewards": "goals"}'],
-     "unknown football rewards 'goals'"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--env", "football/academy_4_vs_4"], "unknown env id 'football/academy_4_vs_4'"),
+        (
+            ["--env", "football/academy_empty_goal", "--env-kwargs", '{"representation": "pixels"}'],
+            "unknown football representation 'pixels'",
+        ),
+        (
+            ["--env", "football/academy_empty_goal", "--env-kwargs", '{"rewards": "goals"}'],
+            "unknown football rewards 'goals'",
+        ),
+    ],
+)
 def test_bad_football_input(tmp_path, capsys, args, message):
     assert main(["train", "--run-dir", str(tmp_path / "r"), *args]) == 2
     err = capsys.readouterr().err.strip()
@@ -86,6 +100,7 @@ def test_bad_football_input(tmp_path, capsys, args, message):
 
 def test_football_not_installed_message(tmp_path, capsys, monkeypatch):
     import htsrl.envs.football as fb
+
     monkeypatch.setattr(fb, "football_installed", lambda: False)
     assert main(["train", "--env", "football/academy_empty_goal", "--run-dir", str(tmp_path / "r")]) == 2
     assert "scripts/install_football.sh" in capsys.readouterr().err

@@ -24,14 +24,22 @@ def test_clipped_surrogate_by_hand():
     plain = clipped_surrogate(ratio, adv, 0.1)
     assert plain.tolist() == pytest.approx([-1.1, 1.2, -0.7, 0.9, -2.1])
     weight = torch.tensor([1.5, 2.0, 0.5, 1.0, 0.25])
-    assert clipped_surrogate(ratio, adv, 0.1, weight).tolist() == pytest.approx(
-        [-1.65, 2.4, -0.35, 0.9, -0.525])
+    assert clipped_surrogate(ratio, adv, 0.1, weight).tolist() == pytest.approx([-1.65, 2.4, -0.35, 0.9, -0.525])
 
 
 def _cfg(algo="ppo", **kw):
     preset = "atari-ppo" if algo == "ppo" else "atari-a2c"
-    return SimpleNamespace(**{**PRESETS[preset], "algo": algo, "lr": 1e-3, "mode": "hts", "proximal": "current",
-                              "max_is_weight": 2.0, **kw})
+    return SimpleNamespace(
+        **{
+            **PRESETS[preset],
+            "algo": algo,
+            "lr": 1e-3,
+            "mode": "hts",
+            "proximal": "current",
+            "max_is_weight": 2.0,
+            **kw,
+        }
+    )
 
 
 def _window(model, behaviour_shift=0.0, seed=1) -> Window:
@@ -47,9 +55,16 @@ def _window(model, behaviour_shift=0.0, seed=1) -> Window:
         logp = torch.log_softmax(logits, -1).gather(-1, actions.reshape(-1, 1)).view(T, N)
     terminated = torch.zeros(T, N, dtype=torch.bool)
     terminated[3, 1] = True
-    return Window(obs=obs, final_obs=torch.zeros(T, N, 6), actions=actions, logp=logp,
-                  reward=torch.randn(T, N, generator=g), terminated=terminated,
-                  truncated=torch.zeros(T, N, dtype=torch.bool), value=v.view(T, N))
+    return Window(
+        obs=obs,
+        final_obs=torch.zeros(T, N, 6),
+        actions=actions,
+        logp=logp,
+        reward=torch.randn(T, N, generator=g),
+        terminated=terminated,
+        truncated=torch.zeros(T, N, dtype=torch.bool),
+        value=v.view(T, N),
+    )
 
 
 def _update(algo, cfg, w, seed=0):
@@ -101,7 +116,7 @@ def test_ppo_current_by_hand_at_the_first_minibatch():
     _, metrics = _update("ppo", cfg, w)
     with torch.no_grad():
         logits, v = model(w.obs.flatten(0, 1))
-        logp_w = torch.log_softmax(logits[:T * N], -1).gather(-1, w.actions.reshape(-1, 1)).view(T, N)
+        logp_w = torch.log_softmax(logits[: T * N], -1).gather(-1, w.actions.reshape(-1, 1)).view(T, N)
         values = v.view(T + 1, N)
     r = (logp_w - w.logp).exp()
     weight = r.clamp(max=2.0)
@@ -129,7 +144,7 @@ def test_a2c_current_weights_the_policy_gradient():
     _, plain = _update("a2c", _cfg("a2c", proximal="behaviour"), w)
     with torch.no_grad():
         logits, v = model(w.obs.flatten(0, 1))
-        logp_w = torch.log_softmax(logits[:T * N], -1).gather(-1, w.actions.reshape(-1, 1)).view(T, N)
+        logp_w = torch.log_softmax(logits[: T * N], -1).gather(-1, w.actions.reshape(-1, 1)).view(T, N)
         values = v.view(T + 1, N)
     not_end = 1.0 - w.terminated.float()
     ret, last = torch.zeros(T, N), values[T]
@@ -147,6 +162,7 @@ def test_a2c_current_weights_the_policy_gradient():
 def test_lag_diagnostics_in_tensorboard_and_csv(run, tmp_path, algo):
     """A tiny HTS run logs the lag diagnostics every update (values in range); lock-step logs none."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     alpha = 32 if algo == "ppo" else 5
     common = dict(env="CartPole-v1", algo=algo, num_envs=4, alpha=alpha, total_steps=4 * alpha * 6, seed=2)
     run(**common, run_dir=str(tmp_path / "hts"))
@@ -173,12 +189,14 @@ def test_lag_diagnostics_in_tensorboard_and_csv(run, tmp_path, algo):
 FIELDS = ("params_sha256", "rollout_sha256", "episodes", "updates")
 
 
-@pytest.mark.parametrize("algo,proximal", [("ppo", "behaviour"), ("ppo", "current"), ("a2c", "behaviour"),
-                                           ("a2c", "current")])
+@pytest.mark.parametrize(
+    "algo,proximal", [("ppo", "behaviour"), ("ppo", "current"), ("a2c", "behaviour"), ("a2c", "current")]
+)
 def test_each_setting_keeps_the_determinism_matrix(run, algo, proximal):
     alpha = 32 if algo == "ppo" else 5
-    cfg = dict(env="CartPole-v1", algo=algo, proximal=proximal, num_envs=8, alpha=alpha,
-               total_steps=8 * alpha * 5, seed=6)
+    cfg = dict(
+        env="CartPole-v1", algo=algo, proximal=proximal, num_envs=8, alpha=alpha, total_steps=8 * alpha * 5, seed=6
+    )
     ref = run(**cfg, serial=True)
     for executors, actors in [(1, 2), (4, 3)]:
         got = run(**cfg, num_executors=executors, num_actors=actors)

@@ -3,8 +3,18 @@ almost all its time waiting, and must burn under 5% of a core doing it."""
 
 
 def test_blocked_roles_burn_no_cpu(run):
-    s = run(env="htsrl/Counter-v0", env_kwargs={"sleep_s": 0.02}, preset="classic-ppo", num_envs=2,
-            alpha=20, total_steps=2 * 20 * 6, num_executors=1, num_actors=2, epochs=1, minibatches=1)
+    s = run(
+        env="htsrl/Counter-v0",
+        env_kwargs={"sleep_s": 0.02},
+        preset="classic-ppo",
+        num_envs=2,
+        alpha=20,
+        total_steps=2 * 20 * 6,
+        num_executors=1,
+        num_actors=2,
+        epochs=1,
+        minibatches=1,
+    )
     wall = s["wall_time_s"]
     assert wall > 2.0
     split = s["time_split"]

@@ -11,15 +11,42 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from htsrl.cli import main
 from htsrl.evaluate import evaluate
 
-NAMES = ["charts/episodic_return", "charts/episodic_length", "charts/sps", "losses/policy", "losses/value",
-         "losses/entropy", "losses/approx_kl", "time/rollout_s", "time/learn_s", "time/barrier_wait_s"]
+NAMES = [
+    "charts/episodic_return",
+    "charts/episodic_length",
+    "charts/sps",
+    "losses/policy",
+    "losses/value",
+    "losses/entropy",
+    "losses/approx_kl",
+    "time/rollout_s",
+    "time/learn_s",
+    "time/barrier_wait_s",
+]
 
 
 @pytest.fixture(scope="module")
 def cartpole_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("cartpole")
-    assert main(["train", "--env", "CartPole-v1", "--total-steps", "8192", "--alpha", "64", "--num-envs", "8", "--run-dir",
-                 str(run_dir), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--env",
+                "CartPole-v1",
+                "--total-steps",
+                "8192",
+                "--alpha",
+                "64",
+                "--num-envs",
+                "8",
+                "--run-dir",
+                str(run_dir),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     return run_dir
 
 
@@ -56,8 +83,27 @@ def test_eval_reports_true_score_on_unseen_seeds(cartpole_run, capsys):
 
 def test_eval_video_on_atari(tmp_path):
     run_dir = tmp_path / "atari"
-    assert main(["train", "--env", "ALE/Breakout-v5", "--num-envs", "4", "--alpha", "16", "--total-steps", "128",
-                 "--epochs", "1", "--run-dir", str(run_dir), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--env",
+                "ALE/Breakout-v5",
+                "--num-envs",
+                "4",
+                "--alpha",
+                "16",
+                "--total-steps",
+                "128",
+                "--epochs",
+                "1",
+                "--run-dir",
+                str(run_dir),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     result = evaluate(run_dir, episodes=1, video=run_dir / "ep.mp4")
     assert result["mean_score"] >= 0
     cap = cv2.VideoCapture(str(run_dir / "ep.mp4"))
@@ -79,22 +125,29 @@ def test_plot_groups_seeds_and_names_what_differs(cartpole_run, tmp_path):
     import shutil
 
     from htsrl.analysis.plots import group_runs, read_run
+
     runs = [read_run(cartpole_run)]
-    for name, change in [("seed2", {"seed": 2, "num_executors": 1, "checkpoint_every": 7}), ("lr", {"lr": 1e-4}),
-                         ("old", {"env_backend": None})]:  # saved before --env-backend existed
+    for name, change in [
+        ("seed2", {"seed": 2, "num_executors": 1, "checkpoint_every": 7}),
+        ("lr", {"lr": 1e-4}),
+        ("old", {"env_backend": None}),
+    ]:  # saved before --env-backend existed
         shutil.copytree(cartpole_run, tmp_path / name)
         cfg = {**json.loads((tmp_path / name / "config.json").read_text()), **change}
         (tmp_path / name / "config.json").write_text(json.dumps({k: v for k, v in cfg.items() if v is not None}))
         runs.append(read_run(tmp_path / name))
     groups = group_runs(runs)
-    assert sorted((label, len(members)) for label, members in groups.items()) == \
-        [("ppo hts lr=0.0001", 1), ("ppo hts lr=0.00025", 3)]
+    assert sorted((label, len(members)) for label, members in groups.items()) == [
+        ("ppo hts lr=0.0001", 1),
+        ("ppo hts lr=0.00025", 3),
+    ]
 
 
 def test_progress_csv_keeps_columns_aligned_when_one_appears_later(tmp_path):
     """A football run's first windows may end no episode (no score column yet), and a resumed run may log
     other columns: every value must stay under its own header."""
     from htsrl.monitor import Episodes, Monitor
+
     m = Monitor(tmp_path, 1000, enabled=False, tensorboard=False)
     m.row(10, 1, Episodes(), {"losses/value": 1.0})
     m.row(20, 2, Episodes([3.0], [5], [1.0]), {"losses/value": 2.0, "lag/kl_behaviour_current": 0.5})

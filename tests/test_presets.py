@@ -17,9 +17,25 @@ import torch
 import htsrl.presets
 from htsrl.presets import PRESET_FIELDS, PRESET_SOURCES, PRESETS, default_preset
 
-FIELDS = ("num_envs", "alpha", "lr", "lr_decay", "optimizer", "optim_eps", "rmsprop_alpha", "gamma",
-          "gae_lambda", "ent_coef", "vf_coef", "max_grad_norm", "clip_coef", "clip_value_loss", "epochs",
-          "minibatches", "norm_adv")
+FIELDS = (
+    "num_envs",
+    "alpha",
+    "lr",
+    "lr_decay",
+    "optimizer",
+    "optim_eps",
+    "rmsprop_alpha",
+    "gamma",
+    "gae_lambda",
+    "ent_coef",
+    "vf_coef",
+    "max_grad_norm",
+    "clip_coef",
+    "clip_value_loss",
+    "epochs",
+    "minibatches",
+    "norm_adv",
+)
 
 # ikostrikov/pytorch-a2c-ppo-acktr-gail @ 41332b78, README.md line 93 (Atari PPO command):
 #   --algo ppo --use-gae --lr 2.5e-4 --clip-param 0.1 --value-loss-coef 0.5 --num-processes 8
@@ -27,44 +43,44 @@ FIELDS = ("num_envs", "alpha", "lr", "lr_decay", "optimizer", "optim_eps", "rmsp
 # other values: a2c_ppo_acktr/arguments.py defaults; a2c_ppo_acktr/algo/ppo.py (Adam, line 32;
 # use_clipped_value_loss=True, line 18; advantages normalised, lines 36-37).
 KOSTRIKOV_ATARI_PPO = dict(
-    num_envs=8,             # --num-processes 8
-    alpha=128,              # --num-steps 128
-    lr=2.5e-4,              # --lr 2.5e-4
-    lr_decay=True,          # --use-linear-lr-decay
-    optimizer="adam",       # algo/ppo.py: optim.Adam
-    optim_eps=1e-5,         # arguments.py --eps default
-    rmsprop_alpha=0.99,     # arguments.py --alpha default (not read by Adam)
-    gamma=0.99,             # arguments.py --gamma default
-    gae_lambda=0.95,        # --use-gae, arguments.py --gae-lambda default
-    ent_coef=0.01,          # --entropy-coef 0.01
-    vf_coef=0.5,            # --value-loss-coef 0.5
-    max_grad_norm=0.5,      # arguments.py --max-grad-norm default
-    clip_coef=0.1,          # --clip-param 0.1
-    clip_value_loss=True,   # algo/ppo.py use_clipped_value_loss=True
-    epochs=4,               # arguments.py --ppo-epoch default
-    minibatches=4,          # --num-mini-batch 4
-    norm_adv=True,          # algo/ppo.py update(): always
+    num_envs=8,  # --num-processes 8
+    alpha=128,  # --num-steps 128
+    lr=2.5e-4,  # --lr 2.5e-4
+    lr_decay=True,  # --use-linear-lr-decay
+    optimizer="adam",  # algo/ppo.py: optim.Adam
+    optim_eps=1e-5,  # arguments.py --eps default
+    rmsprop_alpha=0.99,  # arguments.py --alpha default (not read by Adam)
+    gamma=0.99,  # arguments.py --gamma default
+    gae_lambda=0.95,  # --use-gae, arguments.py --gae-lambda default
+    ent_coef=0.01,  # --entropy-coef 0.01
+    vf_coef=0.5,  # --value-loss-coef 0.5
+    max_grad_norm=0.5,  # arguments.py --max-grad-norm default
+    clip_coef=0.1,  # --clip-param 0.1
+    clip_value_loss=True,  # algo/ppo.py use_clipped_value_loss=True
+    epochs=4,  # arguments.py --ppo-epoch default
+    minibatches=4,  # --num-mini-batch 4
+    norm_adv=True,  # algo/ppo.py update(): always
 )
 
 # vwxyzjn/cleanrl @ fe8d8a03, cleanrl/ppo_atari.py Args defaults and optim.Adam(eps=1e-5) (line 185).
 # (Cross-check: the same numbers as Kostrikov's Atari PPO command.)
 CLEANRL_PPO_ATARI = dict(
-    num_envs=8,             # num_envs
-    alpha=128,              # num_steps
-    lr=2.5e-4,              # learning_rate
-    lr_decay=True,          # anneal_lr
-    optimizer="adam",       # optim.Adam
-    optim_eps=1e-5,         # eps=1e-5
-    gamma=0.99,             # gamma
-    gae_lambda=0.95,        # gae_lambda
-    ent_coef=0.01,          # ent_coef
-    vf_coef=0.5,            # vf_coef
-    max_grad_norm=0.5,      # max_grad_norm
-    clip_coef=0.1,          # clip_coef
-    clip_value_loss=True,   # clip_vloss
-    epochs=4,               # update_epochs
-    minibatches=4,          # num_minibatches
-    norm_adv=True,          # norm_adv (per minibatch there; over the batch in Kostrikov and htsrl)
+    num_envs=8,  # num_envs
+    alpha=128,  # num_steps
+    lr=2.5e-4,  # learning_rate
+    lr_decay=True,  # anneal_lr
+    optimizer="adam",  # optim.Adam
+    optim_eps=1e-5,  # eps=1e-5
+    gamma=0.99,  # gamma
+    gae_lambda=0.95,  # gae_lambda
+    ent_coef=0.01,  # ent_coef
+    vf_coef=0.5,  # vf_coef
+    max_grad_norm=0.5,  # max_grad_norm
+    clip_coef=0.1,  # clip_coef
+    clip_value_loss=True,  # clip_vloss
+    epochs=4,  # update_epochs
+    minibatches=4,  # num_minibatches
+    norm_adv=True,  # norm_adv (per minibatch there; over the batch in Kostrikov and htsrl)
 )
 
 # ikostrikov/pytorch-a2c-ppo-acktr-gail @ 41332b78, README.md line 87 (Atari A2C command):
@@ -72,44 +88,44 @@ CLEANRL_PPO_ATARI = dict(
 # a2c_ppo_acktr/algo/a2c_acktr.py: optim.RMSprop(lr, eps=eps, alpha=alpha); one step on the whole
 # rollout with raw advantages; value_loss = advantages.pow(2).mean().
 KOSTRIKOV_ATARI_A2C = dict(
-    num_envs=16,            # --num-processes default 16
-    alpha=5,                # --num-steps default 5
-    lr=7e-4,                # --lr default 7e-4
-    lr_decay=False,         # --use-linear-lr-decay default False (not given by the command)
-    optimizer="rmsprop",    # algo/a2c_acktr.py: optim.RMSprop
-    optim_eps=1e-5,         # --eps default 1e-5
-    rmsprop_alpha=0.99,     # --alpha default 0.99
-    gamma=0.99,             # --gamma default 0.99
-    gae_lambda=1.0,         # --use-gae not given: n-step returns (storage.py compute_returns)
-    ent_coef=0.01,          # --entropy-coef default 0.01
-    vf_coef=0.5,            # --value-loss-coef default 0.5
-    max_grad_norm=0.5,      # --max-grad-norm default 0.5
-    clip_coef=0.2,          # --clip-param default 0.2 (not read by A2C)
+    num_envs=16,  # --num-processes default 16
+    alpha=5,  # --num-steps default 5
+    lr=7e-4,  # --lr default 7e-4
+    lr_decay=False,  # --use-linear-lr-decay default False (not given by the command)
+    optimizer="rmsprop",  # algo/a2c_acktr.py: optim.RMSprop
+    optim_eps=1e-5,  # --eps default 1e-5
+    rmsprop_alpha=0.99,  # --alpha default 0.99
+    gamma=0.99,  # --gamma default 0.99
+    gae_lambda=1.0,  # --use-gae not given: n-step returns (storage.py compute_returns)
+    ent_coef=0.01,  # --entropy-coef default 0.01
+    vf_coef=0.5,  # --value-loss-coef default 0.5
+    max_grad_norm=0.5,  # --max-grad-norm default 0.5
+    clip_coef=0.2,  # --clip-param default 0.2 (not read by A2C)
     clip_value_loss=False,  # A2C has no value clipping
-    epochs=1,               # A2C: one update per rollout
-    minibatches=1,          # A2C: the whole rollout
-    norm_adv=False,         # A2C: raw advantages
+    epochs=1,  # A2C: one update per rollout
+    minibatches=1,  # A2C: the whole rollout
+    norm_adv=False,  # A2C: raw advantages
 )
 
 # vwxyzjn/cleanrl @ fe8d8a03, cleanrl/ppo.py Args defaults (lines 41-67; env_id "CartPole-v1") and
 # optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5) (line 168).
 CLEANRL_PPO = dict(
-    num_envs=4,             # num_envs: int = 4
-    alpha=128,              # num_steps: int = 128
-    lr=2.5e-4,              # learning_rate: float = 2.5e-4
-    lr_decay=True,          # anneal_lr: bool = True
-    optimizer="adam",       # optim.Adam
-    optim_eps=1e-5,         # eps=1e-5
-    gamma=0.99,             # gamma: float = 0.99
-    gae_lambda=0.95,        # gae_lambda: float = 0.95
-    ent_coef=0.01,          # ent_coef: float = 0.01
-    vf_coef=0.5,            # vf_coef: float = 0.5
-    max_grad_norm=0.5,      # max_grad_norm: float = 0.5
-    clip_coef=0.2,          # clip_coef: float = 0.2
-    clip_value_loss=True,   # clip_vloss: bool = True
-    epochs=4,               # update_epochs: int = 4
-    minibatches=4,          # num_minibatches: int = 4
-    norm_adv=True,          # norm_adv: bool = True
+    num_envs=4,  # num_envs: int = 4
+    alpha=128,  # num_steps: int = 128
+    lr=2.5e-4,  # learning_rate: float = 2.5e-4
+    lr_decay=True,  # anneal_lr: bool = True
+    optimizer="adam",  # optim.Adam
+    optim_eps=1e-5,  # eps=1e-5
+    gamma=0.99,  # gamma: float = 0.99
+    gae_lambda=0.95,  # gae_lambda: float = 0.95
+    ent_coef=0.01,  # ent_coef: float = 0.01
+    vf_coef=0.5,  # vf_coef: float = 0.5
+    max_grad_norm=0.5,  # max_grad_norm: float = 0.5
+    clip_coef=0.2,  # clip_coef: float = 0.2
+    clip_value_loss=True,  # clip_vloss: bool = True
+    epochs=4,  # update_epochs: int = 4
+    minibatches=4,  # num_minibatches: int = 4
+    norm_adv=True,  # norm_adv: bool = True
 )
 
 # DLR-RM/rl-baselines3-zoo @ 22e3ff24, hyperparams/a2c.yml lines 21-25:
@@ -118,22 +134,22 @@ CLEANRL_PPO = dict(
 # (lines 70-83) and RMSprop kwargs dict(alpha=0.99, eps=rms_prop_eps, weight_decay=0) (line 127);
 # A2C.train: one gradient step on rollout_buffer.get(batch_size=None).
 SB3_ZOO_A2C_CARTPOLE = dict(
-    num_envs=8,             # a2c.yml n_envs: 8
-    alpha=5,                # n_steps=5
-    lr=7e-4,                # learning_rate=7e-4 (constant: the entry has no lin_ schedule)
+    num_envs=8,  # a2c.yml n_envs: 8
+    alpha=5,  # n_steps=5
+    lr=7e-4,  # learning_rate=7e-4 (constant: the entry has no lin_ schedule)
     lr_decay=False,
-    optimizer="rmsprop",    # use_rms_prop=True
-    optim_eps=1e-5,         # rms_prop_eps=1e-5
-    rmsprop_alpha=0.99,     # alpha=0.99
-    gamma=0.99,             # gamma=0.99
-    gae_lambda=1.0,         # gae_lambda=1.0
-    ent_coef=0.0,           # a2c.yml ent_coef: 0.0
-    vf_coef=0.5,            # vf_coef=0.5
-    max_grad_norm=0.5,      # max_grad_norm=0.5
+    optimizer="rmsprop",  # use_rms_prop=True
+    optim_eps=1e-5,  # rms_prop_eps=1e-5
+    rmsprop_alpha=0.99,  # alpha=0.99
+    gamma=0.99,  # gamma=0.99
+    gae_lambda=1.0,  # gae_lambda=1.0
+    ent_coef=0.0,  # a2c.yml ent_coef: 0.0
+    vf_coef=0.5,  # vf_coef=0.5
+    max_grad_norm=0.5,  # max_grad_norm=0.5
     clip_value_loss=False,  # A2C has no value clipping
-    epochs=1,               # one gradient step per rollout
-    minibatches=1,          # batch_size=None: the whole rollout
-    norm_adv=False,         # normalize_advantage=False
+    epochs=1,  # one gradient step per rollout
+    minibatches=1,  # batch_size=None: the whole rollout
+    norm_adv=False,  # normalize_advantage=False
 )
 
 # IouJenLiu/HTS-RL @ 7972340c, scripts/run_ours_*.sh (the same command in all eleven):
@@ -145,39 +161,39 @@ SB3_ZOO_A2C_CARTPOLE = dict(
 # RolloutStorageMA(args.sync_every, ...) (main.py line 70).
 # ent_coef is left out: the authors' 0.003 multiplies a different quantity (see the entropy tests).
 HTSRL_AUTHORS_FOOTBALL_PPO = dict(
-    num_envs=16,            # --num-processes 16
-    alpha=128,              # --sync-every 128
-    lr=3.43e-4,             # --lr 0.000343
-    lr_decay=True,          # --use-linear-lr-decay
-    optimizer="adam",       # algo/ppo_aug.py: optim.Adam
-    optim_eps=1e-5,         # arguments.py --eps default
-    rmsprop_alpha=0.99,     # arguments.py --alpha default (not read by Adam)
-    gamma=0.993,            # --gamma 0.993
-    gae_lambda=0.95,        # --use-gae, arguments.py --gae-lambda default 0.95
-    vf_coef=0.5,            # arguments.py --value-loss-coef default 0.5
-    max_grad_norm=0.64,     # --max-grad-norm 0.64
-    clip_coef=0.08,         # --clip-param 0.08
-    clip_value_loss=True,   # algo/ppo_aug.py use_clipped_value_loss=True
-    epochs=2,               # --ppo-epoch 2
-    minibatches=8,          # --num-mini-batch 8
-    norm_adv=True,          # algo/ppo_aug.py update(): always
+    num_envs=16,  # --num-processes 16
+    alpha=128,  # --sync-every 128
+    lr=3.43e-4,  # --lr 0.000343
+    lr_decay=True,  # --use-linear-lr-decay
+    optimizer="adam",  # algo/ppo_aug.py: optim.Adam
+    optim_eps=1e-5,  # arguments.py --eps default
+    rmsprop_alpha=0.99,  # arguments.py --alpha default (not read by Adam)
+    gamma=0.993,  # --gamma 0.993
+    gae_lambda=0.95,  # --use-gae, arguments.py --gae-lambda default 0.95
+    vf_coef=0.5,  # arguments.py --value-loss-coef default 0.5
+    max_grad_norm=0.64,  # --max-grad-norm 0.64
+    clip_coef=0.08,  # --clip-param 0.08
+    clip_value_loss=True,  # algo/ppo_aug.py use_clipped_value_loss=True
+    epochs=2,  # --ppo-epoch 2
+    minibatches=8,  # --num-mini-batch 8
+    norm_adv=True,  # algo/ppo_aug.py update(): always
 )
 HTSRL_AUTHORS_ENTROPY_COEF = 0.003  # --entropy-coef 0.003, applied to mean(p * log p) (model.py line 60)
-FOOTBALL_ACTIONS = 19               # gfootball's default action set (action_set_v1)
+FOOTBALL_ACTIONS = 19  # gfootball's default action set (action_set_v1)
 
 # google-research/football @ 3d9e7547, gfootball/examples/repro_checkpoint_easy.sh (OpenAI baselines
 # ppo2, whose loss is pg_loss - entropy * ent_coef + vf_loss * vf_coef: the entropy is a bonus).
 GRF_REPRO_CHECKPOINT_EASY = dict(
-    clip_coef=0.08,         # --cliprange 0.08
-    gamma=0.993,            # --gamma 0.993
-    ent_coef=0.003,         # --ent_coef 0.003
-    max_grad_norm=0.64,     # --max_grad_norm 0.64
-    lr=3.43e-4,             # --lr 0.000343
-    num_envs=16,            # --num_envs 16
-    epochs=2,               # --noptepochs 2
-    minibatches=8,          # --nminibatches 8
-    alpha=512,              # --nsteps 512 (HTS-RL: --sync-every 128)
-    lr_decay=False,         # ppo2: a float lr is constfn(lr) (HTS-RL: --use-linear-lr-decay)
+    clip_coef=0.08,  # --cliprange 0.08
+    gamma=0.993,  # --gamma 0.993
+    ent_coef=0.003,  # --ent_coef 0.003
+    max_grad_norm=0.64,  # --max_grad_norm 0.64
+    lr=3.43e-4,  # --lr 0.000343
+    num_envs=16,  # --num_envs 16
+    epochs=2,  # --noptepochs 2
+    minibatches=8,  # --nminibatches 8
+    alpha=512,  # --nsteps 512 (HTS-RL: --sync-every 128)
+    lr_decay=False,  # ppo2: a float lr is constfn(lr) (HTS-RL: --use-linear-lr-decay)
 )
 
 SOURCES = {
@@ -209,8 +225,17 @@ def test_every_preset_sets_every_field_with_the_right_type(name):
         assert type(p[k]) is int and p[k] > 0, k
     for k in ("lr_decay", "clip_value_loss", "norm_adv"):
         assert type(p[k]) is bool, k
-    for k in ("lr", "optim_eps", "rmsprop_alpha", "gamma", "gae_lambda", "ent_coef", "vf_coef",
-              "max_grad_norm", "clip_coef"):
+    for k in (
+        "lr",
+        "optim_eps",
+        "rmsprop_alpha",
+        "gamma",
+        "gae_lambda",
+        "ent_coef",
+        "vf_coef",
+        "max_grad_norm",
+        "clip_coef",
+    ):
         assert isinstance(p[k], float) and not isinstance(p[k], bool), k
     # Valid with the default layout (2 executors) and, for PPO, whole minibatches.
     assert p["num_envs"] % 2 == 0
@@ -267,7 +292,7 @@ def test_football_entropy_term_of_the_authors_code_is_a_tiny_penalty():
     logp = torch.log_softmax(logits, -1)
     p = logp.exp()
     authors_term = -(torch.mean(p * logp)) * HTSRL_AUTHORS_ENTROPY_COEF  # model.py line 60, ppo_aug.py line 86
-    entropy = -(p * logp).sum(-1).mean()                                  # htsrl's entropy
+    entropy = -(p * logp).sum(-1).mean()  # htsrl's entropy
     equivalent = -HTSRL_AUTHORS_ENTROPY_COEF / FOOTBALL_ACTIONS
     assert torch.allclose(authors_term, -equivalent * entropy)
     assert equivalent < 0 < PRESETS["football-ppo"]["ent_coef"]
@@ -275,18 +300,21 @@ def test_football_entropy_term_of_the_authors_code_is_a_tiny_penalty():
     assert f"{equivalent:.8f}"[:11] in inspect.getsource(htsrl.presets)  # "-0.00015789"
 
 
-@pytest.mark.parametrize("algo,env,expected", [
-    ("ppo", "ALE/Breakout-v5", "atari-ppo"),
-    ("ppo", "BreakoutNoFrameskip-v4", "atari-ppo"),
-    ("ppo", "football/academy_empty_goal_close", "football-ppo"),
-    ("ppo", "CartPole-v1", "classic-ppo"),
-    ("ppo", "htsrl/Counter-v0", "classic-ppo"),
-    ("a2c", "ALE/Breakout-v5", "atari-a2c"),
-    ("a2c", "PongNoFrameskip-v4", "atari-a2c"),
-    ("a2c", "football/academy_empty_goal_close", "atari-a2c"),  # no football A2C source: FOOTBALL_A2C_PRESET
-    ("a2c", "CartPole-v1", "classic-a2c"),
-    ("a2c", "htsrl/Counter-v0", "classic-a2c"),
-])
+@pytest.mark.parametrize(
+    "algo,env,expected",
+    [
+        ("ppo", "ALE/Breakout-v5", "atari-ppo"),
+        ("ppo", "BreakoutNoFrameskip-v4", "atari-ppo"),
+        ("ppo", "football/academy_empty_goal_close", "football-ppo"),
+        ("ppo", "CartPole-v1", "classic-ppo"),
+        ("ppo", "htsrl/Counter-v0", "classic-ppo"),
+        ("a2c", "ALE/Breakout-v5", "atari-a2c"),
+        ("a2c", "PongNoFrameskip-v4", "atari-a2c"),
+        ("a2c", "football/academy_empty_goal_close", "atari-a2c"),  # no football A2C source: FOOTBALL_A2C_PRESET
+        ("a2c", "CartPole-v1", "classic-a2c"),
+        ("a2c", "htsrl/Counter-v0", "classic-a2c"),
+    ],
+)
 def test_default_preset(algo, env, expected):
     got = default_preset(algo, env)
     assert got == expected

@@ -6,28 +6,31 @@ import signal
 import time
 
 import pytest
+from conftest import start_cli, wait_for_pids
 
 from htsrl import Config, train
 from htsrl.checkpoint import MAGIC, load_checkpoint, save_checkpoint
-from htsrl.errors import CheckpointError, CheckpointWriteError, ConfigError
 from htsrl.cli import main
-
-from conftest import start_cli, wait_for_pids
+from htsrl.errors import CheckpointError, CheckpointWriteError, ConfigError
 
 KEYS = ("params_sha256", "rollout_sha256", "episodes", "mean_return_last_100", "updates", "env_steps")
 
 
 def _resume(run_dir, **layout):
-    cfg = Config.from_dict({**__import__("json").loads((run_dir / "config.json").read_text()),
-                            "stop_at_steps": None, **layout})
+    cfg = Config.from_dict(
+        {**__import__("json").loads((run_dir / "config.json").read_text()), "stop_at_steps": None, **layout}
+    )
     return train(cfg, resume=True)
 
 
-@pytest.mark.parametrize("env,mode,extra", [
-    ("CartPole-v1", "hts", dict(alpha=32, num_envs=8)),
-    ("CartPole-v1", "sync", dict(alpha=32, num_envs=8)),
-    ("ALE/Breakout-v5", "hts", dict(alpha=16, num_envs=4, epochs=1, minibatches=2)),
-])
+@pytest.mark.parametrize(
+    "env,mode,extra",
+    [
+        ("CartPole-v1", "hts", dict(alpha=32, num_envs=8)),
+        ("CartPole-v1", "sync", dict(alpha=32, num_envs=8)),
+        ("ALE/Breakout-v5", "hts", dict(alpha=16, num_envs=4, epochs=1, minibatches=2)),
+    ],
+)
 def test_resume_is_bitwise(tmp_path, env, mode, extra):
     total = extra["num_envs"] * extra["alpha"] * 8
     base = dict(env=env, mode=mode, total_steps=total, seed=7, progress=False, checkpoint_every=3, **extra)
@@ -40,8 +43,22 @@ def test_resume_is_bitwise(tmp_path, env, mode, extra):
 
 
 def test_resume_after_ctrl_c(tmp_path):
-    args = ["--env", "synthetic/exponential", "--env-kwargs", '{"mean_s": 0.001}', "--num-envs", "8",
-            "--alpha", "16", "--total-steps", str(8 * 16 * 40), "--seed", "3", "--epochs", "2"]
+    args = [
+        "--env",
+        "synthetic/exponential",
+        "--env-kwargs",
+        '{"mean_s": 0.001}',
+        "--num-envs",
+        "8",
+        "--alpha",
+        "16",
+        "--total-steps",
+        str(8 * 16 * 40),
+        "--seed",
+        "3",
+        "--epochs",
+        "2",
+    ]
     proc = start_cli(args, tmp_path / "stopped")
     wait_for_pids(tmp_path / "stopped")
     time.sleep(1.5)
@@ -54,6 +71,7 @@ def test_resume_after_ctrl_c(tmp_path):
     assert main(["train", "--resume", str(tmp_path / "stopped"), "--no-progress", "--num-actors", "2"]) == 0
     assert main(["train", *args, "--run-dir", str(tmp_path / "full"), "--no-progress"]) == 0
     import json
+
     a = json.loads((tmp_path / "stopped" / "summary.json").read_text())
     b = json.loads((tmp_path / "full" / "summary.json").read_text())
     assert {k: a[k] for k in KEYS} == {k: b[k] for k in KEYS}
@@ -61,8 +79,16 @@ def test_resume_after_ctrl_c(tmp_path):
 
 def test_corrupt_and_truncated_checkpoints_are_refused(tmp_path, capsys):
     run_dir = tmp_path / "run"
-    train(Config(env="CartPole-v1", total_steps=8 * 32 * 4, alpha=32, progress=False, run_dir=str(run_dir),
-                 stop_at_steps=8 * 32 * 2))
+    train(
+        Config(
+            env="CartPole-v1",
+            total_steps=8 * 32 * 4,
+            alpha=32,
+            progress=False,
+            run_dir=str(run_dir),
+            stop_at_steps=8 * 32 * 2,
+        )
+    )
     path = run_dir / "checkpoint.pt"
     good = path.read_bytes()
     path.write_bytes(good[:-100])
@@ -99,8 +125,16 @@ def test_failed_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
 
 def test_resume_refuses_changed_numerics(tmp_path, capsys):
     run_dir = tmp_path / "run"
-    train(Config(env="CartPole-v1", total_steps=8 * 32 * 4, alpha=32, progress=False, run_dir=str(run_dir),
-                 stop_at_steps=8 * 32 * 2))
+    train(
+        Config(
+            env="CartPole-v1",
+            total_steps=8 * 32 * 4,
+            alpha=32,
+            progress=False,
+            run_dir=str(run_dir),
+            stop_at_steps=8 * 32 * 2,
+        )
+    )
     capsys.readouterr()
     before = (run_dir / "progress.csv").read_text()
     assert main(["train", "--resume", str(run_dir), "--lr", "0.1", "--seed", "3"]) == 2
@@ -112,8 +146,23 @@ def test_resume_refuses_changed_numerics(tmp_path, capsys):
     assert (run_dir / "progress.csv").read_text() == before  # nothing ran
 
 
-CMD = ["--env", "CartPole-v1", "--algo", "ppo", "--num-envs", "4", "--num-executors", "2", "--alpha", "48",
-       "--seed", "9", "--total-steps", str(4 * 48 * 4), "--no-progress"]
+CMD = [
+    "--env",
+    "CartPole-v1",
+    "--algo",
+    "ppo",
+    "--num-envs",
+    "4",
+    "--num-executors",
+    "2",
+    "--alpha",
+    "48",
+    "--seed",
+    "9",
+    "--total-steps",
+    str(4 * 48 * 4),
+    "--no-progress",
+]
 
 
 def test_resume_accepts_the_same_command_line(tmp_path):
@@ -153,8 +202,9 @@ def test_checkpoint_that_would_run_code_is_refused(tmp_path):
     payload = pickle.dumps({"format": 2, "learner": Payload()}, protocol=2)  # torch.save's protocol
     run_dir = tmp_path / "shared"
     run_dir.mkdir()
-    (run_dir / "checkpoint.pt").write_bytes(MAGIC + hashlib.sha256(payload).digest()
-                                           + len(payload).to_bytes(8, "little") + payload)
+    (run_dir / "checkpoint.pt").write_bytes(
+        MAGIC + hashlib.sha256(payload).digest() + len(payload).to_bytes(8, "little") + payload
+    )
     with pytest.raises(CheckpointError, match="holds objects other than tensors and plain types"):
         load_checkpoint(run_dir)
     assert not marker.exists()
@@ -162,9 +212,19 @@ def test_checkpoint_that_would_run_code_is_refused(tmp_path):
 
 def test_checkpoints_hold_only_tensors_and_plain_types(tmp_path):
     run_dir = tmp_path / "run"
-    train(Config(env="CartPole-v1", total_steps=8 * 32 * 4, alpha=32, progress=False, run_dir=str(run_dir),
-                 stop_at_steps=8 * 32 * 2))
+    train(
+        Config(
+            env="CartPole-v1",
+            total_steps=8 * 32 * 4,
+            alpha=32,
+            progress=False,
+            run_dir=str(run_dir),
+            stop_at_steps=8 * 32 * 2,
+        )
+    )
     import io
+
     import torch
-    payload = (run_dir / "checkpoint.pt").read_bytes()[len(MAGIC) + 40:]
+
+    payload = (run_dir / "checkpoint.pt").read_bytes()[len(MAGIC) + 40 :]
     torch.load(io.BytesIO(payload), weights_only=True)  # raises on anything else

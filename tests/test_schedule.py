@@ -4,28 +4,40 @@ with the wrong action at a window edge, under step-time jitter."""
 import numpy as np
 import pytest
 
-from htsrl.config import resolve, Config
+from htsrl.config import Config, resolve
 from htsrl.engine.learner import Learner
 from htsrl.nn import params_sha256
 
-COUNTER = dict(env="htsrl/Counter-v0", env_kwargs={"episode_length": 7, "jitter_s": 0.0005},
-               preset="classic-ppo", num_envs=6, alpha=5, epochs=1, minibatches=1, seed=11)
+COUNTER = dict(
+    env="htsrl/Counter-v0",
+    env_kwargs={"episode_length": 7, "jitter_s": 0.0005},
+    preset="classic-ppo",
+    num_envs=6,
+    alpha=5,
+    epochs=1,
+    minibatches=1,
+    seed=11,
+)
 
 
 def _record(store):
     def hook(window, bufs, buf):
-        win = {name: getattr(bufs, name)[buf].copy() for name in
-               ("obs", "final_obs", "actions", "reward", "terminated", "truncated", "version")}
+        win = {
+            name: getattr(bufs, name)[buf].copy()
+            for name in ("obs", "final_obs", "actions", "reward", "terminated", "truncated", "version")
+        }
         win["params"] = bufs.params.copy()  # the weights that drove this window
         store.append(win)
+
     return hook
 
 
 @pytest.mark.parametrize("mode,expected_lag", [("hts", 1), ("sync", 0)])
 def test_policy_version_per_window(run, mode, expected_lag):
     windows = []
-    summary = run(**COUNTER, total_steps=6 * 5 * 6, mode=mode, num_executors=2, num_actors=2,
-                  on_window=_record(windows))
+    summary = run(
+        **COUNTER, total_steps=6 * 5 * 6, mode=mode, num_executors=2, num_actors=2, on_window=_record(windows)
+    )
     assert summary["updates"] == len(windows) == 6
     for k, win in enumerate(windows):
         assert (win["version"] == max(0, k - expected_lag)).all(), (k, np.unique(win["version"]))
@@ -46,8 +58,14 @@ def test_first_windows_use_learners_initial_weights(run):
 def test_window_edges(run, layout):
     windows = []
     T, n, L = 5, 6, 7
-    run(**COUNTER, total_steps=n * T * 8, num_executors=layout.get("num_executors", 1),
-        num_actors=layout.get("num_actors", 1), serial=layout.get("serial", False), on_window=_record(windows))
+    run(
+        **COUNTER,
+        total_steps=n * T * 8,
+        num_executors=layout.get("num_executors", 1),
+        num_actors=layout.get("num_actors", 1),
+        serial=layout.get("serial", False),
+        on_window=_record(windows),
+    )
     prev_last = None
     expected_step = np.zeros(n)  # every env starts its first episode at step 0
     for window, win in enumerate(windows):

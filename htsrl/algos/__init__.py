@@ -9,7 +9,7 @@ from htsrl.algos.a2c import a2c_update
 from htsrl.algos.ppo import ppo_update
 from htsrl.algos.step import optimizer_step  # noqa: F401
 from htsrl.config import Config
-from htsrl.distributed import SingleProcess
+from htsrl.distributed import SINGLE_PROCESS
 
 
 def make_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -25,7 +25,7 @@ def learning_rate(cfg: Config, update: int, total_updates: int) -> float:
     return cfg.lr * (1.0 - update / total_updates)
 
 
-def update(cfg: Config, model, optimizer, batch, generator: torch.Generator, dp=SingleProcess()) -> dict[str, float]:
+def update(cfg: Config, model, optimizer, batch, generator: torch.Generator, dp=SINGLE_PROCESS) -> dict[str, float]:
     if cfg.algo == "a2c":
         return a2c_update(cfg, model, optimizer, batch, dp)
     return ppo_update(cfg, model, optimizer, batch, generator, dp)

@@ -23,18 +23,19 @@ import torch.nn.functional as F
 
 from htsrl.algos.returns import Window, gae, lag_metrics, lag_terms, update_start
 from htsrl.algos.step import optimizer_step
-from htsrl.distributed import SingleProcess
+from htsrl.distributed import SINGLE_PROCESS
 
 
-def clipped_surrogate(ratio: torch.Tensor, adv: torch.Tensor, clip_coef: float,
-                      weight: torch.Tensor | None = None) -> torch.Tensor:
+def clipped_surrogate(
+    ratio: torch.Tensor, adv: torch.Tensor, clip_coef: float, weight: torch.Tensor | None = None
+) -> torch.Tensor:
     """Per-sample policy loss: ``max(-A r, -A clip(r, 1 - c, 1 + c))``, times ``weight`` (decoupled PPO's
     pi_proximal / pi_behaviour) where given; r = pi_theta / pi_proximal."""
     loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - clip_coef, 1 + clip_coef))
     return loss if weight is None else weight * loss
 
 
-def ppo_update(cfg, model, optimizer, w: Window, generator: torch.Generator, dp=SingleProcess()) -> dict[str, float]:
+def ppo_update(cfg, model, optimizer, w: Window, generator: torch.Generator, dp=SINGLE_PROCESS) -> dict[str, float]:
     T, N = w.actions.shape
     lagged = cfg.mode == "hts"  # the window was collected by the parameters one update old
     pre = update_start(model, w, lagged and cfg.proximal == "current", cfg.max_is_weight)
@@ -60,7 +61,7 @@ def ppo_update(cfg, model, optimizer, w: Window, generator: torch.Generator, dp=
     for _ in range(cfg.epochs):
         perm = torch.randperm(B, generator=generator).to(obs.device)  # drawn on CPU: same order on any device
         for start in range(0, B, mb_size):
-            g = perm[start:start + mb_size]                # global rows (t * n_global + env)
+            g = perm[start : start + mb_size]  # global rows (t * n_global + env)
             t, env = g // n_global, g % n_global - col0
             idx = (t * N + env)[(env >= 0) & (env < N)]  # the rows this rank owns
             logits, v = model(obs[idx])
@@ -80,14 +81,24 @@ def ppo_update(cfg, model, optimizer, w: Window, generator: torch.Generator, dp=
                 value_loss = 0.5 * ((v - returns[idx]) ** 2).sum() / mb_size
             entropy = -(logp_all.exp() * logp_all).sum() / mb_size
             loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy  # entropy is a bonus
-            grad_norm = optimizer_step(model, optimizer, loss, cfg.max_grad_norm, dp,
-                                       policy=policy_loss, value=value_loss, entropy=entropy)
+            grad_norm = optimizer_step(
+                model, optimizer, loss, cfg.max_grad_norm, dp, policy=policy_loss, value=value_loss, entropy=entropy
+            )
             with torch.no_grad():
-                row = dp.sum_(torch.stack([policy_loss, value_loss, entropy,
-                                           ((ratio - 1) - log_ratio).sum() / mb_size,
-                                           ((ratio - 1).abs() > cfg.clip_coef).float().sum() / mb_size]).detach())
-            for k, val in zip(("losses/policy", "losses/value", "losses/entropy", "losses/approx_kl",
-                               "losses/clipfrac"), row.tolist()):
+                row = dp.sum_(
+                    torch.stack(
+                        [
+                            policy_loss,
+                            value_loss,
+                            entropy,
+                            ((ratio - 1) - log_ratio).sum() / mb_size,
+                            ((ratio - 1).abs() > cfg.clip_coef).float().sum() / mb_size,
+                        ]
+                    ).detach()
+                )
+            for k, val in zip(
+                ("losses/policy", "losses/value", "losses/entropy", "losses/approx_kl", "losses/clipfrac"), row.tolist()
+            ):
                 stats.setdefault(k, []).append(val)
             stats.setdefault("losses/grad_norm", []).append(grad_norm.item())
     out = {k: sum(v) / len(v) for k, v in stats.items()}

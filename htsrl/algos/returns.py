@@ -17,14 +17,15 @@ import torch
 @dataclass
 class Window:
     """One window of rollout as torch views of the shared buffer: ``T = alpha`` steps of ``N`` envs."""
-    obs: torch.Tensor          # (T+1, N, *obs_shape); row T is the first observation of the next window
-    final_obs: torch.Tensor    # (T, N, *obs_shape); valid where truncated
-    actions: torch.Tensor      # (T, N) int64
-    logp: torch.Tensor         # (T, N) behaviour log-probabilities
-    reward: torch.Tensor       # (T, N)
-    terminated: torch.Tensor   # (T, N) bool
-    truncated: torch.Tensor    # (T, N) bool
-    value: torch.Tensor        # (T, N) V(obs[t]) as the actors computed it (behaviour parameters, like logp)
+
+    obs: torch.Tensor  # (T+1, N, *obs_shape); row T is the first observation of the next window
+    final_obs: torch.Tensor  # (T, N, *obs_shape); valid where truncated
+    actions: torch.Tensor  # (T, N) int64
+    logp: torch.Tensor  # (T, N) behaviour log-probabilities
+    reward: torch.Tensor  # (T, N)
+    terminated: torch.Tensor  # (T, N) bool
+    truncated: torch.Tensor  # (T, N) bool
+    value: torch.Tensor  # (T, N) V(obs[t]) as the actors computed it (behaviour parameters, like logp)
 
     def to(self, device, non_blocking: bool = False) -> Window:
         """A copy with every tensor on ``device`` (uint8 observations stay uint8)."""
@@ -52,6 +53,7 @@ class UpdateStart:
     centred on. ``values`` (T+1 rows) feed GAE and the value clip; ``trunc`` are the values of truncated
     episodes' final observations. ``weight`` is pi_proximal / pi_behaviour per sample, clamped, when
     the proximal policy is not the one that collected the window (else None)."""
+
     logp: torch.Tensor
     values: torch.Tensor
     trunc: torch.Tensor
@@ -81,16 +83,17 @@ def update_start(model, w: Window, proximal_current: bool, max_weight: float) ->
         obs = torch.cat([obs, w.final_obs[idx]])
     with torch.no_grad():
         logits, v = model(obs)
-    logp_all = torch.log_softmax(logits[:T * N], -1)
+    logp_all = torch.log_softmax(logits[: T * N], -1)
     logp = logp_all.gather(-1, w.actions.reshape(-1, 1)).view(T, N)
     trunc = torch.zeros(w.reward.shape, dtype=torch.float32, device=w.reward.device)
-    trunc[idx] = v[(T + 1) * N:]
+    trunc[idx] = v[(T + 1) * N :]
     weight = (logp - w.logp).exp().clamp(max=max_weight)
-    return UpdateStart(logp, v[:(T + 1) * N].view(T + 1, N), trunc, weight)
+    return UpdateStart(logp, v[: (T + 1) * N].view(T + 1, N), trunc, weight)
 
 
-def lag_terms(logp_current: torch.Tensor, logp_behaviour: torch.Tensor, clip_coef: float | None,
-              max_weight: float) -> torch.Tensor:
+def lag_terms(
+    logp_current: torch.Tensor, logp_behaviour: torch.Tensor, clip_coef: float | None, max_weight: float
+) -> torch.Tensor:
     """Sums over samples for the lag diagnostics, as one tensor (to add across ranks):
     [count, sum of r, sum of the KL estimate (r - 1) - log r, samples with |r - 1| > clip_coef,
     samples with r > max_weight], where r = pi_current / pi_behaviour. pi_current is the learner's
@@ -98,15 +101,25 @@ def lag_terms(logp_current: torch.Tensor, logp_behaviour: torch.Tensor, clip_coe
     log_r = (logp_current - logp_behaviour).double()
     r = log_r.exp()
     clipped = ((r - 1).abs() > clip_coef).sum() if clip_coef is not None else torch.zeros((), dtype=torch.int64)
-    return torch.stack([torch.tensor(float(r.numel()), dtype=torch.float64), r.sum(), ((r - 1) - log_r).sum(),
-                        clipped.double(), (r > max_weight).sum().double()])
+    return torch.stack(
+        [
+            torch.tensor(float(r.numel()), dtype=torch.float64),
+            r.sum(),
+            ((r - 1) - log_r).sum(),
+            clipped.double(),
+            (r > max_weight).sum().double(),
+        ]
+    )
 
 
 def lag_metrics(sums: torch.Tensor, with_clip: bool) -> dict[str, float]:
     """``lag/*`` metrics from :func:`lag_terms` (summed over ranks)."""
     n = max(sums[0].item(), 1.0)
-    out = {"lag/ratio_current_behaviour": sums[1].item() / n, "lag/kl_behaviour_current": sums[2].item() / n,
-           "lag/weight_clamped": sums[4].item() / n}
+    out = {
+        "lag/ratio_current_behaviour": sums[1].item() / n,
+        "lag/kl_behaviour_current": sums[2].item() / n,
+        "lag/weight_clamped": sums[4].item() / n,
+    }
     if with_clip:
         out["lag/clipfrac_at_start"] = sums[3].item() / n
     return out

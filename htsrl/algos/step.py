@@ -8,8 +8,15 @@ import torch
 from htsrl.algos.guards import check_finite
 
 
-def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor,
-                   max_grad_norm: float, dp, /, **terms: torch.Tensor) -> torch.Tensor:
+def optimizer_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss: torch.Tensor,
+    max_grad_norm: float,
+    dp,
+    /,
+    **terms: torch.Tensor,
+) -> torch.Tensor:
     """Step on ``loss``; ``terms`` (named loss tensors) are checked for finiteness with the gradients,
     before anything reaches the weights. Under data parallelism ``loss`` is this rank's partial sum
     over the global batch and ``dp.sum_grads`` adds the ranks' gradients. Returns the gradient norm

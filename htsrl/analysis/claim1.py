@@ -29,8 +29,10 @@ def lockstep_cost(n: int, lam: float = 1.0) -> float:
 
 def expected_max_erlang(n: int, alpha: int, lam: float = 1.0) -> float:
     """E[max of n i.i.d. Erlang(alpha, lam)] by numerical integration."""
+
     def tail(t: float) -> float:
         return 1.0 - special.gammainc(alpha, lam * t) ** n
+
     mean = alpha / lam
     # The integrand is ~1 up to the mean and vanishes a few standard deviations beyond it.
     upper = mean + 20.0 * np.sqrt(alpha) / lam + 20.0 / lam * np.log(n + 1)
@@ -54,8 +56,12 @@ def simulate(step_times: np.ndarray, n: int, alpha: int, windows: int = 2000, se
     draws = rng.choice(np.asarray(step_times, dtype=float), size=(windows, alpha, n))
     lockstep = draws.max(axis=2).mean()
     batched = draws.sum(axis=1).max(axis=1).mean() / alpha
-    return {"lockstep_cost": float(lockstep), "batched_cost": float(batched),
-            "speedup": float(lockstep / batched), "mean_step": float(draws.mean())}
+    return {
+        "lockstep_cost": float(lockstep),
+        "batched_cost": float(batched),
+        "speedup": float(lockstep / batched),
+        "mean_step": float(draws.mean()),
+    }
 
 
 def fit_window_sums(step_times: np.ndarray, k: int = 100) -> dict:
@@ -66,8 +72,15 @@ def fit_window_sums(step_times: np.ndarray, k: int = 100) -> dict:
         raise ValueError(f"need at least {8 * k} step times for a fit, got {len(x)}")
     shape, loc, scale = stats.gamma.fit(sums, floc=0.0)
     ks = stats.kstest(sums, "gamma", args=(shape, loc, scale))
-    return {"k": k, "num_sums": int(len(sums)), "shape": float(shape), "scale": float(scale),
-            "ks_D": float(ks.statistic), "ks_p": float(ks.pvalue), "sums": sums}
+    return {
+        "k": k,
+        "num_sums": int(len(sums)),
+        "shape": float(shape),
+        "scale": float(scale),
+        "ks_D": float(ks.statistic),
+        "ks_p": float(ks.pvalue),
+        "sums": sums,
+    }
 
 
 def cost_table(ns=(4, 8, 16, 32), alphas=(1, 4, 16, 64, 128, 512)) -> dict[int, dict[int, float]]:

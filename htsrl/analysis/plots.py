@@ -33,8 +33,13 @@ def read_run(run_dir: Path) -> dict:
                 steps.append(float(row["env_steps"]))
                 wall.append(float(row["wall_time_s"]))
                 value.append(float(row[METRIC]))
-    return {"config": cfg, "env": cfg.get("env", "?"), "steps": np.array(steps), "wall": np.array(wall),
-            "value": np.array(value)}
+    return {
+        "config": cfg,
+        "env": cfg.get("env", "?"),
+        "steps": np.array(steps),
+        "wall": np.array(wall),
+        "value": np.array(value),
+    }
 
 
 def group_runs(runs: list[dict]) -> dict[str, list[dict]]:
@@ -65,6 +70,7 @@ def group_runs(runs: list[dict]) -> dict[str, list[dict]]:
 def plot_runs(run_dirs: list[str | Path], out: str | Path, title: str | None = None) -> Path:
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:

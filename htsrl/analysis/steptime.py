@@ -40,11 +40,17 @@ def steptime_report(env_id: str, steps: int, out_dir: Path, k: int = 100, env_kw
     sums = fit.pop("sums")
     out_dir.mkdir(parents=True, exist_ok=True)
     np.save(out_dir / "step_times.npy", step_times)
-    result = {"env": env_id, "steps": steps, "mean_step_ms": 1e3 * step_times.mean(),
-              "cv": float(step_times.std() / step_times.mean()), "max_step_ms": 1e3 * step_times.max(),
-              "resets": int(len(reset_times)),
-              "mean_reset_ms": 1e3 * float(reset_times.mean()) if len(reset_times) else None, **fit,
-              "gamma_fits_at_0.05": fit["ks_p"] > 0.05}
+    result = {
+        "env": env_id,
+        "steps": steps,
+        "mean_step_ms": 1e3 * step_times.mean(),
+        "cv": float(step_times.std() / step_times.mean()),
+        "max_step_ms": 1e3 * step_times.max(),
+        "resets": int(len(reset_times)),
+        "mean_reset_ms": 1e3 * float(reset_times.mean()) if len(reset_times) else None,
+        **fit,
+        "gamma_fits_at_0.05": fit["ks_p"] > 0.05,
+    }
     (out_dir / "steptime.json").write_text(json.dumps(result, indent=2))
     _histogram(sums, fit, env_id, out_dir / "steptime.png")
     return result
@@ -52,15 +58,21 @@ def steptime_report(env_id: str, steps: int, out_dir: Path, k: int = 100, env_kw
 
 def _histogram(sums: np.ndarray, fit: dict, env_id: str, path: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from scipy import stats
+
     fig, ax = plt.subplots(figsize=(6, 4))
     ms = sums * 1e3
     ax.hist(ms, bins=40, density=True, alpha=0.6, label=f"sums of {fit['k']} step times (n={len(sums)})")
     x = np.linspace(ms.min(), ms.max(), 300)
-    ax.plot(x, stats.gamma.pdf(x, fit["shape"], scale=fit["scale"] * 1e3), "r-",
-            label=f"Gamma fit (shape {fit['shape']:.1f})")
+    ax.plot(
+        x,
+        stats.gamma.pdf(x, fit["shape"], scale=fit["scale"] * 1e3),
+        "r-",
+        label=f"Gamma fit (shape {fit['shape']:.1f})",
+    )
     ax.set_xlabel(f"time of {fit['k']} steps (ms)")
     ax.set_ylabel("density")
     ax.set_title(f"{env_id}: KS D = {fit['ks_D']:.3f}, p = {fit['ks_p']:.3f}")

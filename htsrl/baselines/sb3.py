@@ -17,7 +17,9 @@ from htsrl.presets import PRESETS, default_preset
 def _make(env_id: str, index: int):
     def thunk():
         from htsrl.envs import make_env
+
         return make_env(env_id, index=index)
+
     return thunk
 
 
@@ -44,14 +46,38 @@ def main(argv=None) -> dict:
     image = len(venv.observation_space.shape) == 3
     policy = "CnnPolicy" if image else "MlpPolicy"
     if args.algo == "ppo":
-        model = PPO(policy, venv, n_steps=args.n_steps, batch_size=args.n_steps * args.num_envs // h["minibatches"],
-                    n_epochs=h["epochs"], learning_rate=h["lr"], gamma=h["gamma"], gae_lambda=h["gae_lambda"],
-                    clip_range=h["clip_coef"], ent_coef=h["ent_coef"], vf_coef=h["vf_coef"],
-                    max_grad_norm=h["max_grad_norm"], seed=args.seed, device=args.device, verbose=0)
+        model = PPO(
+            policy,
+            venv,
+            n_steps=args.n_steps,
+            batch_size=args.n_steps * args.num_envs // h["minibatches"],
+            n_epochs=h["epochs"],
+            learning_rate=h["lr"],
+            gamma=h["gamma"],
+            gae_lambda=h["gae_lambda"],
+            clip_range=h["clip_coef"],
+            ent_coef=h["ent_coef"],
+            vf_coef=h["vf_coef"],
+            max_grad_norm=h["max_grad_norm"],
+            seed=args.seed,
+            device=args.device,
+            verbose=0,
+        )
     else:
-        model = A2C(policy, venv, n_steps=args.n_steps, learning_rate=h["lr"], gamma=h["gamma"],
-                    ent_coef=h["ent_coef"], vf_coef=h["vf_coef"], max_grad_norm=h["max_grad_norm"],
-                    rms_prop_eps=h["optim_eps"], seed=args.seed, device=args.device, verbose=0)
+        model = A2C(
+            policy,
+            venv,
+            n_steps=args.n_steps,
+            learning_rate=h["lr"],
+            gamma=h["gamma"],
+            ent_coef=h["ent_coef"],
+            vf_coef=h["vf_coef"],
+            max_grad_norm=h["max_grad_norm"],
+            rms_prop_eps=h["optim_eps"],
+            seed=args.seed,
+            device=args.device,
+            verbose=0,
+        )
 
     class Clock(BaseCallback):
         def __init__(self):
@@ -71,9 +97,15 @@ def main(argv=None) -> dict:
     venv.close()
     skip = max(1, len(clock.marks) // 5)
     (s0, w0), (s1, w1) = clock.marks[skip], clock.marks[-1]
-    result = {"library": "stable-baselines3", "algo": args.algo, "env": args.env, "num_envs": args.num_envs,
-              "steps": int(model.num_timesteps), "wall_time_s": time.perf_counter() - t0,
-              "steady_sps": (s1 - s0) / (w1 - w0)}
+    result = {
+        "library": "stable-baselines3",
+        "algo": args.algo,
+        "env": args.env,
+        "num_envs": args.num_envs,
+        "steps": int(model.num_timesteps),
+        "wall_time_s": time.perf_counter() - t0,
+        "steady_sps": (s1 - s0) / (w1 - w0),
+    }
     print(json.dumps(result))
     return result
 

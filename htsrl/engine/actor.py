@@ -37,8 +37,14 @@ class Policy:
         bufs.version[buf, t, envs] = bufs.params_version[0]
 
 
-def actor_loop(stat_row: int, policy: Policy, ready: Channel, executor_inboxes: list[Channel],
-               group_owner: list[int], envs_per_group: int) -> None:
+def actor_loop(
+    stat_row: int,
+    policy: Policy,
+    ready: Channel,
+    executor_inboxes: list[Channel],
+    group_owner: list[int],
+    envs_per_group: int,
+) -> None:
     """Serve ready groups until STOP: one forward per message, then the group back to its executor."""
     clock = RoleClock(policy.bufs.stats[stat_row])
     num_groups, last_step = len(group_owner), policy.bufs.alpha - 1

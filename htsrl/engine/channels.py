@@ -20,10 +20,19 @@ _MSG = struct.Struct("=q")
 STOP = -1
 
 
-class Channel:
+class _Pipe:
     def __init__(self) -> None:
         self.r, self.w = os.pipe()
 
+    def close(self) -> None:
+        for fd in (self.r, self.w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+class Channel(_Pipe):
     def put(self, value: int) -> None:
         os.write(self.w, _MSG.pack(value))
 
@@ -36,15 +45,8 @@ class Channel:
             data += more
         return _MSG.unpack(data)[0]
 
-    def close(self) -> None:
-        for fd in (self.r, self.w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
 
-
-class ErrorChannel:
+class ErrorChannel(_Pipe):
     """Children report a failure (role name + traceback) in one atomic write (<= PIPE_BUF bytes).
 
     A report is one flag byte, ``R`` (a restart may help) or ``F`` (final: a restart cannot help, say a
@@ -54,13 +56,10 @@ class ErrorChannel:
     LIMIT = 4000
     RETRYABLE, FINAL = b"R", b"F"
 
-    def __init__(self) -> None:
-        self.r, self.w = os.pipe()
-
     def report(self, text: str, retryable: bool = True) -> None:
         data = text.encode("utf-8", "replace")
         if len(data) > self.LIMIT:
-            data = b"...\n" + data[-(self.LIMIT - 4):]
+            data = b"...\n" + data[-(self.LIMIT - 4) :]
         os.write(self.w, (self.RETRYABLE if retryable else self.FINAL) + data + b"\0")
 
     def read(self) -> tuple[str, bool]:
@@ -73,13 +72,6 @@ class ErrorChannel:
         if len(reports) > 1:
             text += f"\n({len(reports) - 1} more role(s) failed at the same time)"
         return text, retryable
-
-    def close(self) -> None:
-        for fd in (self.r, self.w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
 
 
 def encode_task(t: int, buf: int, g: int, num_groups: int) -> int:

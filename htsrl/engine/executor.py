@@ -33,8 +33,7 @@ class EnvGroups:
         # rank on this machine (more threads only queue up behind each other).
         cores = len(os.sched_getaffinity(0)) // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
         threads = min(len(self.env_ids), max(1, cores // cfg.num_executors))
-        self.env_set = make_env_set(cfg.env, cfg.env_kwargs, cfg.env_backend, self.env_ids, env_offset,
-                                    threads=threads)
+        self.env_set = make_env_set(cfg.env, cfg.env_kwargs, cfg.env_backend, self.env_ids, env_offset, threads=threads)
         self.envs = self.env_set.envs
         self.resets = dict.fromkeys(self.env_ids, 0)  # top-level resets made, per env
 
@@ -57,11 +56,17 @@ class EnvGroups:
         buf = last_window % 2
         for i in self.env_ids:
             obs, self.resets[i] = replay(
-                self.envs[i], lambda k, i=i: reset_seed(self.cfg.seed, self.env_offset + i, k), history.start_reset[i],
-                history.actions[i], history.dones[i])
+                self.envs[i],
+                lambda k, i=i: reset_seed(self.cfg.seed, self.env_offset + i, k),
+                history.start_reset[i],
+                history.actions[i],
+                history.dones[i],
+            )
             if self.resets[i] != history.resets[i] or not np.array_equal(obs, self.bufs.obs[buf, self.bufs.alpha, i]):
-                raise ReplayMismatch(f"env {i} did not return to its recorded state on replay; "
-                                     f"{self.cfg.env} is not deterministic given its seed")
+                raise ReplayMismatch(
+                    f"env {i} did not return to its recorded state on replay; "
+                    f"{self.cfg.env} is not deterministic given its seed"
+                )
 
     def carry_over(self, buf: int) -> None:
         """The last observation of the previous window (in the other buffer) is the first of this one."""
@@ -71,16 +76,16 @@ class EnvGroups:
     def random_actions(self, buf: int, g: int, t: int) -> None:
         """Raw mode: the env's own uniform turned into a uniformly random action, no network."""
         ids = self.group_envs(g)
-        u = self.bufs.uniforms[buf, t, ids.start:ids.stop]
+        u = self.bufs.uniforms[buf, t, ids.start : ids.stop]
         n = self.envs[ids.start].action_space.n
-        self.bufs.actions[buf, t, ids.start:ids.stop] = np.minimum((u * n).astype(np.int64), n - 1)
+        self.bufs.actions[buf, t, ids.start : ids.stop] = np.minimum((u * n).astype(np.int64), n - 1)
 
     def step_group(self, buf: int, g: int, t: int) -> None:
         """Step group ``g`` on the actions of its step ``t`` in buffer ``buf``; write the results and the
         next observation (after an auto-reset where an episode ended)."""
         bufs = self.bufs
         ids = self.group_envs(g)
-        results = self.env_set.step(ids, bufs.actions[buf, t, ids.start:ids.stop])
+        results = self.env_set.step(ids, bufs.actions[buf, t, ids.start : ids.stop])
         for i, (obs, reward, terminated, truncated, info) in zip(ids, results):
             bufs.reward[buf, t, i] = reward
             bufs.terminated[buf, t, i] = terminated
@@ -99,8 +104,9 @@ class EnvGroups:
         self.env_set.close()
 
 
-def executor_loop(index: int, envs: EnvGroups, inbox: Channel, ready: Channel, done: Channel,
-                  num_groups: int, raw: bool = False) -> None:
+def executor_loop(
+    index: int, envs: EnvGroups, inbox: Channel, ready: Channel, done: Channel, num_groups: int, raw: bool = False
+) -> None:
     """Commands on ``inbox``: GO(window), a group id whose actions are written, or STOP.
     The envs are started (reset or replayed) before this is called. ``raw``: no actors; random
     actions from each env's uniforms (the throughput ceiling)."""

@@ -17,8 +17,8 @@ from htsrl.errors import ReplayMismatch
 
 class EnvHistory:
     def __init__(self, num_envs: int):
-        self.resets = [1] * num_envs        # top-level reset calls made so far (the first at start)
-        self.start_reset = [0] * num_envs   # index of the reset that began the current real episode
+        self.resets = [1] * num_envs  # top-level reset calls made so far (the first at start)
+        self.start_reset = [0] * num_envs  # index of the reset that began the current real episode
         self.actions: list[list[int]] = [[] for _ in range(num_envs)]
         self.dones: list[list[bool]] = [[] for _ in range(num_envs)]  # to check a replay against
 
@@ -30,16 +30,20 @@ class EnvHistory:
             if ends.size:
                 p = int(ends[-1])
                 self.start_reset[i] = self.resets[i] + int(cum_done[p, i]) - 1  # the reset right after p
-                self.actions[i] = actions[p + 1:, i].tolist()
-                self.dones[i] = done[p + 1:, i].tolist()
+                self.actions[i] = actions[p + 1 :, i].tolist()
+                self.dones[i] = done[p + 1 :, i].tolist()
             else:
                 self.actions[i].extend(actions[:, i].tolist())
                 self.dones[i].extend(done[:, i].tolist())
             self.resets[i] += int(cum_done[-1, i])
 
     def state_dict(self) -> dict:
-        return {"resets": list(self.resets), "start_reset": list(self.start_reset),
-                "actions": [list(a) for a in self.actions], "dones": [list(d) for d in self.dones]}
+        return {
+            "resets": list(self.resets),
+            "start_reset": list(self.start_reset),
+            "actions": [list(a) for a in self.actions],
+            "dones": [list(d) for d in self.dones],
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.resets = list(state["resets"])
@@ -56,8 +60,9 @@ def replay(env, seed_of, start_reset: int, actions: list[int], dones: list[bool]
     for step, (a, expected_done) in enumerate(zip(actions, dones)):
         obs, _, terminated, truncated, _ = env.step(a)
         if bool(terminated or truncated) != bool(expected_done):
-            raise ReplayMismatch(f"replayed episode diverged at step {step} (done={terminated or truncated}, "
-                                 f"recorded {expected_done})")
+            raise ReplayMismatch(
+                f"replayed episode diverged at step {step} (done={terminated or truncated}, recorded {expected_done})"
+            )
         if terminated or truncated:
             k += 1
             obs, _ = env.reset(seed=seed_of(k))

@@ -13,7 +13,7 @@ import torch.distributed as dist
 from htsrl import algos
 from htsrl.algos.returns import Window
 from htsrl.config import Config
-from htsrl.distributed import SingleProcess
+from htsrl.distributed import SINGLE_PROCESS
 from htsrl.engine.shm import RolloutBuffers
 from htsrl.engine.streams import minibatch_generator, weights_seed
 from htsrl.errors import NonFiniteError, PeerFailed
@@ -21,7 +21,7 @@ from htsrl.nn import build_model
 
 
 class Learner:
-    def __init__(self, cfg: Config, obs_shape, num_actions: int, total_updates: int, dp=SingleProcess()):
+    def __init__(self, cfg: Config, obs_shape, num_actions: int, total_updates: int, dp=SINGLE_PROCESS):
         self.cfg, self.total_updates, self.dp = cfg, total_updates, dp
         self.device = torch.device(cfg.device)
         with torch.random.fork_rng(devices=[]):
@@ -38,8 +38,12 @@ class Learner:
         bufs.params_version[0] = self.updates
 
     def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "updates": self.updates, "generator": self.generator.get_state()}
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "updates": self.updates,
+            "generator": self.generator.get_state(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -56,16 +60,20 @@ class Learner:
         bad = (~torch.isfinite(window.reward)).nonzero()
         if len(bad):
             t, i = bad[0].tolist()
-            raise NonFiniteError(f"update {self.updates}: the reward of env {i} at step {t} of its window is "
-                                 f"{window.reward[t, i].item()}")
+            raise NonFiniteError(
+                f"update {self.updates}: the reward of env {i} at step {t} of its window is "
+                f"{window.reward[t, i].item()}"
+            )
         try:
             metrics = algos.update(self.cfg, self.model, self.optimizer, window, self.generator, self.dp)
         except NonFiniteError as e:
             raise NonFiniteError(f"update {self.updates}: {e}") from None
         except dist.DistError as e:  # a peer died or hung: its collective fails here (gloo/nccl timeout)
-            raise PeerFailed(f"rank {self.dp.rank}: the all-reduce of update {self.updates} with the other "
-                               f"ranks failed ({type(e).__name__}: {str(e).splitlines()[0]}); another rank died "
-                               f"or hung") from None
+            raise PeerFailed(
+                f"rank {self.dp.rank}: the all-reduce of update {self.updates} with the other "
+                f"ranks failed ({type(e).__name__}: {str(e).splitlines()[0]}); another rank died "
+                f"or hung"
+            ) from None
         self.updates += 1
         metrics["charts/learning_rate"] = lr
         return metrics

@@ -73,8 +73,9 @@ def _child(role: str, parent: int, errors: ErrorChannel, stack_dir: Path | None,
         fn(*args)
     except BaseException as exc:  # noqa: BLE001  (whatever a role raises is reported, then it exits)
         # An htsrl error says whether a restart can help (a replay mismatch cannot); anything else may.
-        errors.report(f"{role} (pid {os.getpid()}) failed:\n{traceback.format_exc()}",
-                      retryable=getattr(exc, "retryable", True))
+        errors.report(
+            f"{role} (pid {os.getpid()}) failed:\n{traceback.format_exc()}", retryable=getattr(exc, "retryable", True)
+        )
         raise SystemExit(1) from None
 
 
@@ -92,8 +93,11 @@ def dump_stacks(procs: dict[str, mp.process.BaseProcess], stack_dir: Path | None
     lines = []
     for role in procs:
         path = _stack_file(stack_dir, role)
-        frames = [ln.strip() for ln in path.read_text().splitlines() if ln.strip().startswith("File")] \
-            if path.exists() else []
+        frames = (
+            [ln.strip() for ln in path.read_text().splitlines() if ln.strip().startswith("File")]
+            if path.exists()
+            else []
+        )
         lines.append(f"  {role}: {frames[0] if frames else 'no stack (process gone?)'}")
     return "where each role was (innermost frame; full stacks in stack-*.txt):\n" + "\n".join(lines)
 
@@ -119,9 +123,12 @@ class Roles:
         ctx = mp.get_context("fork")
         parent = os.getpid()
         self.stack_dir = stack_dir
-        self.procs = {role: ctx.Process(target=_child, name=f"htsrl-{role}", daemon=True,
-                                        args=(role, parent, self.errors, stack_dir, fn, *args))
-                      for role, (fn, args) in targets.items()}
+        self.procs = {
+            role: ctx.Process(
+                target=_child, name=f"htsrl-{role}", daemon=True, args=(role, parent, self.errors, stack_dir, fn, *args)
+            )
+            for role, (fn, args) in targets.items()
+        }
         start_roles(self.procs.values())
 
     @property
@@ -137,8 +144,10 @@ class Roles:
         ready = mp.connection.wait([ch.r, self.errors.r, *sentinels], timeout=timeout)
         if not ready:
             where = dump_stacks(self.procs, self.stack_dir)
-            raise RolloutHang(f"no progress for {timeout:g}s while waiting for {waiting_for} "
-                              f"(a hung environment or process?); stopping\n{where}".rstrip())
+            raise RolloutHang(
+                f"no progress for {timeout:g}s while waiting for {waiting_for} "
+                f"(a hung environment or process?); stopping\n{where}".rstrip()
+            )
         if self.errors.r in ready:
             raise RoleFailed(*self.errors.read())
         dead = [sentinels[s] for s in ready if s in sentinels]

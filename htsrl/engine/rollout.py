@@ -26,9 +26,8 @@ from htsrl.engine.channels import STOP, Channel, decode_task, encode_go
 from htsrl.engine.clock import RoleClock
 from htsrl.engine.executor import EnvGroups, executor_loop
 from htsrl.engine.history import EnvHistory
-from htsrl.engine.processes import Roles, Target, start_roles, write_pids  # noqa: F401  (re-exported)
+from htsrl.engine.processes import Roles, Target
 from htsrl.engine.shm import RolloutBuffers
-from htsrl.errors import RoleFailed, RolloutError, RolloutHang  # noqa: F401  (re-exported)
 
 
 class Rollout(Protocol):
@@ -165,8 +164,7 @@ class ParallelRollout:
         envs = EnvGroups(self.cfg, self.bufs, groups, self.env_offset)
         try:
             envs.start(*self._start_args)
-            executor_loop(e, envs, self.inboxes[e], self.ready, self.done, self.num_groups,
-                          raw=self.cfg.mode == "raw")
+            executor_loop(e, envs, self.inboxes[e], self.ready, self.done, self.num_groups, raw=self.cfg.mode == "raw")
         finally:
             envs.close()
 

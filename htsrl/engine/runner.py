@@ -50,8 +50,21 @@ from htsrl.nn import num_params, params_sha256
 # on_window(window, bufs, buf): called with `window` complete in buffer `buf`, before its update (tests use it).
 WindowHook = Callable[[int, RolloutBuffers, int], None]
 # Buffer fields a checkpoint keeps of the last window (the one still to learn in HTS mode).
-WINDOW_FIELDS = ("obs", "final_obs", "actions", "logp", "value", "reward", "terminated", "truncated",
-                 "uniforms", "version", "ep_return", "ep_length", "ep_score")
+WINDOW_FIELDS = (
+    "obs",
+    "final_obs",
+    "actions",
+    "logp",
+    "value",
+    "reward",
+    "terminated",
+    "truncated",
+    "uniforms",
+    "version",
+    "ep_return",
+    "ep_length",
+    "ep_score",
+)
 CHECKPOINT_FORMAT = 2  # 2: tensors and plain types only (loaded with weights_only=True)
 
 
@@ -124,8 +137,7 @@ class StopRequest:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        print("\nhtsrl: stopping at the next barrier to save a checkpoint (press Ctrl-C again to stop now)",
-              flush=True)
+        print("\nhtsrl: stopping at the next barrier to save a checkpoint (press Ctrl-C again to stop now)", flush=True)
 
     def __exit__(self, *exc):
         for sig, handler in self._old.items():
@@ -135,14 +147,18 @@ class StopRequest:
 @dataclasses.dataclass
 class WindowTimes:
     """Seconds of the last window, reported per update as ``time/*``."""
+
     rollout_s: float = 0.0
     learn_s: float = 0.0
     barrier_wait_s: float = 0.0
     collect_started: float = 0.0
 
     def metrics(self) -> dict[str, float]:
-        return {"time/rollout_s": self.rollout_s, "time/learn_s": self.learn_s,
-                "time/barrier_wait_s": self.barrier_wait_s}
+        return {
+            "time/rollout_s": self.rollout_s,
+            "time/learn_s": self.learn_s,
+            "time/barrier_wait_s": self.barrier_wait_s,
+        }
 
 
 class Trainer:
@@ -158,11 +174,14 @@ class Trainer:
         ckpt = load_checkpoint(run_dir) if resume else None
         if ckpt is not None:
             if ckpt.get("format") != CHECKPOINT_FORMAT:
-                raise ConfigError(f"{run_dir / 'checkpoint.pt'} was written by another version of htsrl "
-                                  f"(format {ckpt.get('format')}, this one reads {CHECKPOINT_FORMAT})")
+                raise ConfigError(
+                    f"{run_dir / 'checkpoint.pt'} was written by another version of htsrl "
+                    f"(format {ckpt.get('format')}, this one reads {CHECKPOINT_FORMAT})"
+                )
             if ckpt["finished"]:
-                raise ConfigError(f"the run in {run_dir} already finished ({ckpt['learner']['updates']} updates); "
-                                  "nothing to resume")
+                raise ConfigError(
+                    f"the run in {run_dir} already finished ({ckpt['learner']['updates']} updates); nothing to resume"
+                )
         run_dir.mkdir(parents=True, exist_ok=True)
         cfg.run_dir = str(run_dir)
         if not resume:
@@ -173,12 +192,20 @@ class Trainer:
         self.steps_per_window = cfg.num_envs * cfg.alpha
         self.windows = math.ceil(cfg.total_steps / self.steps_per_window)
         if ckpt is not None and ckpt["next_window"] >= self.windows:
-            raise ConfigError(f"--total-steps {cfg.total_steps} ends before the checkpoint in {run_dir} "
-                              f"({ckpt['next_window'] * self.steps_per_window} steps)")
+            raise ConfigError(
+                f"--total-steps {cfg.total_steps} ends before the checkpoint in {run_dir} "
+                f"({ckpt['next_window'] * self.steps_per_window} steps)"
+            )
         env_offset = dp.env_offset(cfg.num_envs)
         self.learner = Learner(cfg, info.obs_shape, info.num_actions, total_updates=self.windows, dp=dp)
-        self.bufs = RolloutBuffers(local.num_envs, cfg.alpha, info.obs_shape, info.obs_dtype,
-                                   num_params(self.learner.model), cfg.num_executors + cfg.num_actors + 1)
+        self.bufs = RolloutBuffers(
+            local.num_envs,
+            cfg.alpha,
+            info.obs_shape,
+            info.obs_dtype,
+            num_params(self.learner.model),
+            cfg.num_executors + cfg.num_actors + 1,
+        )
         self.streams = ActionStreams(cfg.seed, local.num_envs, env_offset)
         self.history = EnvHistory(local.num_envs)
         self.rollout_sha256 = hashlib.sha256(b"htsrl").hexdigest()
@@ -188,12 +215,17 @@ class Trainer:
         if ckpt is not None:
             self._restore(ckpt)
         self.rollout: Rollout = (SerialRollout if cfg.serial else ParallelRollout)(
-            local, info.obs_shape, info.num_actions, self.bufs, env_offset)
+            local, info.obs_shape, info.num_actions, self.bufs, env_offset
+        )
         self.rollout.stack_dir = run_dir / "stacks"
         self.rollout.stack_dir.mkdir(exist_ok=True)
         self.steps_before = self.first_window * self.steps_per_window
-        self.monitor = Monitor(run_dir, self.windows * self.steps_per_window, start_steps=self.steps_before,
-                               enabled=cfg.progress and dp.rank == 0)
+        self.monitor = Monitor(
+            run_dir,
+            self.windows * self.steps_per_window,
+            start_steps=self.steps_before,
+            enabled=cfg.progress and dp.rank == 0,
+        )
         if ckpt is not None:
             self.monitor.restore(**ckpt["monitor"])
         self.times = WindowTimes()
@@ -215,20 +247,29 @@ class Trainer:
         if self.cfg.mode == "hts":
             self.pending = Episodes(**ckpt["pending_episodes"])
 
-    def save_checkpoint(self, last_window: int, next_window: int, finished: bool = False,
-                        pending: Episodes | None = None) -> None:
+    def save_checkpoint(
+        self, last_window: int, next_window: int, finished: bool = False, pending: Episodes | None = None
+    ) -> None:
         """Everything to continue bitwise, as tensors and plain types: the learner, every stream, each env's
         history and the buffer of ``last_window`` (HTS: the window still to learn)."""
         buf = last_window % 2
-        save_checkpoint(self.run_dir, {
-            "format": CHECKPOINT_FORMAT, "config": dataclasses.asdict(self.cfg), "finished": finished,
-            "last_window": last_window, "next_window": next_window,
-            "pending_episodes": dataclasses.asdict(pending or Episodes()),
-            "learner": self.learner.state_dict(), "streams": self.streams.state(),
-            "history": self.history.state_dict(),
-            "window": {name: torch.from_numpy(getattr(self.bufs, name)[buf].copy()) for name in WINDOW_FIELDS},
-            "rollout_sha256": self.rollout_sha256, "monitor": self.monitor.state_dict(),
-        })
+        save_checkpoint(
+            self.run_dir,
+            {
+                "format": CHECKPOINT_FORMAT,
+                "config": dataclasses.asdict(self.cfg),
+                "finished": finished,
+                "last_window": last_window,
+                "next_window": next_window,
+                "pending_episodes": dataclasses.asdict(pending or Episodes()),
+                "learner": self.learner.state_dict(),
+                "streams": self.streams.state(),
+                "history": self.history.state_dict(),
+                "window": {name: torch.from_numpy(getattr(self.bufs, name)[buf].copy()) for name in WINDOW_FIELDS},
+                "rollout_sha256": self.rollout_sha256,
+                "monitor": self.monitor.state_dict(),
+            },
+        )
 
     # -- the steps of a schedule
     def collect(self, window: int) -> None:
@@ -261,12 +302,19 @@ class Trainer:
                 raise failure
             self.restarts += 1
             if self.restarts > self.cfg.max_restarts:
-                raise RoleFailed(f"{failure}\ngave up after {self.cfg.max_restarts} restarts (--max-restarts); "
-                                 f"{self._kept_checkpoint()}", retryable=False)
+                raise RoleFailed(
+                    f"{failure}\ngave up after {self.cfg.max_restarts} restarts (--max-restarts); "
+                    f"{self._kept_checkpoint()}",
+                    retryable=False,
+                )
             lines = [ln for ln in str(failure).splitlines() if ln.strip()]
             reason = lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1].strip()}"
-            print(f"htsrl: {reason}; restarting the rollout of window {window} from the last barrier "
-                  f"(restart {self.restarts} of at most {self.cfg.max_restarts})", file=sys.stderr, flush=True)
+            print(
+                f"htsrl: {reason}; restarting the rollout of window {window} from the last barrier "
+                f"(restart {self.restarts} of at most {self.cfg.max_restarts})",
+                file=sys.stderr,
+                flush=True,
+            )
             try:
                 self.rollout.restart(self.history if window > 0 else None, window - 1)
                 write_pids(self.run_dir, self.rollout.pids)
@@ -288,28 +336,34 @@ class Trainer:
         ended = ~np.isnan(bufs.ep_return[buf])  # row-major: ordered by (step, env)
         self.history.record_window(bufs.actions[buf], bufs.terminated[buf] | bufs.truncated[buf], ended)
         scores = bufs.ep_score[buf][ended]
-        mine = Episodes(bufs.ep_return[buf][ended].tolist(), bufs.ep_length[buf][ended].tolist(),
-                        scores[~np.isnan(scores)].tolist())
+        mine = Episodes(
+            bufs.ep_return[buf][ended].tolist(), bufs.ep_length[buf][ended].tolist(), scores[~np.isnan(scores)].tolist()
+        )
         if self.dp.world_size == 1:
             return mine
         parts = self.dp.gather(mine)
-        return Episodes([r for p in parts for r in p.returns], [x for p in parts for x in p.lengths],
-                        [x for p in parts for x in p.scores])
+        return Episodes(
+            [r for p in parts for r in p.returns],
+            [x for p in parts for x in p.lengths],
+            [x for p in parts for x in p.scores],
+        )
 
     def learn(self, window: int) -> dict[str, float]:
         t0 = time.perf_counter()
         try:
             metrics = self.learner.update(self.bufs.window(window % 2))
         except NonFiniteError as e:
-            raise NonFiniteError(f"{e} (NaN/inf); stopped before it reached the weights; "
-                                 f"{self._kept_checkpoint()}") from None
+            raise NonFiniteError(
+                f"{e} (NaN/inf); stopped before it reached the weights; {self._kept_checkpoint()}"
+            ) from None
         self.times.learn_s = time.perf_counter() - t0
         self.bufs.stats[-1][STAT["learn_s"]] += self.times.learn_s
         return metrics
 
     def report(self, window: int, episodes: Episodes, metrics: dict[str, float]) -> None:
-        self.monitor.row((window + 1) * self.steps_per_window, self.learner.updates, episodes,
-                         {**metrics, **self.times.metrics()})
+        self.monitor.row(
+            (window + 1) * self.steps_per_window, self.learner.updates, episodes, {**metrics, **self.times.metrics()}
+        )
 
     def barrier(self, last_window: int, next_window: int, pending: Episodes | None = None) -> bool:
         """Nothing runs here. Saves a checkpoint when one is due, when ``--stop-at-steps`` is reached or on
@@ -405,25 +459,43 @@ class Trainer:
                 raise RuntimeError(f"parameters differ across ranks: {shas}")
             rollout_sha = hashlib.sha256("".join(dp.gather(rollout_sha)).encode()).hexdigest()
         return {
-            "run_dir": str(self.run_dir), "rank": dp.rank, "world_size": dp.world_size, "env": cfg.env,
-            "algo": cfg.algo, "mode": cfg.mode, "serial": cfg.serial, "seed": cfg.seed, "num_envs": cfg.num_envs,
-            "alpha": cfg.alpha, "num_executors": cfg.num_executors, "num_actors": cfg.num_actors,
-            "resumed_at_steps": self.steps_before if self.resume else None, "finished": finished,
-            "env_steps": env_steps, "updates": self.learner.updates, "wall_time_s": wall, "startup_s": startup_s,
+            "run_dir": str(self.run_dir),
+            "rank": dp.rank,
+            "world_size": dp.world_size,
+            "env": cfg.env,
+            "algo": cfg.algo,
+            "mode": cfg.mode,
+            "serial": cfg.serial,
+            "seed": cfg.seed,
+            "num_envs": cfg.num_envs,
+            "alpha": cfg.alpha,
+            "num_executors": cfg.num_executors,
+            "num_actors": cfg.num_actors,
+            "resumed_at_steps": self.steps_before if self.resume else None,
+            "finished": finished,
+            "env_steps": env_steps,
+            "updates": self.learner.updates,
+            "wall_time_s": wall,
+            "startup_s": startup_s,
             "sps": (env_steps - self.steps_before) / wall,
-            "params_sha256": params_sha, "rollout_sha256": rollout_sha,
-            "episodes": self.monitor.episodes, "mean_return_last_100": _none_if_nan(self.monitor.mean_return()),
+            "params_sha256": params_sha,
+            "rollout_sha256": rollout_sha,
+            "episodes": self.monitor.episodes,
+            "mean_return_last_100": _none_if_nan(self.monitor.mean_return()),
             "mean_score_last_100": _none_if_nan(self.monitor.mean_score()),
-            "time_split": time_split(cfg, self.bufs), "num_params": num_params(self.learner.model),
+            "time_split": time_split(cfg, self.bufs),
+            "num_params": num_params(self.learner.model),
             "restarts": self.restarts,
         }
 
 
 def time_split(cfg: Config, bufs: RolloutBuffers) -> dict[str, dict[str, float]]:
     """Seconds per role (summed over processes of the role), from the shared counters."""
-    rows = {"executors": bufs.stats[:cfg.num_executors],
-            "actors": bufs.stats[cfg.num_executors:cfg.num_executors + cfg.num_actors],
-            "learner": bufs.stats[-1:]}
+    rows = {
+        "executors": bufs.stats[: cfg.num_executors],
+        "actors": bufs.stats[cfg.num_executors : cfg.num_executors + cfg.num_actors],
+        "learner": bufs.stats[-1:],
+    }
     if cfg.serial:
         rows = {"learner": bufs.stats[-1:]}
     return {role: {name: float(r[:, i].sum()) for i, name in enumerate(STAT_NAMES)} for role, r in rows.items()}

@@ -40,32 +40,41 @@ class SharedArrays:
 class RolloutBuffers(SharedArrays):
     def __init__(self, num_envs: int, alpha: int, obs_shape, obs_dtype, num_params: int, num_procs: int):
         n, T = num_envs, alpha
-        super().__init__({
-            "obs": ((2, T + 1, n, *obs_shape), obs_dtype),
-            "final_obs": ((2, T, n, *obs_shape), obs_dtype),  # untouched pages cost no memory
-            "actions": ((2, T, n), np.int64),
-            "logp": ((2, T, n), np.float32),
-            "value": ((2, T, n), np.float32),
-            "reward": ((2, T, n), np.float32),
-            "terminated": ((2, T, n), np.bool_),
-            "truncated": ((2, T, n), np.bool_),
-            "uniforms": ((2, T, n), np.float64),   # per-env action-sampling streams, drawn at barriers
-            "version": ((2, T, n), np.int64),      # parameter version that chose each action
-            "ep_return": ((2, T, n), np.float64),  # true episode score where an episode ended, else NaN
-            "ep_length": ((2, T, n), np.int64),
-            "ep_score": ((2, T, n), np.float64),   # score difference (football) where reported, else NaN
-            "params": ((num_params,), np.float32),  # published behaviour parameters
-            "params_version": ((1,), np.int64),
-            "stats": ((num_procs, len(STAT_NAMES)), np.float64),
-        })
+        super().__init__(
+            {
+                "obs": ((2, T + 1, n, *obs_shape), obs_dtype),
+                "final_obs": ((2, T, n, *obs_shape), obs_dtype),  # untouched pages cost no memory
+                "actions": ((2, T, n), np.int64),
+                "logp": ((2, T, n), np.float32),
+                "value": ((2, T, n), np.float32),
+                "reward": ((2, T, n), np.float32),
+                "terminated": ((2, T, n), np.bool_),
+                "truncated": ((2, T, n), np.bool_),
+                "uniforms": ((2, T, n), np.float64),  # per-env action-sampling streams, drawn at barriers
+                "version": ((2, T, n), np.int64),  # parameter version that chose each action
+                "ep_return": ((2, T, n), np.float64),  # true episode score where an episode ended, else NaN
+                "ep_length": ((2, T, n), np.int64),
+                "ep_score": ((2, T, n), np.float64),  # score difference (football) where reported, else NaN
+                "params": ((num_params,), np.float32),  # published behaviour parameters
+                "params_version": ((1,), np.int64),
+                "stats": ((num_procs, len(STAT_NAMES)), np.float64),
+            }
+        )
         self.num_envs, self.alpha = n, T
 
     def window(self, buf: int) -> Window:
         """Zero-copy torch views of buffer ``buf``."""
         t = torch.from_numpy
-        return Window(obs=t(self.obs[buf]), final_obs=t(self.final_obs[buf]), actions=t(self.actions[buf]),
-                      logp=t(self.logp[buf]), reward=t(self.reward[buf]), terminated=t(self.terminated[buf]),
-                      truncated=t(self.truncated[buf]), value=t(self.value[buf]))
+        return Window(
+            obs=t(self.obs[buf]),
+            final_obs=t(self.final_obs[buf]),
+            actions=t(self.actions[buf]),
+            logp=t(self.logp[buf]),
+            reward=t(self.reward[buf]),
+            terminated=t(self.terminated[buf]),
+            truncated=t(self.truncated[buf]),
+            value=t(self.value[buf]),
+        )
 
     def params_tensor(self) -> torch.Tensor:
         return torch.from_numpy(self.params)

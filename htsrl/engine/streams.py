@@ -37,8 +37,9 @@ class ActionStreams:
     """One PCG64 stream per env."""
 
     def __init__(self, seed: int, num_envs: int, env_offset: int = 0):
-        self.rngs = [np.random.Generator(np.random.PCG64(_seq(seed, _ACTIONS, env_offset + i)))
-                     for i in range(num_envs)]
+        self.rngs = [
+            np.random.Generator(np.random.PCG64(_seq(seed, _ACTIONS, env_offset + i))) for i in range(num_envs)
+        ]
 
     def fill(self, uniforms: np.ndarray) -> None:
         """uniforms: (alpha, num_envs) slice of the buffer; column i gets env i's next alpha draws."""

@@ -47,10 +47,12 @@ class EpisodeStats(gym.Wrapper):
 
 def _register_extras() -> None:
     import htsrl.envs.debug  # noqa: F401  (registers htsrl/* ids)
-    import htsrl.envs.synthetic  # noqa: F401  (registers synthetic/* ids)
     import htsrl.envs.football  # noqa: F401  (registers football/* ids; gfootball is imported lazily)
+    import htsrl.envs.synthetic  # noqa: F401  (registers synthetic/* ids)
+
     try:
         import ale_py
+
         gym.register_envs(ale_py)
     except ImportError:  # Atari is optional for a user who trains on other envs
         pass
@@ -62,6 +64,7 @@ def make_env(env_id: str, env_kwargs: dict | None = None, training: bool = True,
     kwargs = dict(env_kwargs or {})
     if is_atari(env_id):
         from htsrl.envs.atari import make_atari
+
         return make_atari(env_id, kwargs, training=training)
     if env_id.startswith("synthetic/"):
         kwargs["env_index"] = index
@@ -83,12 +86,20 @@ class EnvSet:
             env.close()
 
 
-def make_env_set(env_id: str, env_kwargs: dict | None, backend: str, columns: range, env_offset: int = 0,
-                 training: bool = True, threads: int = 1) -> EnvSet:
+def make_env_set(
+    env_id: str,
+    env_kwargs: dict | None,
+    backend: str,
+    columns: range,
+    env_offset: int = 0,
+    training: bool = True,
+    threads: int = 1,
+) -> EnvSet:
     """The envs of buffer columns ``columns``; column c is env ``env_offset + c`` of the run.
     ``threads``: C++ threads stepping them (EnvPool; numbers do not depend on it)."""
     if backend == "envpool":
         from htsrl.envs.envpool_atari import EnvPoolAtari
+
         return EnvPoolAtari(env_id, env_kwargs, columns, training=training, num_threads=threads)
     return EnvSet({i: make_env(env_id, env_kwargs, training=training, index=env_offset + i) for i in columns})
 
@@ -105,6 +116,7 @@ def probe_env(env_id: str, env_kwargs: dict | None = None, backend: str = "pytho
     _register_extras()
     if backend == "envpool":
         from htsrl.envs.envpool_atari import probe_envpool
+
         return _env_info(env_id, *probe_envpool(env_id, env_kwargs))
     if is_atari(env_id):
         try:
@@ -113,6 +125,7 @@ def probe_env(env_id: str, env_kwargs: dict | None = None, backend: str = "pytho
             raise ConfigError(f"{env_id} needs ale-py: pip install 'htsrl[atari]'") from None
     if env_id.startswith("football/"):
         from htsrl.envs.football import INSTALL_HINT, football_installed
+
         if env_id in gym.registry and not football_installed():
             raise ConfigError(INSTALL_HINT)
     if env_id not in gym.registry:

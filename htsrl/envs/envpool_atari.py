@@ -32,33 +32,54 @@ NOOP, FIRE = 0, 1
 MAX_NOOP_STEPS = 7
 FRAME_SKIP = 4
 # Settings of EnvPool's Atari a user may pass in --env-kwargs; the rest are fixed above.
-ALLOWED_KWARGS = ("full_action_space", "max_episode_steps", "repeat_action_probability", "mode", "difficulty",
-                  "render_mode")
+ALLOWED_KWARGS = (
+    "full_action_space",
+    "max_episode_steps",
+    "repeat_action_probability",
+    "mode",
+    "difficulty",
+    "render_mode",
+)
 INSTALL_HINT = "--env-backend envpool needs EnvPool: pip install 'htsrl[envpool]' (envpool 1.2.5 on Python 3.11)"
 
 
 def envpool_task(env_id: str) -> str:
     """ALE/Breakout-v5 and BreakoutNoFrameskip-v4 are EnvPool's Breakout-v5."""
     if env_id.startswith("ALE/"):
-        return env_id[len("ALE/"):]
+        return env_id[len("ALE/") :]
     if env_id.endswith("NoFrameskip-v4"):
-        return env_id[:-len("NoFrameskip-v4")] + "-v5"
-    raise ConfigError(f"--env-backend envpool steps Atari only (ALE/<Game>-v5 or <Game>NoFrameskip-v4), "
-                      f"not {env_id}; use --env-backend python")
+        return env_id[: -len("NoFrameskip-v4")] + "-v5"
+    raise ConfigError(
+        f"--env-backend envpool steps Atari only (ALE/<Game>-v5 or <Game>NoFrameskip-v4), "
+        f"not {env_id}; use --env-backend python"
+    )
 
 
 def _pool_kwargs(env_id: str, env_kwargs: dict | None) -> dict:
     kwargs = dict(env_kwargs or {})
     unknown = sorted(set(kwargs) - set(ALLOWED_KWARGS))
     if unknown:
-        raise ConfigError(f"--env-kwargs {unknown} are not settings of the envpool backend; allowed: "
-                          f"{list(ALLOWED_KWARGS)}")
+        raise ConfigError(
+            f"--env-kwargs {unknown} are not settings of the envpool backend; allowed: {list(ALLOWED_KWARGS)}"
+        )
     if kwargs.get("repeat_action_probability", 0.0) != 0.0:
-        raise ConfigError("--env-backend envpool needs repeat_action_probability 0: EnvPool draws sticky actions "
-                          "from a generator no reset reseeds, so a run could not be replayed or resumed; "
-                          "use --env-backend python for sticky actions")
-    return dict(task_id=envpool_task(env_id), noop_max=1, episodic_life=False, reward_clip=False,
-                use_fire_reset=True, frame_skip=FRAME_SKIP, stack_num=4, img_height=84, img_width=84, **kwargs)
+        raise ConfigError(
+            "--env-backend envpool needs repeat_action_probability 0: EnvPool draws sticky actions "
+            "from a generator no reset reseeds, so a run could not be replayed or resumed; "
+            "use --env-backend python for sticky actions"
+        )
+    return dict(
+        task_id=envpool_task(env_id),
+        noop_max=1,
+        episodic_life=False,
+        reward_clip=False,
+        use_fire_reset=True,
+        frame_skip=FRAME_SKIP,
+        stack_num=4,
+        img_height=84,
+        img_width=84,
+        **kwargs,
+    )
 
 
 def probe_envpool(env_id: str, env_kwargs: dict | None) -> tuple[gym.Space, gym.Space]:
@@ -82,6 +103,7 @@ def probe_envpool(env_id: str, env_kwargs: dict | None) -> tuple[gym.Space, gym.
 
 def _has_fire(env_id: str, full_action_space: bool) -> bool:
     import ale_py
+
     gym.register_envs(ale_py)
     env = gym.make(env_id, full_action_space=full_action_space)
     try:
@@ -96,8 +118,13 @@ def _step_raw(pool, local: np.ndarray, actions: np.ndarray) -> dict[int, tuple]:
     out = {}
     for _ in range(len(local)):
         obs, reward, terminated, truncated, info = pool.recv()
-        out[int(info["env_id"][0])] = (obs[0], float(reward[0]), bool(terminated[0]), bool(truncated[0]),
-                                       int(info["lives"][0]))
+        out[int(info["env_id"][0])] = (
+            obs[0],
+            float(reward[0]),
+            bool(terminated[0]),
+            bool(truncated[0]),
+            int(info["lives"][0]),
+        )
     if sorted(out) != local.tolist():  # a reply left over from an interrupted step: never mix envs up
         raise RuntimeError(f"EnvPool answered envs {sorted(out)} to a step of envs {local.tolist()}")
     return out
@@ -111,14 +138,17 @@ class EnvPoolAtari(EnvSet):
     threads are destroyed in the process that made them, at once: never by a later garbage collection,
     which could run in a forked child where those threads do not exist (and abort it)."""
 
-    def __init__(self, env_id: str, env_kwargs: dict | None, columns: range, training: bool = True,
-                 num_threads: int = 1):
+    def __init__(
+        self, env_id: str, env_kwargs: dict | None, columns: range, training: bool = True, num_threads: int = 1
+    ):
         import envpool
+
         kwargs = _pool_kwargs(env_id, env_kwargs)
         self.columns = columns
         # batch_size 1: every reply is one env, so any subset of the pool can be stepped at a time.
-        self.pool = envpool.make_gymnasium(num_envs=len(columns), batch_size=1,
-                                           num_threads=num_threads, seed=0, **kwargs)
+        self.pool = envpool.make_gymnasium(
+            num_envs=len(columns), batch_size=1, num_threads=num_threads, seed=0, **kwargs
+        )
         has_fire = _has_fire(env_id, kwargs.get("full_action_space", False))
         super().__init__({i: PoolEnv(self.pool, j, has_fire, training) for j, i in enumerate(columns)})
 

@@ -22,16 +22,27 @@ import numpy as np
 
 # The academy scenarios of the HTS-RL paper, and the full game.
 SCENARIOS = (
-    "academy_empty_goal_close", "academy_empty_goal", "academy_run_to_score",
-    "academy_run_to_score_with_keeper", "academy_pass_and_shoot_with_keeper",
-    "academy_run_pass_and_shoot_with_keeper", "academy_3_vs_1_with_keeper", "academy_corner",
-    "academy_counterattack_easy", "academy_counterattack_hard", "academy_single_goal_versus_lazy",
-    "11_vs_11_easy_stochastic", "11_vs_11_stochastic", "11_vs_11_hard_stochastic",
+    "academy_empty_goal_close",
+    "academy_empty_goal",
+    "academy_run_to_score",
+    "academy_run_to_score_with_keeper",
+    "academy_pass_and_shoot_with_keeper",
+    "academy_run_pass_and_shoot_with_keeper",
+    "academy_3_vs_1_with_keeper",
+    "academy_corner",
+    "academy_counterattack_easy",
+    "academy_counterattack_hard",
+    "academy_single_goal_versus_lazy",
+    "11_vs_11_easy_stochastic",
+    "11_vs_11_stochastic",
+    "11_vs_11_hard_stochastic",
 )
 REPRESENTATIONS = {"extracted": "extracted", "simple115": "simple115v2"}
 REWARDS = ("scoring", "scoring,checkpoints")
-INSTALL_HINT = ("Google Research Football is not installed; build it with `bash scripts/install_football.sh` "
-                "(Debian build packages + gfootball 2.10.2 from source, about 5 minutes)")
+INSTALL_HINT = (
+    "Google Research Football is not installed; build it with `bash scripts/install_football.sh` "
+    "(Debian build packages + gfootball 2.10.2 from source, about 5 minutes)"
+)
 
 
 class FootballNotInstalled(ImportError):
@@ -66,8 +77,12 @@ def football_installed() -> bool:
 class FootballEnv(gym.Env):
     metadata = {"render_modes": []}
 
-    def __init__(self, scenario: str = "academy_3_vs_1_with_keeper", representation: str = "extracted",
-                 rewards: str = "scoring,checkpoints"):
+    def __init__(
+        self,
+        scenario: str = "academy_3_vs_1_with_keeper",
+        representation: str = "extracted",
+        rewards: str = "scoring,checkpoints",
+    ):
         check_options(scenario, representation, rewards)
         if not football_installed():
             raise FootballNotInstalled(INSTALL_HINT)
@@ -84,10 +99,15 @@ class FootballEnv(gym.Env):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self._env = football_env.create_environment(
-                env_name=self.scenario, representation=REPRESENTATIONS[self.representation],
+                env_name=self.scenario,
+                representation=REPRESENTATIONS[self.representation],
                 stacked=self.representation == "extracted",  # SMM: 4 frames x 4 planes; simple115: one frame
-                rewards=self.rewards, render=False, write_video=False, write_full_episode_dumps=False,
-                other_config_options={"game_engine_random_seed": int(seed)})
+                rewards=self.rewards,
+                render=False,
+                write_video=False,
+                write_full_episode_dumps=False,
+                other_config_options={"game_engine_random_seed": int(seed)},
+            )
 
     def _convert(self, obs) -> np.ndarray:
         obs = np.asarray(obs)

@@ -22,8 +22,9 @@ import numpy as np
 DISTRIBUTIONS = ("exponential", "gamma", "constant", "lognormal", "straggler")
 
 
-def sample_step_times(rng: np.random.Generator, distribution: str, mean_s: float, cv: float,
-                      size: int | None = None) -> np.ndarray | float:
+def sample_step_times(
+    rng: np.random.Generator, distribution: str, mean_s: float, cv: float, size: int | None = None
+) -> np.ndarray | float:
     if distribution == "exponential":
         return rng.exponential(mean_s, size)
     if distribution == "gamma":
@@ -38,9 +39,17 @@ def sample_step_times(rng: np.random.Generator, distribution: str, mean_s: float
 
 
 class SyntheticEnv(gym.Env):
-    def __init__(self, distribution: str = "exponential", mean_s: float = 0.002, cv: float = 1.0,
-                 obs_dim: int = 8, episode_length: int = 200, straggler_factor: float = 4.0,
-                 straggler_env: int = 0, env_index: int = 0):
+    def __init__(
+        self,
+        distribution: str = "exponential",
+        mean_s: float = 0.002,
+        cv: float = 1.0,
+        obs_dim: int = 8,
+        episode_length: int = 200,
+        straggler_factor: float = 4.0,
+        straggler_env: int = 0,
+        env_index: int = 0,
+    ):
         if distribution not in DISTRIBUTIONS:
             raise ValueError(f"unknown synthetic distribution {distribution!r}; choose one of {DISTRIBUTIONS}")
         if mean_s < 0 or cv <= 0:
@@ -76,5 +85,6 @@ class SyntheticEnv(gym.Env):
 
 for _name in DISTRIBUTIONS:
     if f"synthetic/{_name}" not in gym.registry:
-        gym.register(f"synthetic/{_name}", entry_point=SyntheticEnv, kwargs={"distribution": _name},
-                     disable_env_checker=True)
+        gym.register(
+            f"synthetic/{_name}", entry_point=SyntheticEnv, kwargs={"distribution": _name}, disable_env_checker=True
+        )
