@@ -11,17 +11,20 @@ copy of the model and optimizer. Printed: milliseconds per sample (CPU time of t
 (median of the per-repetition ratios, so that machine noise common to a pair cancels). Beside the times,
 a noise-free measure of the work: rows the model forwards with and without gradients, and the FLOPs
 of one update (``torch.utils.flop_counter``: convolutions and matmuls, forward and backward), per
-sample. The old code is
-read with ``git show <commit>:htsrl/algos/<algo>.py``; without it (``--no-compare``, or the commit or
-its imports gone) only the new path is timed.
+sample. The old code is read with ``git show <commit>:htsrl/algos/{<algo>,returns,guards}.py``;
+without it (``--no-compare``, or the commit or its imports gone) only the new path is timed.
 
-    python benchmarks/learner_cost.py --reps 5 --json learner_cost.json
+The new path runs with the Config defaults, the preset and ``mode="hts"``; ``--set KEY=VALUE`` changes
+any field (e.g. ``--set proximal='"behaviour"'`` where that option exists, for the stored-values path).
+
+    python benchmarks/learner_cost.py --reps 7 --json learner_cost.json
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import importlib.util
 import json
 import platform
@@ -38,7 +41,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from htsrl.algos import a2c_update, make_optimizer, ppo_update
 from htsrl.algos.returns import Window
-from htsrl.config import PRESETS
+from htsrl.config import PRESETS, Config
 from htsrl.nn import build_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,32 +51,44 @@ PRESET = {"ppo": "atari-ppo", "a2c": "atari-a2c"}
 
 
 def load_old(algo: str, commit: str):
-    """The ``<algo>_update`` function of htsrl/algos/<algo>.py at ``commit``, or None."""
+    """The ``<algo>_update`` function of htsrl/algos/<algo>.py at ``commit`` (with that commit's
+    returns.py and guards.py, so that later changes to those do not break it), or None."""
     try:
-        src = subprocess.run(["git", "show", f"{commit}:htsrl/algos/{algo}.py"], cwd=REPO, check=True,
-                             capture_output=True, text=True).stdout
-        path = Path(tempfile.mkdtemp(prefix="learner_cost_")) / f"old_{algo}.py"
-        path.write_text(src)
-        spec = importlib.util.spec_from_file_location(f"old_{algo}", path)
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
+        import htsrl.distributed
+        local = "Local" if hasattr(htsrl.distributed, "Local") else "SingleProcess"  # renamed after 03654c2
+        pkg = f"learner_cost_old_{algo}"
+        root = Path(tempfile.mkdtemp(prefix="learner_cost_")) / pkg
+        root.mkdir()
+        (root / "__init__.py").write_text("")
+        for name in ("guards", "returns", algo):
+            src = subprocess.run(["git", "show", f"{commit}:htsrl/algos/{name}.py"], cwd=REPO, check=True,
+                                 capture_output=True, text=True).stdout
+            src = src.replace("from htsrl.algos.", f"from {pkg}.")
+            (root / f"{name}.py").write_text(src.replace("import Local\n", f"import {local} as Local\n"))
+        sys.path.insert(0, str(root.parent))
+        try:
+            mod = importlib.import_module(f"{pkg}.{algo}")
+        finally:
+            sys.path.remove(str(root.parent))
         return getattr(mod, f"{algo}_update")
     except (subprocess.CalledProcessError, ImportError, AttributeError, OSError) as e:
-        print(f"[learner_cost] no old {algo} path at {commit} ({type(e).__name__}): timing the new one only",
+        print(f"[learner_cost] no old {algo} path at {commit} ({type(e).__name__}: {e}): timing the new one only",
               file=sys.stderr)
         return None
 
 
 def make_window(model, T: int, N: int, seed: int) -> Window:
     g = torch.Generator().manual_seed(seed)
-    w = Window(obs=torch.randint(0, 256, (T + 1, N, *OBS_SHAPE), generator=g, dtype=torch.uint8),
-               final_obs=torch.zeros(T, N, *OBS_SHAPE, dtype=torch.uint8),
-               actions=torch.randint(0, ACTIONS, (T, N), generator=g),
-               logp=torch.full((T, N), -1.386), reward=(torch.rand(T, N, generator=g) < 0.05).float(),
-               terminated=torch.rand(T, N, generator=g) < 0.002, truncated=torch.zeros(T, N, dtype=torch.bool))
+    obs = torch.randint(0, 256, (T + 1, N, *OBS_SHAPE), generator=g, dtype=torch.uint8)
     with torch.no_grad():  # what the actors store; not part of the learner's cost
-        w.value = model(w.obs[:T].flatten(0, 1))[1].view(T, N)
-    return w
+        logits, value = model(obs[:T].flatten(0, 1))
+    logp_all = torch.log_softmax(logits, -1).view(T, N, -1)
+    actions = torch.randint(0, ACTIONS, (T, N), generator=g)
+    return Window(obs=obs, final_obs=torch.zeros(T, N, *OBS_SHAPE, dtype=torch.uint8), actions=actions,
+                  logp=logp_all.gather(-1, actions.unsqueeze(-1)).squeeze(-1),
+                  reward=(torch.rand(T, N, generator=g) < 0.05).float(),
+                  terminated=torch.rand(T, N, generator=g) < 0.002, truncated=torch.zeros(T, N, dtype=torch.bool),
+                  value=value.view(T, N))
 
 
 class RowCounter(torch.nn.Module):
@@ -103,8 +118,25 @@ def work(fn, algo, cfg, model, w) -> dict:
             "mflop": fc.get_total_flops() / samples / 1e6}
 
 
-def run_algo(algo: str, reps: int, updates: int, old_fn, seed: int) -> dict:
-    cfg = SimpleNamespace(**PRESETS[PRESET[algo]], algo=algo)
+def make_cfg(algo: str, overrides: dict) -> SimpleNamespace:
+    """Config defaults (so fields added later have their defaults), the Atari preset, HTS mode."""
+    return SimpleNamespace(**{**dataclasses.asdict(Config()), **PRESETS[PRESET[algo]], "algo": algo, "mode": "hts",
+                              **overrides})
+
+
+def parse_set(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        k, _, v = item.partition("=")
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+def run_algo(algo: str, reps: int, updates: int, old_fn, seed: int, overrides: dict) -> dict:
+    cfg = make_cfg(algo, overrides)
     T, N = cfg.alpha, cfg.num_envs
     torch.manual_seed(seed)
     model = build_model(OBS_SHAPE, ACTIONS)
@@ -141,7 +173,8 @@ def run_algo(algo: str, reps: int, updates: int, old_fn, seed: int) -> dict:
             f"{n} {times[n]['cpu_ms'][-1]:.3f} cpu / {times[n]['wall_ms'][-1]:.3f} wall ms/sample" for n in paths),
             file=sys.stderr, flush=True)
     out = {"algo": algo, "preset": PRESET[algo], "num_envs": N, "alpha": T, "epochs": cfg.epochs,
-           "minibatches": cfg.minibatches, "updates_per_rep": updates, "reps": reps, "samples_per_update": T * N,
+           "minibatches": cfg.minibatches, "overrides": overrides, "updates_per_rep": updates, "reps": reps,
+           "samples_per_update": T * N,
            "work_per_sample": flops, "runs": times,
            "median": {n: {k: statistics.median(v) for k, v in t.items()} for n, t in times.items()}}
     if "old" in paths:
@@ -176,13 +209,16 @@ def main(argv=None) -> int:
     p.add_argument("--old", default=OLD_COMMIT, help="commit whose htsrl/algos/<algo>.py is the old path")
     p.add_argument("--no-compare", action="store_true", help="time the new path only")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="config overrides for the new path (JSON values), e.g. mode=\"sync\"")
     p.add_argument("--json", type=Path, help="write the results here")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     results = []
     for algo in a.algo:
         old = None if a.no_compare else load_old(algo, a.old)
-        results.append(run_algo(algo, a.reps, a.updates[0] if algo == "ppo" else a.updates[1], old, a.seed))
+        results.append(run_algo(algo, a.reps, a.updates[0] if algo == "ppo" else a.updates[1], old, a.seed,
+                                parse_set(a.set)))
     print(format_table(results))
     if a.json:
         a.json.write_text(json.dumps({"threads": a.threads, "old_commit": None if a.no_compare else a.old,
