@@ -55,14 +55,16 @@ def load_old(algo: str, commit: str):
     returns.py and guards.py, so that later changes to those do not break it), or None."""
     try:
         import htsrl.distributed
+
         local = "Local" if hasattr(htsrl.distributed, "Local") else "SingleProcess"  # renamed after 03654c2
         pkg = f"learner_cost_old_{algo}"
         root = Path(tempfile.mkdtemp(prefix="learner_cost_")) / pkg
         root.mkdir()
         (root / "__init__.py").write_text("")
         for name in ("guards", "returns", algo):
-            src = subprocess.run(["git", "show", f"{commit}:htsrl/algos/{name}.py"], cwd=REPO, check=True,
-                                 capture_output=True, text=True).stdout
+            src = subprocess.run(
+                ["git", "show", f"{commit}:htsrl/algos/{name}.py"], cwd=REPO, check=True, capture_output=True, text=True
+            ).stdout
             src = src.replace("from htsrl.algos.", f"from {pkg}.")
             (root / f"{name}.py").write_text(src.replace("import Local\n", f"import {local} as Local\n"))
         sys.path.insert(0, str(root.parent))
@@ -72,8 +74,10 @@ def load_old(algo: str, commit: str):
             sys.path.remove(str(root.parent))
         return getattr(mod, f"{algo}_update")
     except (subprocess.CalledProcessError, ImportError, AttributeError, OSError) as e:
-        print(f"[learner_cost] no old {algo} path at {commit} ({type(e).__name__}: {e}): timing the new one only",
-              file=sys.stderr)
+        print(
+            f"[learner_cost] no old {algo} path at {commit} ({type(e).__name__}: {e}): timing the new one only",
+            file=sys.stderr,
+        )
         return None
 
 
@@ -84,11 +88,16 @@ def make_window(model, T: int, N: int, seed: int) -> Window:
         logits, value = model(obs[:T].flatten(0, 1))
     logp_all = torch.log_softmax(logits, -1).view(T, N, -1)
     actions = torch.randint(0, ACTIONS, (T, N), generator=g)
-    return Window(obs=obs, final_obs=torch.zeros(T, N, *OBS_SHAPE, dtype=torch.uint8), actions=actions,
-                  logp=logp_all.gather(-1, actions.unsqueeze(-1)).squeeze(-1),
-                  reward=(torch.rand(T, N, generator=g) < 0.05).float(),
-                  terminated=torch.rand(T, N, generator=g) < 0.002, truncated=torch.zeros(T, N, dtype=torch.bool),
-                  value=value.view(T, N))
+    return Window(
+        obs=obs,
+        final_obs=torch.zeros(T, N, *OBS_SHAPE, dtype=torch.uint8),
+        actions=actions,
+        logp=logp_all.gather(-1, actions.unsqueeze(-1)).squeeze(-1),
+        reward=(torch.rand(T, N, generator=g) < 0.05).float(),
+        terminated=torch.rand(T, N, generator=g) < 0.002,
+        truncated=torch.zeros(T, N, dtype=torch.bool),
+        value=value.view(T, N),
+    )
 
 
 class RowCounter(torch.nn.Module):
@@ -114,14 +123,18 @@ def work(fn, algo, cfg, model, w) -> dict:
         else:
             fn(cfg, m, opt, w, torch.Generator().manual_seed(0))
     samples = w.actions.numel()
-    return {"grad_rows": m.grad_rows / samples, "nograd_rows": m.nograd_rows / samples,
-            "mflop": fc.get_total_flops() / samples / 1e6}
+    return {
+        "grad_rows": m.grad_rows / samples,
+        "nograd_rows": m.nograd_rows / samples,
+        "mflop": fc.get_total_flops() / samples / 1e6,
+    }
 
 
 def make_cfg(algo: str, overrides: dict) -> SimpleNamespace:
     """Config defaults (so fields added later have their defaults), the Atari preset, HTS mode."""
-    return SimpleNamespace(**{**dataclasses.asdict(Config()), **PRESETS[PRESET[algo]], "algo": algo, "mode": "hts",
-                              **overrides})
+    return SimpleNamespace(
+        **{**dataclasses.asdict(Config()), **PRESETS[PRESET[algo]], "algo": algo, "mode": "hts", **overrides}
+    )
 
 
 def parse_set(items: list[str]) -> dict:
@@ -169,24 +182,42 @@ def run_algo(algo: str, reps: int, updates: int, old_fn, seed: int, overrides: d
             c1, t1 = time.process_time(), time.perf_counter()
             times[name]["cpu_ms"].append(1e3 * (c1 - c0) / samples)
             times[name]["wall_ms"].append(1e3 * (t1 - t0) / samples)
-        print(f"[learner_cost] {algo} rep {rep + 1}/{reps}: " + ", ".join(
-            f"{n} {times[n]['cpu_ms'][-1]:.3f} cpu / {times[n]['wall_ms'][-1]:.3f} wall ms/sample" for n in paths),
-            file=sys.stderr, flush=True)
-    out = {"algo": algo, "preset": PRESET[algo], "num_envs": N, "alpha": T, "epochs": cfg.epochs,
-           "minibatches": cfg.minibatches, "overrides": overrides, "updates_per_rep": updates, "reps": reps,
-           "samples_per_update": T * N,
-           "work_per_sample": flops, "runs": times,
-           "median": {n: {k: statistics.median(v) for k, v in t.items()} for n, t in times.items()}}
+        print(
+            f"[learner_cost] {algo} rep {rep + 1}/{reps}: "
+            + ", ".join(
+                f"{n} {times[n]['cpu_ms'][-1]:.3f} cpu / {times[n]['wall_ms'][-1]:.3f} wall ms/sample" for n in paths
+            ),
+            file=sys.stderr,
+            flush=True,
+        )
+    out = {
+        "algo": algo,
+        "preset": PRESET[algo],
+        "num_envs": N,
+        "alpha": T,
+        "epochs": cfg.epochs,
+        "minibatches": cfg.minibatches,
+        "overrides": overrides,
+        "updates_per_rep": updates,
+        "reps": reps,
+        "samples_per_update": T * N,
+        "work_per_sample": flops,
+        "runs": times,
+        "median": {n: {k: statistics.median(v) for k, v in t.items()} for n, t in times.items()},
+    }
     if "old" in paths:
-        out["new_over_old"] = {k: statistics.median(n / o for n, o in zip(times["new"][k], times["old"][k]))
-                               for k in ("cpu_ms", "wall_ms")}
+        out["new_over_old"] = {
+            k: statistics.median(n / o for n, o in zip(times["new"][k], times["old"][k])) for k in ("cpu_ms", "wall_ms")
+        }
         out["new_over_old"]["mflop"] = flops["new"]["mflop"] / flops["old"]["mflop"]
     return out
 
 
 def format_table(results: list[dict]) -> str:
-    head = (f"{'algo':<5} {'path':<4} {'rows/sample grad+nograd':>24} {'MFLOP/sample':>13} {'cpu ms/sample':>14} "
-            f"{'wall ms/sample':>15} {'new/old MFLOP':>14} {'new/old cpu':>12} {'new/old wall':>13}")
+    head = (
+        f"{'algo':<5} {'path':<4} {'rows/sample grad+nograd':>24} {'MFLOP/sample':>13} {'cpu ms/sample':>14} "
+        f"{'wall ms/sample':>15} {'new/old MFLOP':>14} {'new/old cpu':>12} {'new/old wall':>13}"
+    )
     lines = [head, "-" * len(head)]
     for r in results:
         for name, med in r["median"].items():
@@ -194,8 +225,10 @@ def format_table(results: list[dict]) -> str:
             ratio = r.get("new_over_old") if name == "new" else None
             rows = f"{wk['grad_rows']:.3f} + {wk['nograd_rows']:.3f}"
             ratios = f"{ratio['mflop']:>14.3f} {ratio['cpu_ms']:>12.3f} {ratio['wall_ms']:>13.3f}" if ratio else ""
-            lines.append(f"{r['algo']:<5} {name:<4} {rows:>24} {wk['mflop']:>13.1f} {med['cpu_ms']:>14.3f} "
-                         f"{med['wall_ms']:>15.3f} {ratios}")
+            lines.append(
+                f"{r['algo']:<5} {name:<4} {rows:>24} {wk['mflop']:>13.1f} {med['cpu_ms']:>14.3f} "
+                f"{med['wall_ms']:>15.3f} {ratios}"
+            )
     return "\n".join(lines)
 
 
@@ -203,28 +236,44 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--algo", nargs="+", default=["ppo", "a2c"], choices=["ppo", "a2c"])
     p.add_argument("--reps", type=int, default=5, help="repetitions (medians over these)")
-    p.add_argument("--updates", type=int, nargs=2, default=[1, 10], metavar=("PPO", "A2C"),
-                   help="updates per repetition and path")
+    p.add_argument(
+        "--updates", type=int, nargs=2, default=[1, 10], metavar=("PPO", "A2C"), help="updates per repetition and path"
+    )
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     p.add_argument("--old", default=OLD_COMMIT, help="commit whose htsrl/algos/<algo>.py is the old path")
     p.add_argument("--no-compare", action="store_true", help="time the new path only")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="config overrides for the new path (JSON values), e.g. mode=\"sync\"")
+    p.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help='config overrides for the new path (JSON values), e.g. mode="sync"',
+    )
     p.add_argument("--json", type=Path, help="write the results here")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     results = []
     for algo in a.algo:
         old = None if a.no_compare else load_old(algo, a.old)
-        results.append(run_algo(algo, a.reps, a.updates[0] if algo == "ppo" else a.updates[1], old, a.seed,
-                                parse_set(a.set)))
+        results.append(
+            run_algo(algo, a.reps, a.updates[0] if algo == "ppo" else a.updates[1], old, a.seed, parse_set(a.set))
+        )
     print(format_table(results))
     if a.json:
-        a.json.write_text(json.dumps({"threads": a.threads, "old_commit": None if a.no_compare else a.old,
-                                      "torch": torch.__version__, "python": platform.python_version(),
-                                      "machine": platform.processor() or platform.machine(),
-                                      "results": results}, indent=2))
+        a.json.write_text(
+            json.dumps(
+                {
+                    "threads": a.threads,
+                    "old_commit": None if a.no_compare else a.old,
+                    "torch": torch.__version__,
+                    "python": platform.python_version(),
+                    "machine": platform.processor() or platform.machine(),
+                    "results": results,
+                },
+                indent=2,
+            )
+        )
     return 0
 
 
