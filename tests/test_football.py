@@ -60,6 +60,35 @@ def test_same_seed_same_first_200_steps():
     assert not np.array_equal(obs_a, obs_c)
 
 
+def test_an_episode_does_not_depend_on_the_episodes_before_it():
+    """Resume and crash recovery rebuild an env's current episode in a fresh env from the episode's seed
+    and actions. gfootball draws its team-processing order from the seed of the env's first episode
+    only, unless told per episode: an episode with a seed of the other parity then diverged."""
+
+    def play(env, seed, actions=None, steps=120):
+        obs, _ = env.reset(seed=seed)
+        rng = np.random.default_rng(seed)
+        seen, taken = [obs], []
+        for t in range(steps if actions is None else len(actions)):
+            a = int(rng.integers(19)) if actions is None else actions[t]
+            obs, _, terminated, truncated, _ = env.step(a)
+            seen.append(obs)
+            taken.append(a)
+            if terminated or truncated:
+                break
+        return np.stack(seen), taken
+
+    env = make_env("football/academy_run_to_score_with_keeper")
+    play(env, seed=2)  # first episode: an even seed
+    later, actions = play(env, seed=3)  # an odd seed, after it
+    env.close()
+    fresh = make_env("football/academy_run_to_score_with_keeper")
+    rebuilt, _ = play(fresh, seed=3, actions=actions)
+    fresh.close()
+    assert len(actions) > 10
+    assert np.array_equal(rebuilt, later)
+
+
 def test_hts_ppo_smoke_and_determinism(run):
     cfg = dict(
         env="football/academy_3_vs_1_with_keeper",

@@ -122,7 +122,13 @@ class FootballEnv(gym.Env):
         elif seed is not None:
             # gfootball reads the engine seed from its config at every episode start: setting it
             # seeds the next episode without rebuilding the engine (a rebuild costs ~10x a reset).
-            self._env.unwrapped._config._values["game_engine_random_seed"] = int(seed) % 2**31
+            # The order in which it processes the teams is drawn from the seed's parity only when
+            # the config has none yet, i.e. at the first episode: set it from this episode's seed
+            # too, or an episode depends on the env's first seed and cannot be replayed in a fresh
+            # env (resume, crash recovery).
+            values = self._env.unwrapped._config._values
+            values["game_engine_random_seed"] = int(seed) % 2**31
+            values["reverse_team_processing"] = bool(values["game_engine_random_seed"] % 2)
         return self._convert(self._env.reset()), {}
 
     def step(self, action):
