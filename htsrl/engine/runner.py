@@ -92,9 +92,10 @@ def train(cfg: Config, on_window: WindowHook | None = None, resume: bool = False
     validate(local)
     if cfg.device != "cpu":
         deterministic_cuda(cfg.device)
-    if launched_by_torchrun() and cfg.device == "cuda":  # one GPU per rank of a node
-        cfg = dataclasses.replace(cfg, device=f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
-        local = dataclasses.replace(local, device=cfg.device)
+    if launched_by_torchrun() and cfg.device == "cuda":
+        # one GPU per rank of a node, for this rank's learner; the run's config keeps "cuda", so a resume
+        # (which compares configs) gives every rank its own GPU again
+        local = dataclasses.replace(local, device=f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
     dp = DataParallel(cfg.watchdog_s, cfg.device) if launched_by_torchrun() else SingleProcess()
     clean = False  # every rank ends the same way: finished, or stopped at one barrier
     try:
@@ -197,7 +198,13 @@ class Trainer:
                 f"({ckpt['next_window'] * self.steps_per_window} steps)"
             )
         env_offset = dp.env_offset(cfg.num_envs)
-        self.learner = Learner(cfg, info.obs_shape, info.num_actions, total_updates=self.windows, dp=dp)
+        self.learner = Learner(
+            dataclasses.replace(cfg, device=local.device),
+            info.obs_shape,
+            info.num_actions,
+            total_updates=self.windows,
+            dp=dp,
+        )
         self.bufs = RolloutBuffers(
             local.num_envs,
             cfg.alpha,
