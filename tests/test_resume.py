@@ -23,6 +23,13 @@ def _resume(run_dir, **layout):
     return train(cfg, resume=True)
 
 
+def _half_run(run_dir) -> dict:
+    """A CartPole run of 4 windows stopped after 2 with a checkpoint; returns its config (without the stop)."""
+    base = dict(env="CartPole-v1", total_steps=8 * 32 * 4, alpha=32, progress=False, run_dir=str(run_dir))
+    train(Config(**base, stop_at_steps=8 * 32 * 2))
+    return base
+
+
 @pytest.mark.parametrize(
     "env,mode,extra",
     [
@@ -79,16 +86,7 @@ def test_resume_after_ctrl_c(tmp_path):
 
 def test_corrupt_and_truncated_checkpoints_are_refused(tmp_path, capsys):
     run_dir = tmp_path / "run"
-    train(
-        Config(
-            env="CartPole-v1",
-            total_steps=8 * 32 * 4,
-            alpha=32,
-            progress=False,
-            run_dir=str(run_dir),
-            stop_at_steps=8 * 32 * 2,
-        )
-    )
+    _half_run(run_dir)
     path = run_dir / "checkpoint.pt"
     good = path.read_bytes()
     path.write_bytes(good[:-100])
@@ -125,16 +123,7 @@ def test_failed_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
 
 def test_resume_refuses_changed_numerics(tmp_path, capsys):
     run_dir = tmp_path / "run"
-    train(
-        Config(
-            env="CartPole-v1",
-            total_steps=8 * 32 * 4,
-            alpha=32,
-            progress=False,
-            run_dir=str(run_dir),
-            stop_at_steps=8 * 32 * 2,
-        )
-    )
+    _half_run(run_dir)
     capsys.readouterr()
     before = (run_dir / "progress.csv").read_text()
     assert main(["train", "--resume", str(run_dir), "--lr", "0.1", "--seed", "3"]) == 2
@@ -178,8 +167,7 @@ def test_resume_accepts_the_same_command_line(tmp_path):
 def test_library_resume_refuses_changed_numerics(tmp_path):
     """The check is in train(), not only in the CLI: a Python caller cannot resume with another lr."""
     run_dir = tmp_path / "run"
-    base = dict(env="CartPole-v1", total_steps=8 * 32 * 4, alpha=32, progress=False, run_dir=str(run_dir))
-    train(Config(**base, stop_at_steps=8 * 32 * 2))
+    base = _half_run(run_dir)
     with pytest.raises(ConfigError, match=r"--lr \(saved 0.00025, given 0.001\)"):
         train(Config(**base, lr=1e-3), resume=True)
     with pytest.raises(ConfigError, match="--mode"):
@@ -212,16 +200,7 @@ def test_checkpoint_that_would_run_code_is_refused(tmp_path):
 
 def test_checkpoints_hold_only_tensors_and_plain_types(tmp_path):
     run_dir = tmp_path / "run"
-    train(
-        Config(
-            env="CartPole-v1",
-            total_steps=8 * 32 * 4,
-            alpha=32,
-            progress=False,
-            run_dir=str(run_dir),
-            stop_at_steps=8 * 32 * 2,
-        )
-    )
+    _half_run(run_dir)
     import io
 
     import torch
