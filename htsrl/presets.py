@@ -17,6 +17,9 @@ the reason for the value. The commits read were:
 - IouJenLiu/HTS-RL @ 7972340c765ef45d2bda353a197b78e0b844f2bd
 - google-research/football @ 3d9e754720a95621bba6475c4d3b0d56fe919014
 - openai/baselines @ ea25b9e8b234e6ee1bca43083f8f3cf974143998
+- google-research/seed_rl @ 0e1e0ac9178a670ad1e1463baed92020e88905ec
+- facebookresearch/torchbeast @ 0af07b051a2176a8f9fd20c36891ba2bba6bae68
+- google-deepmind/scalable_agent @ c63d4f24676aae9611a0456c3b05edc7e77f5c0a (IMPALA's published code)
 
 What the fields mean in htsrl (the sources' forms map onto these as noted per preset):
 
@@ -34,7 +37,9 @@ What the fields mean in htsrl (the sources' forms map onto these as noted per pr
 - ``norm_adv``: PPO advantages normalised over the whole batch (Kostrikov's form; CleanRL normalises
   per minibatch). htsrl's A2C reads none of ``clip_coef``, ``clip_value_loss``, ``epochs``,
   ``minibatches``, ``norm_adv``: it takes one gradient step on the whole window, as the A2C sources
-  do; the A2C presets set them to values that say so.
+  do; the A2C presets set them to values that say so. IMPALA (``--algo impala``) reads none of them
+  either, nor ``--proximal``/``--max-is-weight``; its ``gae_lambda`` is V-trace's lambda (c_t =
+  lambda * min(c_bar, rho_t)) and its value loss is ``0.5*(vs-v)^2``, as in IMPALA's code.
 
 This module imports nothing from htsrl, so ``htsrl.config`` can import it.
 """
@@ -66,6 +71,15 @@ PRESET_FIELDS: tuple[str, ...] = (
 
 _KOSTRIKOV = "github.com/ikostrikov/pytorch-a2c-ppo-acktr-gail"
 _HTSRL_AUTHORS = "github.com/IouJenLiu/HTS-RL"
+_SEED_RL = "github.com/google-research/seed_rl"
+_TORCHBEAST = "github.com/facebookresearch/torchbeast"
+
+# IMPALA's loss in the paper's code (github.com/deepmind/scalable_agent) and in TorchBeast
+# (torchbeast/monobeast.py lines 107-125) is a *sum* over the batch's T x B samples; htsrl's, like
+# SEED RL's, is a mean. Multiplying a loss by k multiplies its gradient by k, which RMSprop's update
+# g / (sqrt(v) + eps) cancels except in eps, and which moves the gradient-norm clip. So the sum form's
+# eps and clip equal htsrl's divided by the batch size: the atari-impala preset sets those two so.
+IMPALA_ATARI_BATCH = 32 * 20  # the paper's Atari batch: 32 trajectories of 20 steps
 
 PRESET_SOURCES: dict[str, str] = {
     "atari-ppo": (
@@ -100,6 +114,23 @@ PRESET_SOURCES: dict[str, str] = {
         "entropy term differs in sign and scale from the authors' code: see the comment on ent_coef. "
         "Those numbers are Google Research Football's own PPO settings "
         "(github.com/google-research/football gfootball/examples/repro_checkpoint_easy.sh)."
+    ),
+    "atari-impala": (
+        "Espeholt et al. 2018, IMPALA (arXiv:1802.01561), appendix table 'Hyperparameters for Atari "
+        "experiments' (G.1): batch size 32, unroll length 20, discount 0.99, baseline loss scaling 0.5, "
+        "entropy regulariser 0.01, RMSProp momentum 0 and epsilon 0.01, learning rate 0.0006 annealed "
+        "linearly to 0, global gradient-norm clip 40; RMSProp's decay 0.99 from the paper's code's default "
+        f"(github.com/deepmind/scalable_agent experiment.py: --decay .99, losses summed) as in {_TORCHBEAST} "
+        "torchbeast/monobeast.py (--alpha 0.99, line 86), whose summed loss (lines 107-125) is the form "
+        "the epsilon and the clip apply to (scaled to htsrl's mean, see IMPALA_ATARI_BATCH)."
+    ),
+    "football-impala": (
+        f"{_SEED_RL} gcp/train_football_checkpoints.sh (SEED RL's V-trace on Google Research Football, "
+        "reward 'scoring,checkpoints': batch_size 32, unroll_length 32, discounting 0.997, entropy_cost "
+        "0.0007330944745454107, lambda_ 1, learning_rate 0.00012542101122072784), with the rest from "
+        "agents/vtrace/learner.py flag defaults (baseline_cost 0.5, v_loss = baseline_cost * 0.5 * "
+        "mean(square), no gradient clipping) and football/vtrace_main.py (tf.keras.optimizers.Adam, "
+        "constant learning rate)."
     ),
 }
 
@@ -230,7 +261,56 @@ PRESETS: dict[str, dict[str, Any]] = {
         minibatches=8,  # --num-mini-batch 8
         norm_adv=True,  # algo/ppo_aug.py lines 37-38, always on (std + 1e-5; htsrl uses + 1e-8)
     ),
+    # IMPALA paper, Atari table (G.1). The paper's 48 actors fill batches of 32 trajectories; an htsrl
+    # update learns every env's window, so the batch sets num_envs. Losses are summed in the paper's
+    # code and averaged in htsrl: eps and the clip are the paper's divided by the batch (see
+    # IMPALA_ATARI_BATCH), which takes the same RMSprop steps.
+    "atari-impala": dict(
+        num_envs=32,  # batch size 32
+        alpha=20,  # unroll length 20
+        lr=6e-4,  # learning rate 0.0006
+        lr_decay=True,  # "anneal linearly to 0 from beginning to end of training"
+        optimizer="rmsprop",  # RMSProp, momentum 0 (torch's RMSprop has momentum 0)
+        optim_eps=0.01 / IMPALA_ATARI_BATCH,  # RMSProp epsilon 0.01 on the summed loss
+        rmsprop_alpha=0.99,  # not in the table: scalable_agent's --decay default 0.99 (TorchBeast --alpha)
+        gamma=0.99,  # discount 0.99
+        gae_lambda=1.0,  # V-trace lambda 1: the paper's V-trace (no lambda in its code)
+        ent_coef=0.01,  # entropy regulariser 0.01
+        vf_coef=0.5,  # baseline loss scaling 0.5, on 0.5 * (vs - V)^2 as in htsrl
+        max_grad_norm=40.0 / IMPALA_ATARI_BATCH,  # clip global gradient norm 40 on the summed loss
+        clip_coef=0.2,  # unused by IMPALA; the same value as the A2C presets, kept so the field is set
+        clip_value_loss=False,  # unused by IMPALA, which has no value clipping
+        epochs=1,  # IMPALA: one gradient step per batch
+        minibatches=1,  # IMPALA: the whole batch is one minibatch
+        norm_adv=False,  # IMPALA uses the V-trace advantages as they are
+    ),
+    # SEED RL, V-trace on football (gcp/train_football_checkpoints.sh; htsrl's football reward is
+    # scoring,checkpoints too). SEED's learner averages over the [T, B] batch like htsrl.
+    "football-impala": dict(
+        num_envs=32,  # batch_size 32 (trajectories per update; SEED runs 200 actors to fill them)
+        alpha=32,  # unroll_length 32
+        lr=0.00012542101122072784,  # learning_rate
+        lr_decay=False,  # football/vtrace_main.py: learning_rate_fn = lambda iteration: FLAGS.learning_rate
+        optimizer="adam",  # football/vtrace_main.py: tf.keras.optimizers.Adam(FLAGS.learning_rate)
+        optim_eps=1e-7,  # not in the source: tf.keras Adam's default epsilon (1e-7)
+        rmsprop_alpha=0.99,  # unused by Adam; torch's RMSprop default
+        gamma=0.997,  # discounting 0.997
+        gae_lambda=1.0,  # lambda_ 1 (SEED: cs = lambda_ * min(1, rho), as htsrl)
+        ent_coef=0.0007330944745454107,  # entropy_cost; learner.py: entropy_cost * -mean(entropy), a bonus
+        vf_coef=0.5,  # learner.py baseline_cost default .5, on 0.5 * mean(square(vs - V)) as in htsrl
+        max_grad_norm=float("inf"),  # learner.py clips no gradient
+        clip_coef=0.2,  # unused by IMPALA; kept so the field is set
+        clip_value_loss=False,  # unused by IMPALA, which has no value clipping
+        epochs=1,  # one gradient step per batch (learner.py)
+        minibatches=1,  # the whole batch
+        norm_adv=False,  # the V-trace advantages as they are
+    ),
 }
+
+# IMPALA on a classic-control env has no published setting that maps onto htsrl's fields. On-policy,
+# V-trace is n-step A2C (with IMPALA's 0.5 in the value loss), so ``--algo impala`` on such an env takes
+# the A2C CartPole setting (SB3 zoo); htsrl's choice, give flags to change it.
+CLASSIC_IMPALA_PRESET = "classic-a2c"
 
 # A2C on football has no published source: the HTS-RL authors' code is PPO only (arguments.py asserts
 # algo == 'ppo'), and GRF's paper and examples train PPO, IMPALA and DQN. So ``--algo a2c`` on a
@@ -255,6 +335,8 @@ def default_preset(algo: str, env: str) -> str:
 
     ppo: Atari -> atari-ppo, football -> football-ppo, anything else -> classic-ppo.
     a2c: Atari -> atari-a2c, football -> atari-a2c (see FOOTBALL_A2C_PRESET), anything else -> classic-a2c.
+    impala: Atari -> atari-impala, football -> football-impala, anything else -> classic-a2c (see
+    CLASSIC_IMPALA_PRESET).
     """
     if algo == "ppo":
         if is_atari(env):
@@ -268,4 +350,10 @@ def default_preset(algo: str, env: str) -> str:
         if is_football(env):
             return FOOTBALL_A2C_PRESET
         return "classic-a2c"
-    raise ValueError(f"algo must be 'ppo' or 'a2c', got {algo!r}")
+    if algo == "impala":
+        if is_atari(env):
+            return "atari-impala"
+        if is_football(env):
+            return "football-impala"
+        return CLASSIC_IMPALA_PRESET
+    raise ValueError(f"algo must be 'ppo', 'a2c' or 'impala', got {algo!r}")

@@ -196,12 +196,57 @@ GRF_REPRO_CHECKPOINT_EASY = dict(
     lr_decay=False,  # ppo2: a float lr is constfn(lr) (HTS-RL: --use-linear-lr-decay)
 )
 
+# Espeholt et al. 2018, IMPALA (arXiv:1802.01561), appendix table "Hyperparameters for Atari experiments".
+# The paper's code (deepmind/scalable_agent experiment.py) and TorchBeast (torchbeast/monobeast.py lines
+# 107-125) sum the loss over the batch; htsrl averages it, so RMSProp's epsilon and the gradient clip,
+# the two numbers a loss's scale reaches, are the table's divided by the batch (IMPALA_SUM_FORM_BATCH).
+IMPALA_SUM_FORM_BATCH = 32 * 20
+IMPALA_PAPER_ATARI = dict(
+    num_envs=32,  # batch size 32
+    alpha=20,  # unroll length 20
+    lr=6e-4,  # learning rate 0.0006
+    lr_decay=True,  # anneal linearly to 0 from beginning to end of training
+    optimizer="rmsprop",  # RMSProp (momentum 0)
+    optim_eps=0.01 / IMPALA_SUM_FORM_BATCH,  # RMSProp epsilon 0.01 on the summed loss
+    gamma=0.99,  # discount 0.99
+    gae_lambda=1.0,  # V-trace without lambda (lambda = 1)
+    ent_coef=0.01,  # entropy regulariser 0.01
+    vf_coef=0.5,  # baseline loss scaling 0.5 (on 0.5 * sum of squares)
+    max_grad_norm=40.0 / IMPALA_SUM_FORM_BATCH,  # clip global gradient norm 40 on the summed loss
+    clip_value_loss=False,  # IMPALA has no value clipping
+    epochs=1,  # one update per batch
+    minibatches=1,  # the whole batch
+    norm_adv=False,  # V-trace advantages as they are
+)
+
+# google-research/seed_rl @ 0e1e0ac9, gcp/train_football_checkpoints.sh (lines 58-91) with
+# agents/vtrace/learner.py flag defaults (baseline_cost .5, line 56; v_loss = baseline_cost * 0.5 *
+# mean(square), line 116; no gradient clipping) and football/vtrace_main.py (Adam, constant lr, lines 43-44).
+SEED_RL_FOOTBALL_VTRACE = dict(
+    num_envs=32,  # batch_size 32
+    alpha=32,  # unroll_length 32
+    lr=0.00012542101122072784,  # learning_rate
+    lr_decay=False,  # learning_rate_fn = lambda iteration: FLAGS.learning_rate
+    optimizer="adam",  # tf.keras.optimizers.Adam
+    gamma=0.997,  # discounting 0.997
+    gae_lambda=1.0,  # lambda_ 1
+    ent_coef=0.0007330944745454107,  # entropy_cost
+    vf_coef=0.5,  # baseline_cost default .5
+    max_grad_norm=float("inf"),  # no gradient clipping
+    clip_value_loss=False,  # V-trace has no value clipping
+    epochs=1,  # one update per batch
+    minibatches=1,  # the whole batch
+    norm_adv=False,  # V-trace advantages as they are
+)
+
 SOURCES = {
     "atari-ppo": [KOSTRIKOV_ATARI_PPO, CLEANRL_PPO_ATARI],
     "atari-a2c": [KOSTRIKOV_ATARI_A2C],
     "classic-ppo": [CLEANRL_PPO],
     "classic-a2c": [SB3_ZOO_A2C_CARTPOLE],
     "football-ppo": [HTSRL_AUTHORS_FOOTBALL_PPO],
+    "atari-impala": [IMPALA_PAPER_ATARI],
+    "football-impala": [SEED_RL_FOOTBALL_VTRACE],
 }
 
 # Fields a preset's source does not have: the value htsrl sets and why.
@@ -209,6 +254,11 @@ NOT_IN_SOURCE = {
     ("classic-ppo", "rmsprop_alpha"): (0.99, "not read by Adam; torch's RMSprop default"),
     ("classic-a2c", "clip_coef"): (0.2, "not read by A2C; same as atari-a2c"),
     ("football-ppo", "ent_coef"): (0.003, "GRF's bonus value; see test_football_entropy_*"),
+    ("atari-impala", "rmsprop_alpha"): (0.99, "not in the table; scalable_agent --decay .99, TorchBeast --alpha"),
+    ("atari-impala", "clip_coef"): (0.2, "not read by IMPALA; same as the A2C presets"),
+    ("football-impala", "optim_eps"): (1e-7, "tf.keras Adam's default epsilon"),
+    ("football-impala", "rmsprop_alpha"): (0.99, "not read by Adam; torch's RMSprop default"),
+    ("football-impala", "clip_coef"): (0.2, "not read by IMPALA; same as the A2C presets"),
 }
 
 
@@ -313,14 +363,46 @@ def test_football_entropy_term_of_the_authors_code_is_a_tiny_penalty():
         ("a2c", "football/academy_empty_goal_close", "atari-a2c"),  # no football A2C source: FOOTBALL_A2C_PRESET
         ("a2c", "CartPole-v1", "classic-a2c"),
         ("a2c", "htsrl/Counter-v0", "classic-a2c"),
+        ("impala", "ALE/Breakout-v5", "atari-impala"),
+        ("impala", "PongNoFrameskip-v4", "atari-impala"),
+        ("impala", "football/academy_empty_goal_close", "football-impala"),
+        ("impala", "CartPole-v1", "classic-a2c"),  # no classic IMPALA source: CLASSIC_IMPALA_PRESET
+        ("impala", "htsrl/Counter-v0", "classic-a2c"),
     ],
 )
 def test_default_preset(algo, env, expected):
     got = default_preset(algo, env)
     assert got == expected
     assert got in PRESETS
-    # the algorithm's own kind of preset, except the stated football A2C fallback (also an A2C preset)
-    assert got.endswith("-" + algo)
+    # the algorithm's own kind of preset, except the stated fallbacks: football A2C (also an A2C preset)
+    # and classic-control IMPALA (the A2C setting, V-trace's on-policy limit)
+    assert got.endswith("-" + algo) or (algo, got) == ("impala", htsrl.presets.CLASSIC_IMPALA_PRESET)
+
+
+def test_impala_sum_form_equals_htsrl_mean_form_with_eps_and_clip_scaled():
+    """The paper's loss is a sum over the batch, htsrl's a mean: RMSprop with clip 40 and epsilon 0.01 on
+    the sum takes the same steps as with both divided by the batch on the mean, so atari-impala is the
+    paper's update."""
+    batch = 64
+    torch.manual_seed(0)
+    x, y = torch.randn(batch, 5), torch.randn(batch)
+    params = []
+    for form, eps, clip in (("sum", 0.01, 40.0), ("mean", 0.01 / batch, 40.0 / batch)):
+        torch.manual_seed(1)
+        model = torch.nn.Linear(5, 1)
+        opt = torch.optim.RMSprop(model.parameters(), lr=6e-4, alpha=0.99, eps=eps)
+        for i in range(20):
+            loss = ((model(x).squeeze(-1) - y * (1 + 100 * (i % 3 == 0))) ** 2).sum()  # large targets: the clip acts
+            loss = loss / batch if form == "mean" else loss
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+            opt.step()
+        params.append(torch.nn.utils.parameters_to_vector(model.parameters()).detach())
+    torch.testing.assert_close(params[0], params[1], rtol=1e-4, atol=1e-6)
+    p = PRESETS["atari-impala"]
+    assert (p["optim_eps"], p["max_grad_norm"]) == (0.01 / IMPALA_SUM_FORM_BATCH, 40.0 / IMPALA_SUM_FORM_BATCH)
+    assert IMPALA_SUM_FORM_BATCH == p["num_envs"] * p["alpha"] == htsrl.presets.IMPALA_ATARI_BATCH
 
 
 def test_default_preset_rejects_an_unknown_algo():
