@@ -40,12 +40,17 @@ class Config:
     # --- what to train
     env: str = _f("ALE/Breakout-v5", "Gymnasium id (ALE/..., CartPole-v1, htsrl/... debug envs)")
     env_kwargs: dict = _f({}, "JSON dict passed to gymnasium.make")
-    algo: str = _f("ppo", "ppo or a2c", choices=("ppo", "a2c"))
+    algo: str = _f(
+        "ppo",
+        "ppo, a2c or impala (IMPALA's actor-critic loss on V-trace targets, Espeholt et al. 2018)",
+        choices=("ppo", "a2c", "impala"),
+    )
     preset: str | None = _f(
         None,
         "hyper-parameter preset, each a cited published setting (htsrl/presets.py); "
-        "default by algo and env: atari-ppo/atari-a2c on Atari, football-ppo (a2c: "
-        "atari-a2c) on football, classic-ppo/classic-a2c otherwise",
+        "default by algo and env: atari-ppo/atari-a2c/atari-impala on Atari, football-ppo "
+        "(a2c: atari-a2c; impala: football-impala) on football, classic-ppo/classic-a2c otherwise "
+        "(impala: classic-a2c)",
     )
     total_steps: int = _f(10_000_000, "agent steps over all envs (rounded up to whole windows)")
     seed: int = _f(1, "master seed: env seeds, action streams, initial weights, minibatches", kind=IDENTITY)
@@ -116,6 +121,17 @@ class Config:
         choices=("behaviour", "current"),
     )
     max_is_weight: float = _f(2.0, "clamp of the importance weight pi_current/pi_behaviour (--proximal current)")
+    # --- V-trace (--algo impala; it reads neither --proximal nor --max-is-weight: V-trace is its own correction)
+    vtrace_rho_bar: float = _f(
+        1.0,
+        "V-trace rho_bar (--algo impala): truncation of pi/mu in the TD errors and the policy gradient; "
+        "it sets the value function V-trace converges to (1: V of the learner's policy)",
+    )
+    vtrace_c_bar: float = _f(
+        1.0,
+        "V-trace c_bar (--algo impala): truncation of the trace coefficients c = lambda * min(c_bar, pi/mu); "
+        "it sets how fast, not where, V-trace converges",
+    )
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -158,7 +174,7 @@ def check_resume(saved: Config, given: Config) -> None:
         )
 
 
-ALGOS = ("ppo", "a2c")
+ALGOS = ("ppo", "a2c", "impala")
 MODES = ("hts", "sync", "raw")
 
 
@@ -210,6 +226,10 @@ def validate(c: Config) -> None:
         raise ConfigError(f"--proximal must be 'behaviour' or 'current', got {c.proximal!r}")
     if not c.max_is_weight >= 1.0:
         raise ConfigError(f"--max-is-weight must be >= 1 (a weight of 1 is on-policy), got {c.max_is_weight!r}")
+    for name in ["vtrace_rho_bar", "vtrace_c_bar"]:
+        v = getattr(c, name)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be a positive number, got {v!r}")
     for name in ["lr", "watchdog_s", "optim_eps"]:
         if not getattr(c, name) > 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(c, name)!r}")

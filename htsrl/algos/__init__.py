@@ -1,11 +1,12 @@
-"""A2C and PPO updates as plain functions over one window of rollout (see returns.py for GAE and the
-pre-update values, step.py for the optimizer step both share)."""
+"""A2C, PPO and IMPALA updates as plain functions over one window of rollout (see returns.py for GAE and
+the pre-update values, vtrace.py for IMPALA's targets, step.py for the optimizer step all share)."""
 
 from __future__ import annotations
 
 import torch
 
 from htsrl.algos.a2c import a2c_update
+from htsrl.algos.impala import impala_update
 from htsrl.algos.ppo import ppo_update
 from htsrl.algos.step import optimizer_step  # noqa: F401
 from htsrl.config import Config
@@ -28,4 +29,6 @@ def learning_rate(cfg: Config, update: int, total_updates: int) -> float:
 def update(cfg: Config, model, optimizer, batch, generator: torch.Generator, dp=SINGLE_PROCESS) -> dict[str, float]:
     if cfg.algo == "a2c":
         return a2c_update(cfg, model, optimizer, batch, dp)
+    if cfg.algo == "impala":
+        return impala_update(cfg, model, optimizer, batch, dp)
     return ppo_update(cfg, model, optimizer, batch, generator, dp)

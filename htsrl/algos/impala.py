@@ -1,0 +1,67 @@
+"""IMPALA's actor-critic loss on V-trace targets (Espeholt et al. 2018): one gradient step per window,
+like A2C (a2c.py), on the same data-parallel convention (each rank sums its envs' terms and divides by
+the global batch; the gradients are summed across ranks).
+
+The target policy pi is the learner's current parameters, forwarded with gradient; the behaviour policy
+mu is the one whose log-probabilities the actors stored. The loss, per sample, summed and divided by
+the batch (SEED RL's means; the paper's code and TorchBeast sum, see presets.py):
+
+    -min(rho_bar, rho_t) * (r_t + gamma vs_{t+1} - V(x_t)) * log pi(a_t|x_t)      policy
+    + vf_coef * 0.5 * (vs_t - V(x_t))^2                                          baseline
+    - ent_coef * H(pi(.|x_t))                                                    entropy bonus
+
+``--proximal`` and ``--max-is-weight`` are not read: V-trace is its own correction of the lag. In HTS
+mode the window was collected by theta_(w-1) and the step is taken at theta_w, so rho corrects a lag of
+exactly one update; in lock-step mode rho == 1 and the update is A2C on GAE(lambda) value targets
+(n-step returns with lambda = 1), with IMPALA's 0.5 in the value loss.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from htsrl.algos.returns import Window, bootstrap_values, lag_metrics, lag_terms
+from htsrl.algos.step import optimizer_step
+from htsrl.algos.vtrace import vtrace
+from htsrl.distributed import SINGLE_PROCESS
+
+
+def impala_update(cfg, model, optimizer, w: Window, dp=SINGLE_PROCESS) -> dict[str, float]:
+    T, N = w.actions.shape
+    B = T * N * dp.world_size
+    logits, values = model(w.obs[:T].flatten(0, 1))
+    logits, values = logits.view(T, N, -1), values.view(T, N)
+    last, trunc = bootstrap_values(model, w)
+    logp_all = F.log_softmax(logits, -1)
+    logp = logp_all.gather(-1, w.actions.unsqueeze(-1)).squeeze(-1)
+    targets = vtrace(
+        w,
+        logp,
+        torch.cat([values.detach(), last.unsqueeze(0)]),
+        trunc,
+        cfg.gamma,
+        cfg.gae_lambda,
+        cfg.vtrace_rho_bar,
+        cfg.vtrace_c_bar,
+    )
+    policy_loss = -(targets.pg_adv * logp).sum() / B
+    value_loss = 0.5 * (targets.vs - values).pow(2).sum() / B
+    entropy = -(logp_all.exp() * logp_all).sum() / B
+    loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy  # entropy is a bonus
+    grad_norm = optimizer_step(
+        model, optimizer, loss, cfg.max_grad_norm, dp, policy=policy_loss, value=value_loss, entropy=entropy
+    )
+    with torch.no_grad():
+        row = dp.sum_(torch.stack([policy_loss, value_loss, entropy, (w.logp - logp).sum() / B]).detach())
+    out = {
+        "losses/policy": row[0].item(),
+        "losses/value": row[1].item(),
+        "losses/entropy": row[2].item(),
+        "losses/approx_kl": row[3].item(),
+        "losses/grad_norm": grad_norm.item(),
+    }
+    if cfg.mode == "hts":  # weight_clamped: the share of samples whose rho exceeds rho_bar
+        sums = dp.sum_(lag_terms(logp.detach(), w.logp, None, cfg.vtrace_rho_bar))
+        out.update(lag_metrics(sums, with_clip=False))
+    return out
