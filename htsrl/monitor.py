@@ -5,7 +5,9 @@ One metric namespace: ``charts/*`` (episodic_return, episodic_length, episodic_s
 mean_return_last_100, mean_score_last_100),
 ``losses/*`` (policy, value, entropy, approx_kl, ...), ``time/*`` (rollout_s, learn_s,
 barrier_wait_s per window), ``lag/*`` (HTS mode: the behaviour policy against the learner's, see
-algos/returns.py).
+algos/returns.py), ``policy_lag/*`` (mean and max over the window's samples of the updates between the
+policy that acted and the update learning it, see engine/policy_lag.py; also a TensorBoard histogram,
+``policy_lag``).
 """
 
 from __future__ import annotations
@@ -119,6 +121,11 @@ class Monitor:
                 if not (isinstance(v, float) and math.isnan(v)):
                     self._tb.add_scalar(k, v, env_steps)
         self._progress(env_steps, updates, sps)
+
+    def histogram(self, name: str, values, env_steps: int) -> None:
+        """A TensorBoard histogram (no CSV column: the per-update summary of it is in ``row``)."""
+        if self._tb is not None and len(values):
+            self._tb.add_histogram(name, values, env_steps)
 
     def _write_csv(self, row: dict) -> None:
         """Append a row. A column that appears later (the first football score, a resumed run whose file

@@ -38,6 +38,7 @@ from htsrl.config import Config, check_resume, resolve, validate
 from htsrl.distributed import DataParallel, SingleProcess, launched_by_torchrun
 from htsrl.engine.history import EnvHistory
 from htsrl.engine.learner import Learner
+from htsrl.engine.policy_lag import PolicyLag
 from htsrl.engine.processes import write_pids
 from htsrl.engine.rollout import ParallelRollout, Rollout, SerialRollout
 from htsrl.engine.shm import STAT, STAT_NAMES, RolloutBuffers
@@ -219,6 +220,7 @@ class Trainer:
         self.first_window = 0  # the first window this process collects or learns
         self.pending: Episodes | None = None  # HTS resume: episodes of the collected, unlearned window
         self.restarts = 0
+        self.policy_lag = PolicyLag()
         if ckpt is not None:
             self._restore(ckpt)
         self.rollout: Rollout = (SerialRollout if cfg.serial else ParallelRollout)(
@@ -249,6 +251,7 @@ class Trainer:
         for name in WINDOW_FIELDS:
             getattr(self.bufs, name)[buf] = ckpt["window"][name].numpy()
         self.rollout_sha256 = ckpt["rollout_sha256"]
+        self.policy_lag.load_state_dict(ckpt.get("policy_lag", {}))  # absent from older checkpoints
         self.first_window = ckpt["next_window"]
         self.last_window = ckpt["last_window"]
         if self.cfg.mode == "hts":
@@ -275,6 +278,7 @@ class Trainer:
                 "window": {name: torch.from_numpy(getattr(self.bufs, name)[buf].copy()) for name in WINDOW_FIELDS},
                 "rollout_sha256": self.rollout_sha256,
                 "monitor": self.monitor.state_dict(),
+                "policy_lag": self.policy_lag.state_dict(),
             },
         )
 
@@ -357,6 +361,7 @@ class Trainer:
 
     def learn(self, window: int) -> dict[str, float]:
         t0 = time.perf_counter()
+        update = self.learner.updates  # the number of this update: the policy lag is counted against it
         try:
             metrics = self.learner.update(self.bufs.window(window % 2))
         except NonFiniteError as e:
@@ -365,12 +370,13 @@ class Trainer:
             ) from None
         self.times.learn_s = time.perf_counter() - t0
         self.bufs.stats[-1][STAT["learn_s"]] += self.times.learn_s
-        return metrics
+        return {**metrics, **self.policy_lag.add(update, self.bufs.version[window % 2])}
 
     def report(self, window: int, episodes: Episodes, metrics: dict[str, float]) -> None:
-        self.monitor.row(
-            (window + 1) * self.steps_per_window, self.learner.updates, episodes, {**metrics, **self.times.metrics()}
-        )
+        steps = (window + 1) * self.steps_per_window
+        self.monitor.row(steps, self.learner.updates, episodes, {**metrics, **self.times.metrics()})
+        if "policy_lag/mean" in metrics:
+            self.monitor.histogram("policy_lag", self.policy_lag.last, steps)
 
     def barrier(self, last_window: int, next_window: int, pending: Episodes | None = None) -> bool:
         """Nothing runs here. Saves a checkpoint when one is due, when ``--stop-at-steps`` is reached or on
@@ -493,6 +499,7 @@ class Trainer:
             "time_split": time_split(cfg, self.bufs),
             "num_params": num_params(self.learner.model),
             "restarts": self.restarts,
+            "policy_lag": self.policy_lag.summary(),
         }
 
 
