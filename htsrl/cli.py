@@ -118,11 +118,36 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="record the first episode as MP4 (default path: RUN_DIR/eval.mp4)",
     )
+    ev.add_argument("--seed", type=int, default=None, help="base of the evaluation seeds (default: the run's seed)")
+    _add_checkpoint_flag(ev)
+    ex = sub.add_parser(
+        "export",
+        help="write the policy as TorchScript or ONNX: raw observations in, greedy actions out",
+        formatter_class=_HelpFormatter,
+    )
+    ex.add_argument("run_dir")
+    ex.add_argument("--format", required=True, choices=("torchscript", "onnx"), help="file format")
+    ex.add_argument(
+        "--out",
+        default=None,
+        metavar="PATH",
+        help="file to write (default: RUN_DIR/policy_torchscript.pt or RUN_DIR/policy.onnx)",
+    )
+    _add_checkpoint_flag(ex)
     pl = sub.add_parser("plot", help="learning curves of one or more runs as PNG")
     pl.add_argument("run_dirs", nargs="+")
     pl.add_argument("--out", default="learning_curves.png", help="PNG path")
     pl.add_argument("--title", default=None)
     return parser
+
+
+def _add_checkpoint_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--checkpoint",
+        choices=("auto", "final", "last"),
+        default="auto",
+        help="which weights: final (model.pt), last (checkpoint.pt), auto (the newer of the two)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -205,17 +230,45 @@ def _run(args: argparse.Namespace) -> int:
             raise ConfigError(str(e)) from None
         print(json.dumps(result))
     elif args.command == "eval":
-        from htsrl.evaluate import evaluate
+        from htsrl.evaluation import evaluate
 
         video = None if args.video is None else (args.video or str(Path(args.run_dir) / "eval.mp4"))
-        result = evaluate(args.run_dir, episodes=args.episodes, greedy=args.greedy, video=video)
+        result = evaluate(
+            args.run_dir,
+            episodes=args.episodes,
+            greedy=args.greedy,
+            video=video,
+            seed=args.seed,
+            checkpoint=args.checkpoint,
+        )
         print(json.dumps({k: v for k, v in result.items() if k != "scores"}))
+    elif args.command == "export":
+        _export(args)
     elif args.command == "plot":
         from htsrl.analysis.plots import plot_runs
 
         out = plot_runs(args.run_dirs, args.out, args.title)
         print(f"wrote {out}", file=sys.stderr)
     return 0
+
+
+def _export(args: argparse.Namespace) -> None:
+    from htsrl.policy import DEFAULT_EXPORT_NAMES, load
+
+    policy = load(args.run_dir, args.checkpoint)
+    out = Path(args.out) if args.out else Path(args.run_dir) / DEFAULT_EXPORT_NAMES[args.format]
+    path = policy.export(out, args.format)
+    print(
+        json.dumps(
+            {
+                "path": str(path),
+                "format": args.format,
+                "checkpoint": policy.checkpoint,
+                "input": {"shape": ["N", *policy.observation_shape], "dtype": str(policy.export_dtype)},
+                "output": {"shape": ["N"], "dtype": "int64"},
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

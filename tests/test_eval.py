@@ -4,7 +4,7 @@ A policy is played through evaluate() and through the training env path (``make_
 training=True)``, reset after every done as the executor does, actions drawn as the actors draw them)
 with the same seeds; the true scores, lengths and every observation the policy sees must be identical,
 game by game. The seeds and uniform streams of evaluation are pinned here from their definition
-(spawn keys 4 and 5 of the run's seed), not taken from htsrl.evaluate.
+(spawn keys 4 and 5 of the run's seed), not taken from htsrl.evaluation.
 """
 
 import hashlib
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-import htsrl.evaluate as evaluate_mod
+import htsrl.evaluation as evaluate_mod
 from htsrl.engine.streams import reset_seed, sample
 from htsrl.envs import EPISODE_KEY, make_env_set
 
@@ -92,7 +92,7 @@ def training_path(backend: str, episodes: int, policy: Policy) -> list[dict]:
 
 def eval_path(backend: str, episodes: int, policy: Policy, tmp_path, monkeypatch) -> dict:
     cfg = SimpleNamespace(env=ENV, env_kwargs={}, env_backend=backend, seed=SEED)
-    monkeypatch.setattr(evaluate_mod, "load_policy", lambda run_dir: (cfg, policy))
+    monkeypatch.setattr(evaluate_mod, "load_policy", lambda run_dir, checkpoint: (cfg, policy))
     return evaluate_mod.evaluate(tmp_path, episodes=episodes, max_steps=5_000)
 
 

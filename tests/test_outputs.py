@@ -9,7 +9,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from htsrl.cli import main
-from htsrl.evaluate import evaluate
+from htsrl.evaluation import evaluate
 
 NAMES = [
     "charts/episodic_return",

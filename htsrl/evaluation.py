@@ -1,5 +1,7 @@
-"""``htsrl eval DIR``: play the saved policy for K games and report their true score, measured by the
-same protocol as the score training reports; ``--video`` records one game as MP4.
+"""``htsrl eval DIR`` and ``htsrl.evaluate(DIR)``: play the saved policy for K games and report their
+true score, measured by the same protocol as the score training reports; ``--video`` records one game
+as MP4. (The module is not called ``evaluate``: that name is the function ``htsrl.evaluate``, which a
+submodule of that name would shadow once imported.)
 
 The protocol is training's, step for step, so a policy gets the same numbers from both:
 
@@ -20,12 +22,14 @@ The protocol is training's, step for step, so a policy gets the same numbers fro
   FIRE steps included: about 4 per agent step; EnvPool counts 4 per step), env steps elsewhere.
   ``mean_steps`` is the number of actions the policy itself chose per game.
 - **Actions.** Sampled as the actors sample them (``engine.streams.sample``: inverse CDF of the softmax
-  at one uniform per step), or the argmax with ``greedy``.
+  at one uniform per step), or the argmax with ``greedy``; the observations go through the same
+  ``policy.ActingNetwork`` as ``htsrl.load(...).predict`` and the exported files.
 - **Seeds, disjoint from training.** Game ``e`` is played on a fresh start: its k-th reset (k=0 starts
   the game; k>0 follow lost lives, where the Atari envs ignore the seed unless the game is over) uses
   :func:`eval_seed` ``(seed, e, k)``, and its uniforms come from its own stream :func:`eval_uniforms`
-  ``(seed, e)``. Both are spawned from the run's seed under keys (4 and 5) that training never uses
-  (it uses 0..3, see engine/streams.py). So game ``e`` is the same game whatever ``--episodes`` is.
+  ``(seed, e)``. Both are spawned from the run's seed (or ``--seed``) under keys (4 and 5) that
+  training never uses (it uses 0..3, see engine/streams.py). So game ``e`` is the same game whatever
+  ``--episodes`` is.
 
 A short evaluation is a noisy one: Breakout with sticky actions off is deterministic given the
 actions, so a weak policy's score depends mostly on the no-op start (its count modulo the frame
@@ -41,10 +45,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from htsrl.config import Config, ConfigError
+from htsrl.config import ConfigError
 from htsrl.engine.streams import sample
-from htsrl.envs import EPISODE_KEY, make_env_set, probe_env
-from htsrl.nn import build_model
+from htsrl.envs import EPISODE_KEY, make_env_set
 
 # Spawn keys of evaluation's streams; training uses 0..3 (see engine/streams.py).
 _EVAL_RESETS, _EVAL_ACTIONS = 4, 5
@@ -61,22 +64,13 @@ def eval_uniforms(seed: int, episode: int) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(_EVAL_ACTIONS, episode))))
 
 
-def load_policy(run_dir: Path):
-    cfg_path, model_path = run_dir / "config.json", run_dir / "model.pt"
-    if not cfg_path.is_file():
-        raise ConfigError(f"{run_dir} has no config.json: not an htsrl run directory")
-    cfg = Config.from_dict(json.loads(cfg_path.read_text()))
-    info = probe_env(cfg.env, cfg.env_kwargs, cfg.env_backend)
-    model = build_model(info.obs_shape, info.num_actions)
-    if model_path.is_file():
-        state = torch.load(model_path, weights_only=True)
-    else:  # an unfinished run: take the weights of its last checkpoint
-        from htsrl.checkpoint import load_checkpoint
+def load_policy(run_dir: Path, checkpoint: str = "auto"):
+    """The run's config and its acting network (raw observations -> logits, value), the one that
+    ``htsrl.load`` gives ``predict`` and export: evaluation sees observations exactly as they do."""
+    from htsrl.policy import load
 
-        state = load_checkpoint(run_dir)["learner"]["model"]
-    model.load_state_dict(state)
-    model.eval()
-    return cfg, model
+    policy = load(run_dir, checkpoint)
+    return policy.config, policy.network
 
 
 def play_game(
@@ -120,11 +114,18 @@ def evaluate(
     greedy: bool = False,
     video: str | Path | None = None,
     max_steps: int = 100_000,
+    seed: int | None = None,
+    checkpoint: str = "auto",
 ) -> dict:
+    """Play ``episodes`` games of the run's policy by training's protocol (module docstring) and return
+    the result that ``htsrl eval`` prints (plus every game's score in ``scores``); also written to
+    ``<run_dir>/eval.json``. ``seed``: the base of the evaluation seeds (default: the run's seed; either
+    way disjoint from training's). ``checkpoint``: which weights, as in :func:`htsrl.load`."""
     if episodes <= 0:
         raise ConfigError(f"--episodes must be positive, got {episodes}")
     run_dir = Path(run_dir)
-    cfg, model = load_policy(run_dir)
+    cfg, model = load_policy(run_dir, checkpoint)
+    seed = cfg.seed if seed is None else seed
     kwargs = dict(cfg.env_kwargs)
     if video is not None:
         kwargs["render_mode"] = "rgb_array"
@@ -141,7 +142,7 @@ def evaluate(
                     nonlocal writer
                     writer = _write_frame(writer, env_set.envs[0].render(), Path(video))
 
-            games.append(play_game(env_set, model, cfg.seed, ep, greedy=greedy, max_steps=max_steps, on_step=on_step))
+            games.append(play_game(env_set, model, seed, ep, greedy=greedy, max_steps=max_steps, on_step=on_step))
             if writer is not None:
                 writer.release()
                 writer = None
@@ -154,6 +155,7 @@ def evaluate(
         "env": cfg.env,
         "episodes": episodes,
         "greedy": greedy,
+        "seed": seed,
         "mean_score": float(np.mean(scores)),
         "std_score": float(np.std(scores)),
         "mean_length": float(np.mean([g["l"] for g in games])),

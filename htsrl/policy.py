@@ -1,0 +1,277 @@
+"""A trained run as a policy you can call from Python, and the files ``htsrl export`` writes.
+
+``htsrl.load(run_dir)`` reads the run's ``config.json`` and its weights (``model.pt``, the final model,
+or the last ``checkpoint.pt``) into a :class:`Policy` on CPU. Every path from a raw env observation to
+an action goes through one module, :class:`ActingNetwork`: :meth:`Policy.predict`, ``htsrl eval``
+(``htsrl.evaluation``) and the exported TorchScript and ONNX files. Its :meth:`ActingNetwork.preprocess`
+is the one place where the run's observation preprocessing lives, so they cannot drift apart when it
+grows (observation normalization with the run's frozen statistics belongs there).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import warnings
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from htsrl.config import Config
+from htsrl.engine.streams import sample
+from htsrl.envs import EnvInfo, make_env_set, probe_env
+from htsrl.errors import CheckpointError, ConfigError
+from htsrl.nn import build_model
+
+CHECKPOINTS = ("auto", "final", "last")
+EXPORT_FORMATS = ("torchscript", "onnx")
+DEFAULT_EXPORT_NAMES = {"torchscript": "policy_torchscript.pt", "onnx": "policy.onnx"}
+ONNX_OPSET = 17  # old enough for every onnxruntime of the last years, new enough for every op used
+
+
+class ActingNetwork(nn.Module):
+    """Raw env observations (a batch, as the env returns them) -> ``(logits, value)``.
+
+    The run's preprocessing followed by its network; the only route from an observation to an action,
+    so the Python API, ``htsrl eval`` and the exported files act identically."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def preprocess(self, obs: torch.Tensor) -> torch.Tensor:
+        """What the run does to an observation before its network. Today nothing: the networks take
+        observations as the envs give them (uint8 images become float /255 inside NatureCNN). Observation
+        normalization with the run's frozen statistics goes here, so predict and export both get it."""
+        return obs
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model(self.preprocess(obs))
+
+
+class GreedyActions(nn.Module):
+    """What the exported files compute: a batch of raw observations -> the most likely actions (int64)."""
+
+    def __init__(self, network: ActingNetwork):
+        super().__init__()
+        self.network = network
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        logits, _ = self.network(obs)
+        return logits.argmax(-1)
+
+
+class Policy:
+    """A trained run's policy on CPU; build it with :func:`load`.
+
+    ``config`` is the run's config, ``network`` its :class:`ActingNetwork` (eval mode), ``checkpoint``
+    which weights were loaded ("final": ``model.pt``; "last": the last ``checkpoint.pt``)."""
+
+    def __init__(
+        self, config: Config, network: ActingNetwork, info: EnvInfo, checkpoint: str, run_dir: Path, seed: int = 0
+    ):
+        self.config = config
+        self.network = network.eval()
+        self.checkpoint = checkpoint
+        self.run_dir = run_dir
+        self.observation_shape: tuple[int, ...] = info.obs_shape
+        self.observation_dtype: np.dtype = info.obs_dtype
+        self.num_actions: int = info.num_actions
+        self.generator = torch.Generator().manual_seed(seed)
+
+    @property
+    def export_dtype(self) -> np.dtype:
+        """The dtype the exported files take: uint8 images as the env gives them, float32 vectors (the
+        networks compute in float32; ONNX fixes an input's dtype)."""
+        return np.dtype(np.uint8) if self.observation_dtype == np.uint8 else np.dtype(np.float32)
+
+    def __repr__(self) -> str:
+        return (
+            f"Policy(env={self.config.env!r}, run_dir={str(self.run_dir)!r}, checkpoint={self.checkpoint!r}, "
+            f"observation_shape={self.observation_shape}, num_actions={self.num_actions})"
+        )
+
+    def predict(
+        self,
+        observation: np.ndarray | torch.Tensor,
+        state: None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> tuple[np.ndarray, None]:
+        """Actions for one observation or a batch, as ``(actions, None)`` like Stable-Baselines3's
+        ``predict`` (same argument order; ``state`` and ``episode_start`` exist for its recurrent
+        policies and are ignored: htsrl's networks have no state).
+
+        ``observation``: numpy or torch, shaped like the env's observation (one: the action is a numpy
+        int64 scalar) or with a leading batch dimension (a batch: an int64 array of shape ``(N,)``).
+        ``deterministic`` (the default, unlike SB3's): the most likely action. Otherwise an action is
+        sampled as training's actors sample it (inverse CDF of the softmax at one uniform) from
+        ``generator``, or from the policy's own generator (seeded by ``load(..., seed=)``), so sampled
+        actions are reproducible."""
+        obs, single = self._as_batch(observation)
+        with torch.inference_mode():
+            logits, _ = self.network(obs)
+            if deterministic:
+                actions = logits.argmax(-1)
+            else:
+                source = self.generator if generator is None else generator
+                uniforms = torch.rand(len(obs), generator=source, dtype=torch.float64)
+                actions, _ = sample(logits, uniforms)
+        out = actions.numpy().astype(np.int64)
+        return (out[0] if single else out), None
+
+    def _as_batch(self, observation: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, bool]:
+        """A batch tensor on CPU, and whether one observation was given (told apart by its shape)."""
+        if isinstance(observation, torch.Tensor):
+            obs = observation.detach().cpu()
+        else:
+            obs = torch.as_tensor(np.asarray(observation))
+        shape = tuple(obs.shape)
+        if shape == self.observation_shape:
+            return obs.unsqueeze(0), True
+        if shape[1:] == self.observation_shape and len(shape) == len(self.observation_shape) + 1:
+            return obs, False
+        raise ConfigError(
+            f"observation of shape {shape}: {self.config.env} observations are {self.observation_shape} "
+            f"(one) or (N, {', '.join(map(str, self.observation_shape))}) (a batch)"
+        )
+
+    def make_env(self, seed: int | None = None, training: bool = True, render_mode: str | None = None) -> gym.Env:
+        """The run's env with the run's wrappers, on the run's backend: the observations the policy was
+        trained on. ``training=True`` (default) is the env as training and ``htsrl eval`` step it: on Atari
+        a lost life ends an episode (``reset()`` then continues the game, pressing FIRE where the game
+        needs it), rewards are sign-clipped, and the true score of a whole game is
+        ``info["htsrl_episode"]["r"]`` at game over. ``training=False``: one whole game per episode with
+        raw rewards, and no automatic FIRE after a lost life (a policy that never learned to serve stalls).
+        ``seed``: the seed of the first ``reset()`` that is given none, and of the action space."""
+        kwargs = dict(self.config.env_kwargs)
+        if render_mode is not None:
+            kwargs["render_mode"] = render_mode
+        env_set = make_env_set(self.config.env, kwargs, self.config.env_backend, range(1), training=training)
+        return _RunEnv(env_set, seed)
+
+    def export(self, path: str | Path, format: str = "torchscript") -> Path:
+        """Write a file that maps a batch of raw observations to greedy actions (see :func:`export`)."""
+        return export(self, path, format)
+
+
+class _RunEnv(gym.Wrapper):
+    """The one env of an env set (a plain env or one slot of an EnvPool); closing it closes the set, and
+    the first unseeded reset uses ``seed``."""
+
+    def __init__(self, env_set, seed: int | None):
+        super().__init__(env_set.envs[next(iter(env_set.envs))])
+        self._env_set = env_set
+        self._first_seed = seed
+        if seed is not None:
+            self.action_space.seed(seed)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        seed = self._first_seed if seed is None else seed
+        self._first_seed = None  # used once: later resets go on from the env's own generator, as in Gymnasium
+        return self.env.reset(seed=seed, options=options)
+
+    def close(self) -> None:
+        self._env_set.close()
+
+
+def load(run_dir: str | Path, checkpoint: str = "auto", seed: int = 0) -> Policy:
+    """The policy of the run in ``run_dir``, on CPU, in eval mode.
+
+    ``checkpoint``: "final" (``model.pt``, written when a training invocation ends), "last" (the last
+    ``checkpoint.pt``, loaded with ``weights_only=True`` and checked by its sha256), or "auto" (the
+    newer of the two: model.pt, unless the run was interrupted or failed after writing it). ``seed``
+    seeds the generator ``predict(deterministic=False)`` samples from. Bad input raises ConfigError or
+    CheckpointError."""
+    run_dir = Path(run_dir)
+    if checkpoint not in CHECKPOINTS:
+        raise ConfigError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, got {checkpoint!r}")
+    config = read_config(run_dir)
+    info = probe_env(config.env, config.env_kwargs, config.env_backend)
+    model = build_model(info.obs_shape, info.num_actions)
+    state, which = _load_weights(run_dir, checkpoint)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:  # weights of another network (another env, another htsrl)
+        first = str(e).strip().splitlines()[0]
+        raise CheckpointError(f"the weights in {run_dir} do not fit {config.env}'s network: {first}") from None
+    return Policy(config, ActingNetwork(model), info, which, run_dir, seed)
+
+
+def read_config(run_dir: Path) -> Config:
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise ConfigError(f"{run_dir} has no config.json: not an htsrl run directory")
+    try:
+        return Config.from_dict(json.loads(path.read_text()))
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path} is not valid JSON: {e}") from None
+
+
+def _load_weights(run_dir: Path, checkpoint: str) -> tuple[dict, str]:
+    """The network's state dict and which file it came from ("final" or "last")."""
+    from htsrl.checkpoint import FILENAME, load_checkpoint
+
+    final, last = run_dir / "model.pt", run_dir / FILENAME
+    if checkpoint == "auto":
+        checkpoint = "final" if _final_is_current(final, last) else "last"
+    if checkpoint == "final":
+        if not final.is_file():
+            raise CheckpointError(f"{run_dir} has no model.pt (no training invocation ended); use the last checkpoint")
+        return torch.load(final, weights_only=True, map_location="cpu"), "final"
+    if not last.is_file():
+        neither = "" if final.is_file() else " nor model.pt: no weights to load"
+        raise CheckpointError(f"{run_dir} has no {FILENAME}{neither}")
+    return load_checkpoint(run_dir)["learner"]["model"], "last"
+
+
+def _final_is_current(final: Path, last: Path) -> bool:
+    """Whether ``model.pt`` holds the run's latest weights. Every invocation that ends normally (done or
+    stopped by ``--stop-at-steps``) writes its checkpoint and then ``model.pt`` (the same weights); one
+    that is interrupted or fails after a resume leaves a newer checkpoint next to an older model.pt."""
+    if not final.is_file():
+        return False
+    return not last.is_file() or final.stat().st_mtime_ns >= last.stat().st_mtime_ns
+
+
+def export(policy: Policy, path: str | Path, format: str = "torchscript") -> Path:
+    """Write ``policy`` as a file that takes a batch of raw env observations (uint8 images as the env
+    gives them, float32 vectors) and returns the greedy actions (int64, shape ``(N,)``), with the run's
+    preprocessing inside (:class:`GreedyActions`). ``format``: "torchscript" (``torch.jit.load``) or
+    "onnx" (e.g. onnxruntime; input ``obs``, output ``action``, any batch size)."""
+    if format not in EXPORT_FORMATS:
+        raise ConfigError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    module = GreedyActions(policy.network).eval()
+    example = torch.from_numpy(np.zeros((2, *policy.observation_shape), policy.export_dtype))
+    if format == "torchscript":
+        # recent torch warns that TorchScript is deprecated; it is still what libtorch (C++) loads.
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.jit.trace(module, example).save(str(path))
+    else:
+        _export_onnx(module, example, path)
+    return path
+
+
+def _export_onnx(module: nn.Module, example: torch.Tensor, path: Path) -> None:
+    # The TorchScript-based exporter (dynamo=False): the torch.export-based one needs onnxscript, and
+    # these small feed-forward networks need nothing it adds. torch warns that the legacy one is deprecated.
+    legacy = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            module,
+            (example,),
+            str(path),
+            **legacy,
+            input_names=["obs"],
+            output_names=["action"],
+            dynamic_axes={"obs": {0: "batch"}, "action": {0: "batch"}},
+            opset_version=ONNX_OPSET,
+        )
