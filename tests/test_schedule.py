@@ -26,7 +26,7 @@ def _record(store):
             name: getattr(bufs, name)[buf].copy()
             for name in ("obs", "final_obs", "actions", "reward", "terminated", "truncated", "version")
         }
-        win["params"] = bufs.params.copy()  # the weights that drove this window
+        win["params"] = bufs.published().copy()  # the weights that drove this window
         store.append(win)
 
     return hook

@@ -1,7 +1,11 @@
 """Actors: observation in, action, log-probability and value out, for one inference group at a time.
 
-Any actor serves any group whose observation is ready. The parameters are views into the shared
-``params`` array, written only at barriers, so an actor never copies weights.
+Any actor serves any group whose observation is ready. The parameters are views into the current
+slot of the shared ``params`` array, so an actor never copies weights. In HTS and lock-step mode they are
+published only at barriers. In async mode the learner publishes while actors run: it writes the other
+slot and then switches, and an actor whose slot was rewritten during its forward (the slot's sequence
+number moved) runs the forward again on the new current slot, so no action comes from a mix of two
+parameter sets.
 """
 
 from __future__ import annotations
@@ -21,20 +25,34 @@ class Policy:
     def __init__(self, obs_shape, num_actions: int, bufs: RolloutBuffers):
         self.bufs = bufs
         self.model = build_model(obs_shape, num_actions)
-        bind_params(self.model, bufs.params_tensor())
+        self.bound = -1  # the params slot the model's parameters view
         self.model.eval()
+
+    def _bind_current(self) -> tuple[int, int]:
+        """View the current params slot; returns ``(slot, its sequence number)`` as read before use."""
+        slot = int(self.bufs.params_slot[0])
+        seq = int(self.bufs.params_seq[slot])
+        if slot != self.bound:
+            bind_params(self.model, self.bufs.params_tensor(slot))
+            self.bound = slot
+        return slot, seq
 
     @torch.inference_mode()
     def act(self, buf: int, t: int, envs: slice) -> None:
         """Actions, log-probabilities and values for ``envs`` at step ``t`` of buffer ``buf``, each action
         drawn from its env's uniform, stamped with the published parameters' version."""
         bufs = self.bufs
-        logits, value = self.model(torch.from_numpy(bufs.obs[buf, t, envs]))
+        while True:
+            slot, seq = self._bind_current()
+            version = int(bufs.params_version[slot])
+            logits, value = self.model(torch.from_numpy(bufs.obs[buf, t, envs]))
+            if seq % 2 == 0 and bufs.params_seq[slot] == seq:  # the slot did not change under the forward
+                break
         actions, logp = sample(logits, torch.from_numpy(bufs.uniforms[buf, t, envs]))
         bufs.actions[buf, t, envs] = actions.numpy()
         bufs.logp[buf, t, envs] = logp.numpy()
         bufs.value[buf, t, envs] = value.numpy()
-        bufs.version[buf, t, envs] = bufs.params_version[0]
+        bufs.version[buf, t, envs] = version
 
 
 def actor_loop(
@@ -54,7 +72,7 @@ def actor_loop(
         if msg == STOP:
             clock.flush()
             return
-        t, buf, g = decode_task(msg, num_groups)
+        t, buf, g = decode_task(msg, num_groups, policy.bufs.num_slots)
         policy.act(buf, t, slice(g * envs_per_group, (g + 1) * envs_per_group))
         clock.lap("infer_s")
         executor_inboxes[group_owner[g]].put(g)

@@ -6,7 +6,7 @@ may write to and read from one channel without a lock. A reader blocks in ``read
 Messages (one per group per step in each direction, nothing per env)::
 
     executor --(t, buf, g ready: encode_task)--> ready channel --> any actor --(g)--> executor's inbox
-    executor --(its index: window done)--------> done channel  --> main
+    executor --(window, its index: encode_done)--> done channel --> main
     main ------(GO window: encode_go | STOP)---> inbox of every executor
     child -----(retryable flag + traceback)----> error channel --> main
 """
@@ -74,16 +74,27 @@ class ErrorChannel(_Pipe):
         return text, retryable
 
 
-def encode_task(t: int, buf: int, g: int, num_groups: int) -> int:
+def encode_task(t: int, buf: int, g: int, num_groups: int, num_slots: int) -> int:
     """'Group g has its observation for step t of buffer buf ready' as one integer."""
-    return (t * 2 + buf) * num_groups + g
+    return (t * num_slots + buf) * num_groups + g
 
 
-def decode_task(msg: int, num_groups: int) -> tuple[int, int, int]:
+def decode_task(msg: int, num_groups: int, num_slots: int) -> tuple[int, int, int]:
     """``(t, buf, g)`` of an :func:`encode_task` message."""
     tb, g = divmod(msg, num_groups)
-    t, buf = divmod(tb, 2)
+    t, buf = divmod(tb, num_slots)
     return t, buf, g
+
+
+def encode_done(window: int, executor: int, num_executors: int) -> int:
+    """'Executor ``executor`` has finished ``window``' (window -1: its envs are started)."""
+    return (window + 1) * num_executors + executor
+
+
+def decode_done(msg: int, num_executors: int) -> tuple[int, int]:
+    """``(window, executor)`` of an :func:`encode_done` message."""
+    w, e = divmod(msg, num_executors)
+    return w - 1, e
 
 
 def encode_go(window: int) -> int:

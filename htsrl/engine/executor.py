@@ -11,7 +11,7 @@ import os
 import numpy as np
 
 from htsrl.config import Config
-from htsrl.engine.channels import STOP, Channel, decode_go, encode_task
+from htsrl.engine.channels import STOP, Channel, decode_go, encode_done, encode_task
 from htsrl.engine.clock import RoleClock
 from htsrl.engine.history import EnvHistory, replay
 from htsrl.engine.shm import RolloutBuffers
@@ -53,7 +53,7 @@ class EnvGroups:
             for i in self.env_ids:
                 self.bufs.obs[0, 0, i] = self._reset(i)
             return
-        buf = last_window % 2
+        buf = self.bufs.slot(last_window)
         for i in self.env_ids:
             obs, self.resets[i] = replay(
                 self.envs[i],
@@ -68,10 +68,11 @@ class EnvGroups:
                     f"{self.cfg.env} is not deterministic given its seed"
                 )
 
-    def carry_over(self, buf: int) -> None:
-        """The last observation of the previous window (in the other buffer) is the first of this one."""
+    def carry_over(self, window: int) -> None:
+        """The last observation of the previous window (in its buffer) is the first of this one."""
         ids = slice(self.env_ids.start, self.env_ids.stop)
-        self.bufs.obs[buf, 0, ids] = self.bufs.obs[1 - buf, self.bufs.alpha, ids]
+        bufs = self.bufs
+        bufs.obs[bufs.slot(window), 0, ids] = bufs.obs[bufs.slot(window - 1), bufs.alpha, ids]
 
     def random_actions(self, buf: int, g: int, t: int) -> None:
         """Raw mode: the env's own uniform turned into a uniformly random action, no network."""
@@ -105,25 +106,34 @@ class EnvGroups:
 
 
 def executor_loop(
-    index: int, envs: EnvGroups, inbox: Channel, ready: Channel, done: Channel, num_groups: int, raw: bool = False
+    index: int,
+    envs: EnvGroups,
+    inbox: Channel,
+    ready: Channel,
+    done: Channel,
+    num_groups: int,
+    num_executors: int,
+    raw: bool = False,
 ) -> None:
     """Commands on ``inbox``: GO(window), a group id whose actions are written, or STOP.
     The envs are started (reset or replayed) before this is called. ``raw``: no actors; random
-    actions from each env's uniforms (the throughput ceiling)."""
-    alpha = envs.bufs.alpha
-    clock = RoleClock(envs.bufs.stats[index])
-    done.put(index)
+    actions from each env's uniforms (the throughput ceiling). In async mode the GO of later windows
+    can arrive while a window is collected: they are kept, in order, and taken one after another."""
+    bufs, alpha = envs.bufs, envs.bufs.alpha
+    clock = RoleClock(bufs.stats[index])
+    done.put(encode_done(-1, index, num_executors))
+    queued: list[int] = []  # GO messages that arrived inside a window
     while True:
         clock.mark()
-        msg = inbox.get()
+        msg = queued.pop(0) if queued else inbox.get()
         clock.lap("wait_s")
         if msg == STOP:
             clock.flush()
             return
         window = decode_go(msg)
-        buf = window % 2
+        buf = bufs.slot(window)
         if window > 0:
-            envs.carry_over(buf)
+            envs.carry_over(window)
         if raw:
             clock.mark()
             for t in range(alpha):
@@ -132,24 +142,30 @@ def executor_loop(
                     envs.step_group(buf, g, t)
             clock.lap("env_s")
             clock.flush()
-            done.put(index)
+            done.put(encode_done(window, index, num_executors))
             continue
         steps = dict.fromkeys(envs.groups, 0)
         for g in envs.groups:
-            ready.put(encode_task(0, buf, g, num_groups))
+            ready.put(encode_task(0, buf, g, num_groups, bufs.num_slots))
         remaining = len(steps)
         clock.mark()
         while remaining:
             g = inbox.get()
             clock.lap("wait_s")
+            if g == STOP:
+                clock.flush()
+                return
+            if g < STOP:  # a GO for a later window (async mode)
+                queued.append(g)
+                continue
             t = steps[g]
             envs.step_group(buf, g, t)
             steps[g] = t + 1
             clock.lap("env_s")
             if t + 1 < alpha:
-                ready.put(encode_task(t + 1, buf, g, num_groups))
+                ready.put(encode_task(t + 1, buf, g, num_groups, bufs.num_slots))
             else:
                 remaining -= 1
             clock.lap("ipc_s")
         clock.flush()
-        done.put(index)
+        done.put(encode_done(window, index, num_executors))

@@ -33,9 +33,7 @@ class Learner:
         self.updates = 0
 
     def publish(self, bufs: RolloutBuffers) -> None:
-        flat = torch.nn.utils.parameters_to_vector(self.model.parameters()).detach()
-        bufs.params_tensor().copy_(flat)
-        bufs.params_version[0] = self.updates
+        bufs.publish(torch.nn.utils.parameters_to_vector(self.model.parameters()).detach(), self.updates)
 
     def state_dict(self) -> dict:
         return {

@@ -2,8 +2,9 @@
 process (``SerialRollout``, for pdb). Both are a ``Rollout`` and run the same per-group code
 (``EnvGroups.step_group``, ``Policy.act``) in the same per-group order, so they produce the same numbers.
 
-``begin(window)`` starts a window into buffer ``window % 2`` and returns at once; ``finish(window)``
-blocks until it is complete. In HTS mode the runner updates on the previous window between the two.
+``begin(window)`` starts a window into buffer ``bufs.slot(window)`` and returns at once; ``finish(window)``
+blocks until it is complete. In HTS mode the runner updates on the previous window between the two; in
+async mode it begins several windows ahead and each executor goes from one to the next on its own.
 In lock-step mode (``cfg.mode == 'sync'``) there are no actor processes: ``finish`` waits for every
 group of a step, runs one batched forward for all envs, and releases them all. In raw mode executors
 take random actions from each env's uniforms themselves: no actors, no inference, the ceiling of the
@@ -22,7 +23,7 @@ import torch
 
 from htsrl.config import Config
 from htsrl.engine.actor import Policy, actor_loop
-from htsrl.engine.channels import STOP, Channel, decode_task, encode_go
+from htsrl.engine.channels import STOP, Channel, decode_done, decode_task, encode_go
 from htsrl.engine.clock import RoleClock
 from htsrl.engine.executor import EnvGroups, executor_loop
 from htsrl.engine.history import EnvHistory
@@ -43,7 +44,7 @@ class Rollout(Protocol):
         """Start the envs fresh or, given ``history``, rebuilt at their state after ``last_window``."""
 
     def begin(self, window: int) -> None:
-        """Start collecting ``window`` into buffer ``window % 2``; returns at once."""
+        """Start collecting ``window`` into buffer ``bufs.slot(window)``; returns at once."""
 
     def finish(self, window: int) -> None:
         """Block until ``window`` is collected; raises ``RoleFailed`` if a role failed meanwhile."""
@@ -81,9 +82,9 @@ class SerialRollout:
         pass  # the window is collected in finish(), in the caller's process
 
     def finish(self, window: int) -> None:
-        buf, k = window % 2, self.cfg.envs_per_group
+        buf, k = self.bufs.slot(window), self.cfg.envs_per_group
         if window > 0:
-            self.envs.carry_over(buf)
+            self.envs.carry_over(window)
         threads = torch.get_num_threads()
         torch.set_num_threads(_inference_threads(self.cfg))
         try:
@@ -153,18 +154,27 @@ class ParallelRollout:
         targets: dict[str, Target] = {}
         for e in range(cfg.num_executors):
             targets[f"executor {e}"] = (self._run_executor, (e, range(e * per_exec, (e + 1) * per_exec)))
-        if cfg.mode == "hts":
+        if cfg.mode in ("hts", "async"):
             for a in range(cfg.num_actors):
                 targets[f"actor {a}"] = (self._run_actor, (cfg.num_executors + a,))
         self.roles.start(targets, self.stack_dir)
-        for _ in range(cfg.num_executors):  # each executor reports once its envs are reset
-            self.roles.get(self.done, "environment start-up", self._startup_timeout(history))
+        self.done_upto = [-2] * cfg.num_executors  # the last window each executor finished (-1: started)
+        self._wait_done(-1, "environment start-up", self._startup_timeout(history))
 
     def _run_executor(self, e: int, groups: range) -> None:
         envs = EnvGroups(self.cfg, self.bufs, groups, self.env_offset)
         try:
             envs.start(*self._start_args)
-            executor_loop(e, envs, self.inboxes[e], self.ready, self.done, self.num_groups, raw=self.cfg.mode == "raw")
+            executor_loop(
+                e,
+                envs,
+                self.inboxes[e],
+                self.ready,
+                self.done,
+                self.num_groups,
+                self.cfg.num_executors,
+                raw=self.cfg.mode == "raw",
+            )
         finally:
             envs.close()
 
@@ -184,7 +194,7 @@ class ParallelRollout:
         """Ask every child to stop, kill what is still alive after ``grace_s``, close the pipes."""
         for inbox in self.inboxes:
             _quiet_put(inbox, STOP)
-        for _ in range(self.cfg.num_actors if self.cfg.mode == "hts" else 0):
+        for _ in range(self.cfg.num_actors if self.cfg.mode in ("hts", "async") else 0):
             _quiet_put(self.ready, STOP)
         self.roles.stop(grace_s)
         for ch in (*self.inboxes, self.ready, self.done):
@@ -200,14 +210,21 @@ class ParallelRollout:
 
     # -- windows
     def begin(self, window: int) -> None:
+        """Each executor starts the window as soon as it has finished the ones before (in async mode
+        that may be right away, while the learner is several windows behind)."""
         for inbox in self.inboxes:
             inbox.put(encode_go(window))
 
     def finish(self, window: int) -> None:
         if self.cfg.mode == "sync":
-            self._lockstep(window % 2)
-        for _ in range(self.cfg.num_executors):
-            self.roles.get(self.done, f"window {window} from the executors")
+            self._lockstep(self.bufs.slot(window))
+        self._wait_done(window, f"window {window} from the executors")
+
+    def _wait_done(self, window: int, what: str, timeout: float | None = None) -> None:
+        """Until every executor has finished ``window`` (async: some may be windows ahead already)."""
+        while min(self.done_upto) < window:
+            w, e = decode_done(self.roles.get(self.done, what, timeout), self.cfg.num_executors)
+            self.done_upto[e] = max(self.done_upto[e], w)
 
     def _lockstep(self, buf: int) -> None:
         """Each step: wait for every group, one batched forward over all envs, release every group."""
@@ -216,7 +233,7 @@ class ParallelRollout:
         for t in range(self.bufs.alpha):
             for _ in range(self.num_groups):
                 msg = self.roles.get(self.ready, f"step {t} of the executors")
-                step, step_buf, _g = decode_task(msg, self.num_groups)
+                step, step_buf, _g = decode_task(msg, self.num_groups, self.bufs.num_slots)
                 assert (step, step_buf) == (t, buf), (step, step_buf, t, buf)
             clock.lap("wait_s")
             self.policy.act(buf, t, slice(0, self.cfg.num_envs))

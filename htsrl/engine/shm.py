@@ -1,11 +1,17 @@
-"""Shared memory: the two rollout buffers, the published parameters and per-process counters.
+"""Shared memory: the rollout buffers, the published parameters and per-process counters.
 
 Everything lives in one anonymous ``MAP_SHARED`` mapping made before the roles are forked, so it is
 shared with every child and has no name in /dev/shm: nothing can leak, even on SIGKILL.
 
-Buffer ``buf`` (0 or 1) holds one window of ``alpha`` steps for ``num_envs`` envs; window ``window``
-lives in buffer ``window % 2``. Row ``t`` of ``obs`` is the observation on which ``actions[t]`` was taken; row ``alpha``
-is the first observation of the next window.
+Buffer ``buf`` holds one window of ``alpha`` steps for ``num_envs`` envs; window ``window`` lives in
+buffer ``slot(window) == window % num_slots`` (two in HTS and lock-step mode, ``--async-slots`` in async
+mode). Row ``t`` of ``obs`` is the observation on which ``actions[t]`` was taken; row ``alpha`` is the
+first observation of the next window.
+
+The parameters are published into one of two slots, then the slot is made current: a reader never sees
+a half-written set. In HTS and lock-step mode nothing reads while they are published (barriers); in
+async mode actors read while the learner writes, and a per-slot sequence number (odd while it is
+written) tells an actor that the slot it used was rewritten during its forward (see actor.py).
 """
 
 from __future__ import annotations
@@ -38,29 +44,50 @@ class SharedArrays:
 
 
 class RolloutBuffers(SharedArrays):
-    def __init__(self, num_envs: int, alpha: int, obs_shape, obs_dtype, num_params: int, num_procs: int):
-        n, T = num_envs, alpha
+    def __init__(
+        self, num_envs: int, alpha: int, obs_shape, obs_dtype, num_params: int, num_procs: int, num_slots: int = 2
+    ):
+        n, T, K = num_envs, alpha, num_slots
         super().__init__(
             {
-                "obs": ((2, T + 1, n, *obs_shape), obs_dtype),
-                "final_obs": ((2, T, n, *obs_shape), obs_dtype),  # untouched pages cost no memory
-                "actions": ((2, T, n), np.int64),
-                "logp": ((2, T, n), np.float32),
-                "value": ((2, T, n), np.float32),
-                "reward": ((2, T, n), np.float32),
-                "terminated": ((2, T, n), np.bool_),
-                "truncated": ((2, T, n), np.bool_),
-                "uniforms": ((2, T, n), np.float64),  # per-env action-sampling streams, drawn at barriers
-                "version": ((2, T, n), np.int64),  # parameter version that chose each action
-                "ep_return": ((2, T, n), np.float64),  # true episode score where an episode ended, else NaN
-                "ep_length": ((2, T, n), np.int64),
-                "ep_score": ((2, T, n), np.float64),  # score difference (football) where reported, else NaN
-                "params": ((num_params,), np.float32),  # published behaviour parameters
-                "params_version": ((1,), np.int64),
+                "obs": ((K, T + 1, n, *obs_shape), obs_dtype),
+                "final_obs": ((K, T, n, *obs_shape), obs_dtype),  # untouched pages cost no memory
+                "actions": ((K, T, n), np.int64),
+                "logp": ((K, T, n), np.float32),
+                "value": ((K, T, n), np.float32),
+                "reward": ((K, T, n), np.float32),
+                "terminated": ((K, T, n), np.bool_),
+                "truncated": ((K, T, n), np.bool_),
+                "uniforms": ((K, T, n), np.float64),  # per-env action-sampling streams, drawn at barriers
+                "version": ((K, T, n), np.int64),  # parameter version that chose each action
+                "ep_return": ((K, T, n), np.float64),  # true episode score where an episode ended, else NaN
+                "ep_length": ((K, T, n), np.int64),
+                "ep_score": ((K, T, n), np.float64),  # score difference (football) where reported, else NaN
+                "params": ((2, num_params), np.float32),  # two slots of published behaviour parameters
+                "params_version": ((2,), np.int64),  # the version in each slot
+                "params_seq": ((2,), np.int64),  # per slot: odd while it is being written
+                "params_slot": ((1,), np.int64),  # the slot actors use
                 "stats": ((num_procs, len(STAT_NAMES)), np.float64),
             }
         )
-        self.num_envs, self.alpha = n, T
+        self.num_envs, self.alpha, self.num_slots = n, T, K
+
+    def slot(self, window: int) -> int:
+        """The buffer that holds ``window``."""
+        return window % self.num_slots
+
+    def publish(self, flat: torch.Tensor, version: int) -> None:
+        """Write parameters into the slot actors do not use, then make it theirs."""
+        s = 1 - int(self.params_slot[0])
+        self.params_seq[s] += 1  # odd: being written
+        torch.from_numpy(self.params[s]).copy_(flat)
+        self.params_version[s] = version
+        self.params_seq[s] += 1
+        self.params_slot[0] = s
+
+    def published(self) -> np.ndarray:
+        """The current published parameters (a view)."""
+        return self.params[int(self.params_slot[0])]
 
     def window(self, buf: int) -> Window:
         """Zero-copy torch views of buffer ``buf``."""
@@ -76,5 +103,5 @@ class RolloutBuffers(SharedArrays):
             value=t(self.value[buf]),
         )
 
-    def params_tensor(self) -> torch.Tensor:
-        return torch.from_numpy(self.params)
+    def params_tensor(self, slot: int) -> torch.Tensor:
+        return torch.from_numpy(self.params[slot])
