@@ -27,7 +27,7 @@ import numpy as np
 from htsrl.config import Config, ConfigError, resolve
 from htsrl.envs import is_atari
 
-ENGINE_MODES = ("raw", "sync", "hts")
+ENGINE_MODES = ("raw", "sync", "hts", "async")
 ENVPOOL = "-envpool"
 MODES = (*ENGINE_MODES, "sb3", *(m + ENVPOOL for m in ENGINE_MODES))
 
@@ -291,7 +291,7 @@ def _bar_chart(result: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(rows)), 3.5))
     med = [r["sps_median"] for r in rows]
     err = [[r["sps_median"] - r["sps_min"] for r in rows], [r["sps_max"] - r["sps_median"] for r in rows]]
-    colors = {"raw": "#999", "sync": "#d62728", "hts": "#1f77b4", "sb3": "#2ca02c"}
+    colors = {"raw": "#999", "sync": "#d62728", "hts": "#1f77b4", "async": "#9467bd", "sb3": "#2ca02c"}
     ax.bar(
         [r["mode"] for r in rows],
         med,

@@ -58,9 +58,16 @@ class Config:
     # --- settings that change the numbers besides the algorithm's (documented in README)
     mode: str = _f(
         "hts",
-        "hts: overlapped rollout/learning, lag 1; sync: lock-step A2C/PPO baseline; raw: "
-        "random actions, no inference or learning (the throughput ceiling, for htsrl bench)",
-        choices=("hts", "sync", "raw"),
+        "hts: overlapped rollout/learning, lag 1; sync: lock-step A2C/PPO baseline; async: no "
+        "barrier, actors act with the newest weights, the learner takes each window when it is "
+        "complete (IMPALA/SEED RL style; not layout-deterministic); raw: random actions, no "
+        "inference or learning (the throughput ceiling, for htsrl bench)",
+        choices=("hts", "sync", "async", "raw"),
+    )
+    async_slots: int = _f(
+        2,
+        "async mode: rollout buffers in the ring; executors may run up to async_slots - 1 windows "
+        "ahead of the learner and wait only when every slot is full",
     )
     num_envs: int | None = _f(None, "environments (default from the preset)")
     envs_per_group: int | None = _f(
@@ -175,7 +182,7 @@ def check_resume(saved: Config, given: Config) -> None:
 
 
 ALGOS = ("ppo", "a2c", "impala")
-MODES = ("hts", "sync", "raw")
+MODES = ("hts", "sync", "async", "raw")
 
 
 def default_envs_per_group(num_envs: int) -> int:
@@ -222,6 +229,15 @@ def validate(c: Config) -> None:
         v = getattr(c, name)
         if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {v!r}")
+    if isinstance(c.async_slots, bool) or not isinstance(c.async_slots, int) or c.async_slots < 2:
+        raise ConfigError(
+            f"--async-slots must be at least 2 (one window learned, one collected), got {c.async_slots!r}"
+        )
+    if c.mode == "async" and c.serial:
+        raise ConfigError(
+            "--mode async runs the roles in processes that never wait for each other; --serial has no such "
+            "schedule (use --mode hts or sync with --serial)"
+        )
     if c.proximal not in ("behaviour", "current"):
         raise ConfigError(f"--proximal must be 'behaviour' or 'current', got {c.proximal!r}")
     if not c.max_is_weight >= 1.0:

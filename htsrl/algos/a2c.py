@@ -33,7 +33,7 @@ def a2c_update(cfg, model, optimizer, w: Window, dp=SINGLE_PROCESS) -> dict[str,
     logp = logp_all.gather(-1, w.actions.unsqueeze(-1)).squeeze(-1)
     entropy = -(logp_all.exp() * logp_all).sum() / B
     value_loss = adv.pow(2).sum() / B
-    lagged = cfg.mode == "hts"
+    lagged = cfg.mode in ("hts", "async")
     pg = adv.detach() * logp
     if lagged and cfg.proximal == "current":
         pg = (logp.detach() - w.logp).exp().clamp(max=cfg.max_is_weight) * pg

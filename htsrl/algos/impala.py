@@ -61,7 +61,7 @@ def impala_update(cfg, model, optimizer, w: Window, dp=SINGLE_PROCESS) -> dict[s
         "losses/approx_kl": row[3].item(),
         "losses/grad_norm": grad_norm.item(),
     }
-    if cfg.mode == "hts":  # weight_clamped: the share of samples whose rho exceeds rho_bar
+    if cfg.mode in ("hts", "async"):  # weight_clamped: the share of samples whose rho exceeds rho_bar
         sums = dp.sum_(lag_terms(logp.detach(), w.logp, None, cfg.vtrace_rho_bar))
         out.update(lag_metrics(sums, with_clip=False))
     return out

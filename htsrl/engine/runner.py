@@ -87,6 +87,8 @@ def train(cfg: Config, on_window: WindowHook | None = None, resume: bool = False
         check_resume(resolve(Config.from_dict(json.loads(saved.read_text()))), cfg)
     info = probe_env(cfg.env, cfg.env_kwargs, cfg.env_backend)
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    if cfg.mode == "async" and world > 1:
+        raise ConfigError("--mode async runs on one machine: data parallelism needs the ranks to meet at barriers")
     if cfg.num_envs % world:
         raise ConfigError(f"--num-envs {cfg.num_envs} is not divisible by the world size {world}")
     local = dataclasses.replace(cfg, num_envs=cfg.num_envs // world)  # this rank's envs
@@ -213,6 +215,7 @@ class Trainer:
             info.obs_dtype,
             num_params(self.learner.model),
             cfg.num_executors + cfg.num_actors + 1,
+            num_slots=cfg.async_slots if cfg.mode == "async" else 2,
         )
         self.streams = ActionStreams(cfg.seed, local.num_envs, env_offset)
         self.history = EnvHistory(local.num_envs)
@@ -220,6 +223,8 @@ class Trainer:
         self.first_window = 0  # the first window this process collects or learns
         self.pending: Episodes | None = None  # HTS resume: episodes of the collected, unlearned window
         self.restarts = 0
+        self.begun = 0  # windows begun so far (async mode begins several ahead)
+        self.last_obs: np.ndarray | None = None  # async: the last recorded window's final observations
         self.policy_lag = PolicyLag()
         if ckpt is not None:
             self._restore(ckpt)
@@ -247,7 +252,7 @@ class Trainer:
         self.learner.load_state_dict(ckpt["learner"])
         self.streams.set_state(ckpt["streams"])
         self.history.load_state_dict(ckpt["history"])
-        buf = ckpt["last_window"] % 2
+        buf = self.bufs.slot(ckpt["last_window"])
         for name in WINDOW_FIELDS:
             getattr(self.bufs, name)[buf] = ckpt["window"][name].numpy()
         self.rollout_sha256 = ckpt["rollout_sha256"]
@@ -256,13 +261,15 @@ class Trainer:
         self.last_window = ckpt["last_window"]
         if self.cfg.mode == "hts":
             self.pending = Episodes(**ckpt["pending_episodes"])
+        if self.cfg.mode == "async":
+            self.last_obs = self.bufs.obs[buf, self.bufs.alpha].copy()
 
     def save_checkpoint(
         self, last_window: int, next_window: int, finished: bool = False, pending: Episodes | None = None
     ) -> None:
         """Everything to continue bitwise, as tensors and plain types: the learner, every stream, each env's
         history and the buffer of ``last_window`` (HTS: the window still to learn)."""
-        buf = last_window % 2
+        buf = self.bufs.slot(last_window)
         save_checkpoint(
             self.run_dir,
             {
@@ -283,12 +290,15 @@ class Trainer:
         )
 
     # -- the steps of a schedule
-    def collect(self, window: int) -> None:
-        """Publish the weights, draw the window's uniforms and start it (returns at once in parallel)."""
-        self.learner.publish(self.bufs)
-        self.streams.fill(self.bufs.uniforms[window % 2])
+    def collect(self, window: int, publish: bool = True) -> None:
+        """Publish the weights (async mode: they are published after each update instead), draw the
+        window's uniforms and start it (returns at once in parallel)."""
+        if publish:
+            self.learner.publish(self.bufs)
+        self.streams.fill(self.bufs.uniforms[self.bufs.slot(window)])
         self.times.collect_started = time.perf_counter()
         self.rollout.begin(window)
+        self.begun = max(self.begun, window + 1)
 
     def wait(self, window: int) -> None:
         """Block until the window is collected, recovering from failed roles on the way."""
@@ -327,9 +337,13 @@ class Trainer:
                 flush=True,
             )
             try:
+                if self.last_obs is not None and window > 0:
+                    # async: executors that ran ahead may have reused this slot for their own envs
+                    self.bufs.obs[self.bufs.slot(window - 1), self.bufs.alpha] = self.last_obs
                 self.rollout.restart(self.history if window > 0 else None, window - 1)
                 write_pids(self.run_dir, self.rollout.pids)
-                self.rollout.begin(window)
+                for w in range(window, max(self.begun, window + 1)):  # async: every window begun
+                    self.rollout.begin(w)
                 return
             except RoleFailed as again:
                 failure = again
@@ -337,13 +351,15 @@ class Trainer:
     def record(self, window: int) -> Episodes:
         """The window is complete: fold it into the run's rollout hash and the envs' histories; return the
         episodes that ended in it (every rank's, in rank order)."""
-        bufs, buf = self.bufs, window % 2
+        bufs, buf = self.bufs, self.bufs.slot(window)
         if self.on_window is not None:
             self.on_window(window, bufs, buf)
         h = hashlib.sha256(bytes.fromhex(self.rollout_sha256))
         for name in ("actions", "logp", "value", "reward", "version"):
             h.update(np.ascontiguousarray(getattr(bufs, name)[buf]).tobytes())
         self.rollout_sha256 = h.hexdigest()
+        if self.cfg.mode == "async":  # where the envs are after this window, should a role fail later
+            self.last_obs = bufs.obs[buf, bufs.alpha].copy()
         ended = ~np.isnan(bufs.ep_return[buf])  # row-major: ordered by (step, env)
         self.history.record_window(bufs.actions[buf], bufs.terminated[buf] | bufs.truncated[buf], ended)
         scores = bufs.ep_score[buf][ended]
@@ -363,14 +379,14 @@ class Trainer:
         t0 = time.perf_counter()
         update = self.learner.updates  # the number of this update: the policy lag is counted against it
         try:
-            metrics = self.learner.update(self.bufs.window(window % 2))
+            metrics = self.learner.update(self.bufs.window(self.bufs.slot(window)))
         except NonFiniteError as e:
             raise NonFiniteError(
                 f"{e} (NaN/inf); stopped before it reached the weights; {self._kept_checkpoint()}"
             ) from None
         self.times.learn_s = time.perf_counter() - t0
         self.bufs.stats[-1][STAT["learn_s"]] += self.times.learn_s
-        return {**metrics, **self.policy_lag.add(update, self.bufs.version[window % 2])}
+        return {**metrics, **self.policy_lag.add(update, self.bufs.version[self.bufs.slot(window)])}
 
     def report(self, window: int, episodes: Episodes, metrics: dict[str, float]) -> None:
         steps = (window + 1) * self.steps_per_window
@@ -378,10 +394,10 @@ class Trainer:
         if "policy_lag/mean" in metrics:
             self.monitor.histogram("policy_lag", self.policy_lag.last, steps)
 
-    def barrier(self, last_window: int, next_window: int, pending: Episodes | None = None) -> bool:
-        """Nothing runs here. Saves a checkpoint when one is due, when ``--stop-at-steps`` is reached or on
-        Ctrl-C (then raises Interrupted); returns True when the run stops here. ``next_window``: the
-        window the run would go on with, i.e. the number of windows learned."""
+    def barrier(self, last_window: int, next_window: int, pending: Episodes | None = None, save: bool = False) -> bool:
+        """Nothing runs here. Saves a checkpoint when one is due (or ``save``), when ``--stop-at-steps`` is
+        reached or on Ctrl-C (then raises Interrupted); returns True when the run stops here.
+        ``next_window``: the window the run would go on with, i.e. the number of windows learned."""
         interrupted = self._any_rank(self.stop.requested)  # every rank stops at the same barrier
         if self.cfg.mode == "raw":  # the throughput ceiling keeps no checkpoints
             if interrupted:
@@ -389,13 +405,16 @@ class Trainer:
             return False
         progressed = next_window > self.first_window
         pause = interrupted or (progressed and next_window * self.steps_per_window >= self.stop_at)
-        every = self.cfg.checkpoint_every
-        due = progressed and every > 0 and self.learner.updates % every == 0
+        due = save or (progressed and self._checkpoint_due())
         if pause or due:
             self.save_checkpoint(last_window, next_window, pending=pending)
         if interrupted:
             raise Interrupted(f"checkpoint saved, continue with: htsrl train --resume {self.cfg.run_dir}")
         return pause
+
+    def _checkpoint_due(self) -> bool:
+        every = self.cfg.checkpoint_every
+        return every > 0 and self.learner.updates % every == 0
 
     def _any_rank(self, flag: bool) -> bool:
         if self.dp.world_size == 1:
@@ -440,6 +459,43 @@ class Trainer:
             if w + 1 < self.windows and self.barrier(last_window=w, next_window=w + 1):
                 return
 
+    def run_async(self) -> None:
+        """No barrier between windows: window w+K-1 is begun as soon as update w-1 has freed its slot (K =
+        ``--async-slots``), each executor goes from one window to the next on its own, and the weights
+        are published after every update, so actors act with the newest. A checkpoint (due, on
+        ``--stop-at-steps`` or Ctrl-C) first learns every window begun, so it holds nothing in flight."""
+        slots = self.bufs.num_slots
+        last = self.windows  # begin no window past a --stop-at-steps
+        if self.stop_at < math.inf:
+            last = min(last, math.ceil(self.stop_at / self.steps_per_window))
+        self.learner.publish(self.bufs)
+        w = self.begun = self.first_window
+        while w < self.windows:
+            for ahead in range(self.begun, min(last, w + slots)):  # the slots of windows before w are free:
+                self.collect(ahead, publish=False)  # those windows are learned
+            self._learn_async(w)
+            w += 1
+            if w == self.windows or not self._async_pause_due(w):
+                continue
+            while w < self.begun:  # drain: learn every window begun
+                self._learn_async(w)
+                w += 1
+            if self.barrier(last_window=w - 1, next_window=w, save=True):
+                return
+
+    def _learn_async(self, w: int) -> None:
+        self.wait(w)
+        episodes = self.record(w)
+        metrics = self.learn(w)
+        self.learner.publish(self.bufs)
+        self.windows_done = w + 1
+        self.report(w, episodes, metrics)
+
+    def _async_pause_due(self, next_window: int) -> bool:
+        """Whether the run must stop at a checkpoint once the windows in flight are learned."""
+        stop_at = next_window * self.steps_per_window >= self.stop_at
+        return self.stop.requested or stop_at or self._checkpoint_due()
+
     def run(self) -> dict:
         t_start = time.perf_counter()
         with self.stop:
@@ -447,7 +503,8 @@ class Trainer:
                 self.rollout.start(self.history if self.resume else None, self.last_window if self.resume else -1)
                 write_pids(self.run_dir, self.rollout.pids)
                 t_loop, cpu_loop = time.perf_counter(), time.process_time()
-                (self.run_hts if self.cfg.mode == "hts" else self.run_lockstep)()
+                schedule = {"hts": self.run_hts, "async": self.run_async}.get(self.cfg.mode, self.run_lockstep)
+                schedule()
                 wall = time.perf_counter() - t_loop
                 finished = self.windows_done == self.windows
                 if finished and self.cfg.mode != "raw":
@@ -499,6 +556,8 @@ class Trainer:
             "time_split": time_split(cfg, self.bufs),
             "num_params": num_params(self.learner.model),
             "restarts": self.restarts,
+            # async: which weights an action sees depends on timing, so the numbers change run to run
+            "deterministic": cfg.mode != "async",
             "policy_lag": self.policy_lag.summary(),
         }
 
