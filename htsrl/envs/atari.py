@@ -4,7 +4,7 @@ noop reset (<=30), frame skip 4 with max-pool over the last two frames, 84x84 gr
 4-frame stack; for training also episodic life and sign-clipped rewards. The true game score is
 recorded below all of these (EpisodeStats) and reported at the real game over, with the episode's
 length in emulator frames (EpisodeStats sits below the frame skip). ``htsrl eval`` plays with the
-training wrappers too (``training=True``), so it measures a policy as training does (evaluate.py).
+training wrappers too (``training=True``), so it measures a policy as training does (evaluation.py).
 """
 
 from __future__ import annotations
