@@ -21,8 +21,10 @@ The protocol is training's, step for step, so a policy gets the same numbers fro
   Atari (the recorder sits below the frame skip, so it counts every frame, no-op starts and automatic
   FIRE steps included: about 4 per agent step; EnvPool counts 4 per step), env steps elsewhere.
   ``mean_steps`` is the number of actions the policy itself chose per game.
-- **Actions.** Sampled as the actors sample them (``engine.streams.sample``: inverse CDF of the softmax
-  at one uniform per step), or the argmax with ``greedy``; the observations go through the same
+- **Actions.** Sampled as the actors sample them (``htsrl.distributions``: inverse CDF of the softmax
+  at one uniform per step for Discrete actions, one uniform per sub-action or dimension otherwise), or
+  the most likely action with ``greedy`` (Box: the mean); a Box action reaches the env clipped to its
+  bounds, as in training; the observations go through the same
   ``policy.ActingNetwork`` as ``htsrl.load(...).predict`` and the exported files.
 - **Seeds, disjoint from training.** Game ``e`` is played on a fresh start: its k-th reset (k=0 starts
   the game; k>0 follow lost lives, where the Atari envs ignore the seed unless the game is over) uses
@@ -46,7 +48,7 @@ import numpy as np
 import torch
 
 from htsrl.config import ConfigError
-from htsrl.engine.streams import sample
+from htsrl.distributions import distribution
 from htsrl.envs import EPISODE_KEY, make_env_set
 
 # Spawn keys of evaluation's streams; training uses 0..3 (see engine/streams.py).
@@ -60,7 +62,8 @@ def eval_seed(seed: int, episode: int, reset: int = 0) -> int:
 
 
 def eval_uniforms(seed: int, episode: int) -> np.random.Generator:
-    """The stream of uniforms game ``episode`` samples its actions from (one per policy step)."""
+    """The stream of uniforms game ``episode`` samples its actions from (per policy step: one, or one per
+    sub-action or action dimension)."""
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(_EVAL_ACTIONS, episode))))
 
 
@@ -80,6 +83,7 @@ def play_game(
     its true score ``r``, length ``l`` (see the module docstring), score difference ``s`` (football,
     else None) and ``steps`` (actions the policy chose). ``on_step()`` runs before each policy step."""
     env = env_set.envs[0]
+    spec = model.action_spec
     uniforms = eval_uniforms(seed, episode)
     resets = 0
 
@@ -94,13 +98,14 @@ def play_game(
         if on_step is not None:
             on_step()
         with torch.inference_mode():
-            logits, _ = model(torch.as_tensor(np.asarray(obs)).unsqueeze(0))
+            head, _ = model(torch.as_tensor(np.asarray(obs)).unsqueeze(0))
+            dist = distribution(spec, head)
             if greedy:
-                action = logits.argmax(-1)
+                action = dist.mode()
             else:
-                action, _ = sample(logits, torch.tensor([uniforms.random()], dtype=torch.float64))
-        # as the executor steps an env: through its env set, then reset on any episode end
-        obs, _, terminated, truncated, info = env_set.step(range(1), action.numpy())[0]
+                action, _ = dist.sample(torch.from_numpy(uniforms.random((1, *spec.uniform_shape))))
+        # as the executor steps an env: through its env set (Box: clipped), then reset on any episode end
+        obs, _, terminated, truncated, info = env_set.step(range(1), spec.to_env(action.numpy()))[0]
         if EPISODE_KEY in info:  # the real end of the game (not a lost life)
             return {**info[EPISODE_KEY], "steps": step + 1}
         if terminated or truncated:  # a lost life: the training episode ends, the game goes on

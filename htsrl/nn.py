@@ -3,7 +3,8 @@ which is the HTS-RL paper's football network: 32-8/4, 64-4/2, 64-3/1 convolution
 for vectors.
 
 Both take the observation as stored in the rollout buffer (uint8 images stay uint8 until here) and
-return ``(logits, value)``.
+return ``(head, value)``: the head is what ``htsrl.distributions`` turns into a distribution (logits for
+Discrete and MultiDiscrete actions; for Box actions the means followed by the learned log-std).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import hashlib
 import numpy as np
 import torch
 from torch import nn
+
+from htsrl.distributions import BOX, ActionSpec, as_spec
 
 
 def _init(layer: nn.Module, gain: float) -> nn.Module:
@@ -49,7 +52,12 @@ class NatureCNN(nn.Module):
 
 
 class MLP(nn.Module):
-    def __init__(self, obs_shape: tuple[int, ...], num_actions: int, hidden: int = 64):
+    """Separate actor and critic, each 64-64 tanh (CleanRL's ppo.py and ppo_continuous_action.py Agent,
+    orthogonal init sqrt(2), policy head 0.01, value head 1). ``continuous``: the policy head gives the
+    Gaussian's means and a state-independent log-std vector, initialised at 0, is appended to them
+    (CleanRL's ``actor_logstd``)."""
+
+    def __init__(self, obs_shape: tuple[int, ...], num_actions: int, hidden: int = 64, continuous: bool = False):
         super().__init__()
         d = int(np.prod(obs_shape))
         s = np.sqrt(2)
@@ -61,14 +69,28 @@ class MLP(nn.Module):
         )
         self.pi = _init(nn.Linear(hidden, num_actions), 0.01)
         self.v = _init(nn.Linear(hidden, 1), 1.0)
+        self.logstd = nn.Parameter(torch.zeros(num_actions)) if continuous else None
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = obs.float().flatten(1)
-        return self.pi(self.pi_body(x)), self.v(self.v_body(x)).squeeze(-1)
+        head = self.pi(self.pi_body(x))
+        if self.logstd is not None:
+            head = torch.cat([head, self.logstd.expand_as(head)], -1)
+        return head, self.v(self.v_body(x)).squeeze(-1)
 
 
-def build_model(obs_shape: tuple[int, ...], num_actions: int) -> nn.Module:
-    return NatureCNN(obs_shape, num_actions) if len(obs_shape) == 3 else MLP(obs_shape, num_actions)
+def build_model(obs_shape: tuple[int, ...], action: ActionSpec | int) -> nn.Module:
+    """The network for observations of ``obs_shape`` and actions of ``action`` (an int n: Discrete(n));
+    it carries the spec as ``action_spec`` for ``distributions.distribution``."""
+    spec = as_spec(action)
+    if len(obs_shape) == 3:
+        if spec.kind == BOX:
+            raise ValueError("Box actions need vector observations (the MLP); image observations are not supported")
+        model = NatureCNN(obs_shape, spec.num_outputs)
+    else:
+        model = MLP(obs_shape, spec.num_outputs, continuous=spec.kind == BOX)
+    model.action_spec = spec
+    return model
 
 
 def num_params(model: nn.Module) -> int:

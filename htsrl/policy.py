@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from htsrl.config import Config
-from htsrl.engine.streams import sample
+from htsrl.distributions import ActionSpec, distribution, greedy
 from htsrl.envs import EnvInfo, make_env_set, probe_env
 from htsrl.errors import CheckpointError, ConfigError
 from htsrl.nn import build_model
@@ -41,6 +41,7 @@ class ActingNetwork(nn.Module):
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
+        self.action_spec: ActionSpec = model.action_spec
 
     def preprocess(self, obs: torch.Tensor) -> torch.Tensor:
         """What the run does to an observation before its network. Today nothing: the networks take
@@ -53,15 +54,18 @@ class ActingNetwork(nn.Module):
 
 
 class GreedyActions(nn.Module):
-    """What the exported files compute: a batch of raw observations -> the most likely actions (int64)."""
+    """What the exported files and ``predict(deterministic=True)`` compute: a batch of raw observations ->
+    the deterministic actions as the env receives them (``distributions.greedy``): the most likely action
+    (int64; MultiDiscrete: one per sub-action), or for Box actions the Gaussian's mean **clipped to the
+    action bounds** (float32), as training clips what it sends to the env."""
 
     def __init__(self, network: ActingNetwork):
         super().__init__()
         self.network = network
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        logits, _ = self.network(obs)
-        return logits.argmax(-1)
+        head, _ = self.network(obs)
+        return greedy(self.network.action_spec, head)
 
 
 class Policy:
@@ -79,7 +83,8 @@ class Policy:
         self.run_dir = run_dir
         self.observation_shape: tuple[int, ...] = info.obs_shape
         self.observation_dtype: np.dtype = info.obs_dtype
-        self.num_actions: int = info.num_actions
+        self.num_actions: int = info.num_actions  # Discrete: n; MultiDiscrete: sum(nvec); Box: dimensions
+        self.action_spec: ActionSpec = info.action_spec
         self.generator = torch.Generator().manual_seed(seed)
 
     @property
@@ -106,22 +111,25 @@ class Policy:
         ``predict`` (same argument order; ``state`` and ``episode_start`` exist for its recurrent
         policies and are ignored: htsrl's networks have no state).
 
-        ``observation``: numpy or torch, shaped like the env's observation (one: the action is a numpy
-        int64 scalar) or with a leading batch dimension (a batch: an int64 array of shape ``(N,)``).
-        ``deterministic`` (the default, unlike SB3's): the most likely action. Otherwise an action is
-        sampled as training's actors sample it (inverse CDF of the softmax at one uniform) from
-        ``generator``, or from the policy's own generator (seeded by ``load(..., seed=)``), so sampled
-        actions are reproducible."""
+        ``observation``: numpy or torch, shaped like the env's observation (one) or with a leading batch
+        dimension (a batch of N). Actions: Discrete, int64 (a scalar for one, ``(N,)`` for a batch);
+        MultiDiscrete, int64 ``(k,)`` / ``(N, k)``; Box, float32 ``(d,)`` / ``(N, d)``, **clipped to the
+        action bounds** as the env receives them in training.
+        ``deterministic`` (the default, unlike SB3's): the most likely action (Box: the mean, clipped).
+        Otherwise an action is sampled as training's actors sample it (``htsrl.distributions``, from
+        uniforms) from ``generator``, or from the policy's own generator (seeded by ``load(..., seed=)``),
+        so sampled actions are reproducible."""
         obs, single = self._as_batch(observation)
+        spec = self.action_spec
         with torch.inference_mode():
-            logits, _ = self.network(obs)
+            head, _ = self.network(obs)
             if deterministic:
-                actions = logits.argmax(-1)
+                actions = greedy(spec, head)
             else:
                 source = self.generator if generator is None else generator
-                uniforms = torch.rand(len(obs), generator=source, dtype=torch.float64)
-                actions, _ = sample(logits, uniforms)
-        out = actions.numpy().astype(np.int64)
+                uniforms = torch.rand((len(obs), *spec.uniform_shape), generator=source, dtype=torch.float64)
+                actions = spec.clip(distribution(spec, head).sample(uniforms)[0])
+        out = actions.numpy().astype(spec.action_dtype)
         return (out[0] if single else out), None
 
     def _as_batch(self, observation: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, bool]:
@@ -155,7 +163,7 @@ class Policy:
         return _RunEnv(env_set, seed)
 
     def export(self, path: str | Path, format: str = "torchscript") -> Path:
-        """Write a file that maps a batch of raw observations to greedy actions (see :func:`export`)."""
+        """Write a file that maps a batch of raw observations to deterministic actions (see :func:`export`)."""
         return export(self, path, format)
 
 
@@ -192,7 +200,7 @@ def load(run_dir: str | Path, checkpoint: str = "auto", seed: int = 0) -> Policy
         raise ConfigError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, got {checkpoint!r}")
     config = read_config(run_dir)
     info = probe_env(config.env, config.env_kwargs, config.env_backend)
-    model = build_model(info.obs_shape, info.num_actions)
+    model = build_model(info.obs_shape, info.action_spec)
     state, which = _load_weights(run_dir, checkpoint)
     try:
         model.load_state_dict(state)
@@ -240,8 +248,9 @@ def _final_is_current(final: Path, last: Path) -> bool:
 
 def export(policy: Policy, path: str | Path, format: str = "torchscript") -> Path:
     """Write ``policy`` as a file that takes a batch of raw env observations (uint8 images as the env
-    gives them, float32 vectors) and returns the greedy actions (int64, shape ``(N,)``), with the run's
-    preprocessing inside (:class:`GreedyActions`). ``format``: "torchscript" (``torch.jit.load``) or
+    gives them, float32 vectors) and returns the deterministic actions (:class:`GreedyActions`: int64
+    ``(N,)`` for Discrete, int64 ``(N, k)`` for MultiDiscrete, float32 ``(N, d)`` for Box, the mean clipped
+    to the action bounds), with the run's preprocessing inside. ``format``: "torchscript" (``torch.jit.load``) or
     "onnx" (e.g. onnxruntime; input ``obs``, output ``action``, any batch size)."""
     if format not in EXPORT_FORMATS:
         raise ConfigError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")

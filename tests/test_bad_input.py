@@ -16,7 +16,7 @@ from htsrl.cli import main
         (["--env", "CartPole-v1", "--total-steps", "0"], "--total-steps must be a positive integer"),
         (["--env", "CartPole-v1", "--lr", "0"], "--lr must be positive"),
         (["--env", "CartPole-v1", "--gamma", "1.5"], "--gamma must be in [0, 1]"),
-        (["--env", "Pendulum-v1"], "Discrete actions only"),
+        (["--env", "htsrl/DictActions-v0"], "not Dict, Tuple or other spaces"),
         (
             ["--env", "CartPole-v1", "--num-envs", "8", "--envs-per-group", "4", "--num-executors", "4"],
             "2 inference groups of 4 envs cannot be split evenly over 4 executors",

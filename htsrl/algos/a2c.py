@@ -14,24 +14,24 @@ lock-step mode the weight is 1 and both settings are Kostrikov's A2C."""
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from htsrl.algos.returns import Window, bootstrap_values, gae, lag_metrics, lag_terms
 from htsrl.algos.step import optimizer_step
 from htsrl.distributed import SINGLE_PROCESS
+from htsrl.distributions import distribution, spec_of
 
 
 def a2c_update(cfg, model, optimizer, w: Window, dp=SINGLE_PROCESS) -> dict[str, float]:
-    T, N = w.actions.shape
+    T, N = w.reward.shape
     B = T * N * dp.world_size
     logits, values = model(w.obs[:T].flatten(0, 1))
     logits, values = logits.view(T, N, -1), values.view(T, N)
     last, trunc = bootstrap_values(model, w)
     _, returns = gae(w, torch.cat([values.detach(), last.unsqueeze(0)]), trunc, cfg.gamma, cfg.gae_lambda)
     adv = returns - values
-    logp_all = F.log_softmax(logits, -1)
-    logp = logp_all.gather(-1, w.actions.unsqueeze(-1)).squeeze(-1)
-    entropy = -(logp_all.exp() * logp_all).sum() / B
+    dist = distribution(spec_of(model), logits)
+    logp = dist.log_prob(w.actions)
+    entropy = dist.entropy_sum() / B
     value_loss = adv.pow(2).sum() / B
     lagged = cfg.mode in ("hts", "async")
     pg = adv.detach() * logp

@@ -19,22 +19,22 @@ exactly one update; in lock-step mode rho == 1 and the update is A2C on GAE(lamb
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from htsrl.algos.returns import Window, bootstrap_values, lag_metrics, lag_terms
 from htsrl.algos.step import optimizer_step
 from htsrl.algos.vtrace import vtrace
 from htsrl.distributed import SINGLE_PROCESS
+from htsrl.distributions import distribution, spec_of
 
 
 def impala_update(cfg, model, optimizer, w: Window, dp=SINGLE_PROCESS) -> dict[str, float]:
-    T, N = w.actions.shape
+    T, N = w.reward.shape
     B = T * N * dp.world_size
     logits, values = model(w.obs[:T].flatten(0, 1))
     logits, values = logits.view(T, N, -1), values.view(T, N)
     last, trunc = bootstrap_values(model, w)
-    logp_all = F.log_softmax(logits, -1)
-    logp = logp_all.gather(-1, w.actions.unsqueeze(-1)).squeeze(-1)
+    dist = distribution(spec_of(model), logits)
+    logp = dist.log_prob(w.actions)
     targets = vtrace(
         w,
         logp,
@@ -47,7 +47,7 @@ def impala_update(cfg, model, optimizer, w: Window, dp=SINGLE_PROCESS) -> dict[s
     )
     policy_loss = -(targets.pg_adv * logp).sum() / B
     value_loss = 0.5 * (targets.vs - values).pow(2).sum() / B
-    entropy = -(logp_all.exp() * logp_all).sum() / B
+    entropy = dist.entropy_sum() / B
     loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy  # entropy is a bonus
     grad_norm = optimizer_step(
         model, optimizer, loss, cfg.max_grad_norm, dp, policy=policy_loss, value=value_loss, entropy=entropy

@@ -19,11 +19,11 @@ are summed across ranks. With one process this is plain PPO.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from htsrl.algos.returns import Window, gae, lag_metrics, lag_terms, update_start
 from htsrl.algos.step import optimizer_step
 from htsrl.distributed import SINGLE_PROCESS
+from htsrl.distributions import distribution, spec_of
 
 
 def clipped_surrogate(
@@ -36,13 +36,13 @@ def clipped_surrogate(
 
 
 def ppo_update(cfg, model, optimizer, w: Window, generator: torch.Generator, dp=SINGLE_PROCESS) -> dict[str, float]:
-    T, N = w.actions.shape
+    T, N = w.reward.shape
     lagged = cfg.mode in ("hts", "async")  # collected by older parameters than the learner's
     pre = update_start(model, w, lagged and cfg.proximal == "current", cfg.max_is_weight)
     values = pre.values
     adv, returns = gae(w, values, pre.trunc, cfg.gamma, cfg.gae_lambda)
 
-    obs, actions, old_logp = w.obs[:T].flatten(0, 1), w.actions.flatten(), pre.logp.flatten()
+    obs, actions, old_logp = w.obs[:T].flatten(0, 1), w.actions.flatten(0, 1), pre.logp.flatten()
     weight = pre.weight.flatten() if pre.weight is not None else None
     lag = None  # lag diagnostics: pi_theta_w against pi_behaviour
     if lagged and weight is not None:  # every sample's pi_theta_w is known
@@ -65,8 +65,8 @@ def ppo_update(cfg, model, optimizer, w: Window, generator: torch.Generator, dp=
             t, env = g // n_global, g % n_global - col0
             idx = (t * N + env)[(env >= 0) & (env < N)]  # the rows this rank owns
             logits, v = model(obs[idx])
-            logp_all = F.log_softmax(logits, -1)
-            logp = logp_all.gather(-1, actions[idx].unsqueeze(-1)).squeeze(-1)
+            dist = distribution(spec_of(model), logits)
+            logp = dist.log_prob(actions[idx])
             log_ratio = logp - old_logp[idx]
             ratio = log_ratio.exp()
             a = adv[idx]
@@ -79,7 +79,7 @@ def ppo_update(cfg, model, optimizer, w: Window, generator: torch.Generator, dp=
                 value_loss = 0.5 * torch.max((v - returns[idx]) ** 2, (v_clip - returns[idx]) ** 2).sum() / mb_size
             else:
                 value_loss = 0.5 * ((v - returns[idx]) ** 2).sum() / mb_size
-            entropy = -(logp_all.exp() * logp_all).sum() / mb_size
+            entropy = dist.entropy_sum() / mb_size
             loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy  # entropy is a bonus
             grad_norm = optimizer_step(
                 model, optimizer, loss, cfg.max_grad_norm, dp, policy=policy_loss, value=value_loss, entropy=entropy

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from htsrl.distributions import distribution, spec_of
+
 
 @dataclass
 class Window:
@@ -20,7 +22,7 @@ class Window:
 
     obs: torch.Tensor  # (T+1, N, *obs_shape); row T is the first observation of the next window
     final_obs: torch.Tensor  # (T, N, *obs_shape); valid where truncated
-    actions: torch.Tensor  # (T, N) int64
+    actions: torch.Tensor  # (T, N, *action_shape): int64 (Discrete: (T, N)), float32 Box samples (unclipped)
     logp: torch.Tensor  # (T, N) behaviour log-probabilities
     reward: torch.Tensor  # (T, N)
     terminated: torch.Tensor  # (T, N) bool
@@ -76,15 +78,14 @@ def update_start(model, w: Window, proximal_current: bool, max_weight: float) ->
     if not proximal_current:
         last, trunc = bootstrap_values(model, w)
         return UpdateStart(w.logp, torch.cat([w.value.to(last.dtype), last.unsqueeze(0)]), trunc)
-    T, N = w.actions.shape
+    T, N = w.reward.shape
     idx = (w.truncated & ~w.terminated).nonzero(as_tuple=True)
     obs = w.obs.flatten(0, 1)
     if idx[0].numel():
         obs = torch.cat([obs, w.final_obs[idx]])
     with torch.no_grad():
         logits, v = model(obs)
-    logp_all = torch.log_softmax(logits[: T * N], -1)
-    logp = logp_all.gather(-1, w.actions.reshape(-1, 1)).view(T, N)
+    logp = distribution(spec_of(model), logits[: T * N]).log_prob(w.actions.flatten(0, 1)).view(T, N)
     trunc = torch.zeros(w.reward.shape, dtype=torch.float32, device=w.reward.device)
     trunc[idx] = v[(T + 1) * N :]
     weight = (logp - w.logp).exp().clamp(max=max_weight)

@@ -12,19 +12,19 @@ from __future__ import annotations
 
 import torch
 
+from htsrl.distributions import ActionSpec, distribution
 from htsrl.engine.channels import STOP, Channel, decode_task
 from htsrl.engine.clock import RoleClock
 from htsrl.engine.shm import RolloutBuffers
-from htsrl.engine.streams import sample
 from htsrl.nn import bind_params, build_model
 
 
 class Policy:
     """Inference with the published parameters; shared by actors, the lock-step loop and serial mode."""
 
-    def __init__(self, obs_shape, num_actions: int, bufs: RolloutBuffers):
+    def __init__(self, obs_shape, action_spec: ActionSpec | int, bufs: RolloutBuffers):
         self.bufs = bufs
-        self.model = build_model(obs_shape, num_actions)
+        self.model = build_model(obs_shape, action_spec)
         self.bound = -1  # the params slot the model's parameters view
         self.model.eval()
 
@@ -40,7 +40,8 @@ class Policy:
     @torch.inference_mode()
     def act(self, buf: int, t: int, envs: slice) -> None:
         """Actions, log-probabilities and values for ``envs`` at step ``t`` of buffer ``buf``, each action
-        drawn from its env's uniform, stamped with the published parameters' version."""
+        drawn from its env's uniforms (``htsrl.distributions``; Box: the unclipped sample), stamped with
+        the published parameters' version."""
         bufs = self.bufs
         while True:
             slot, seq = self._bind_current()
@@ -48,7 +49,8 @@ class Policy:
             logits, value = self.model(torch.from_numpy(bufs.obs[buf, t, envs]))
             if seq % 2 == 0 and bufs.params_seq[slot] == seq:  # the slot did not change under the forward
                 break
-        actions, logp = sample(logits, torch.from_numpy(bufs.uniforms[buf, t, envs]))
+        dist = distribution(self.model.action_spec, logits)
+        actions, logp = dist.sample(torch.from_numpy(bufs.uniforms[buf, t, envs]))
         bufs.actions[buf, t, envs] = actions.numpy()
         bufs.logp[buf, t, envs] = logp.numpy()
         bufs.value[buf, t, envs] = value.numpy()

@@ -35,6 +35,7 @@ class EnvGroups:
         threads = min(len(self.env_ids), max(1, cores // cfg.num_executors))
         self.env_set = make_env_set(cfg.env, cfg.env_kwargs, cfg.env_backend, self.env_ids, env_offset, threads=threads)
         self.envs = self.env_set.envs
+        self.action_spec = bufs.action_spec
         self.resets = dict.fromkeys(self.env_ids, 0)  # top-level resets made, per env
 
     def group_envs(self, g: int) -> range:
@@ -61,12 +62,18 @@ class EnvGroups:
                 history.start_reset[i],
                 history.actions[i],
                 history.dones[i],
+                self._replayed_action,
             )
             if self.resets[i] != history.resets[i] or not np.array_equal(obs, self.bufs.obs[buf, self.bufs.alpha, i]):
                 raise ReplayMismatch(
                     f"env {i} did not return to its recorded state on replay; "
                     f"{self.cfg.env} is not deterministic given its seed"
                 )
+
+    def _replayed_action(self, a):
+        """A recorded action (plain Python, from the history) as the env received it in training."""
+        spec = self.action_spec
+        return a if not spec.action_shape else spec.to_env(np.asarray(a, spec.action_dtype))
 
     def carry_over(self, window: int) -> None:
         """The last observation of the previous window (in its buffer) is the first of this one."""
@@ -75,18 +82,18 @@ class EnvGroups:
         bufs.obs[bufs.slot(window), 0, ids] = bufs.obs[bufs.slot(window - 1), bufs.alpha, ids]
 
     def random_actions(self, buf: int, g: int, t: int) -> None:
-        """Raw mode: the env's own uniform turned into a uniformly random action, no network."""
+        """Raw mode: the env's own uniforms turned into a uniformly random action, no network."""
         ids = self.group_envs(g)
         u = self.bufs.uniforms[buf, t, ids.start : ids.stop]
-        n = self.envs[ids.start].action_space.n
-        self.bufs.actions[buf, t, ids.start : ids.stop] = np.minimum((u * n).astype(np.int64), n - 1)
+        self.bufs.actions[buf, t, ids.start : ids.stop] = self.action_spec.random_actions(u)
 
     def step_group(self, buf: int, g: int, t: int) -> None:
         """Step group ``g`` on the actions of its step ``t`` in buffer ``buf``; write the results and the
-        next observation (after an auto-reset where an episode ended)."""
+        next observation (after an auto-reset where an episode ended). Box actions reach the env clipped
+        to its bounds; the buffer keeps the sample."""
         bufs = self.bufs
         ids = self.group_envs(g)
-        results = self.env_set.step(ids, bufs.actions[buf, t, ids.start : ids.stop])
+        results = self.env_set.step(ids, self.action_spec.to_env(bufs.actions[buf, t, ids.start : ids.stop]))
         for i, (obs, reward, terminated, truncated, info) in zip(ids, results):
             bufs.reward[buf, t, i] = reward
             bufs.terminated[buf, t, i] = terminated

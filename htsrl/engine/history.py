@@ -52,13 +52,14 @@ class EnvHistory:
         self.dones = [list(d) for d in state["dones"]]
 
 
-def replay(env, seed_of, start_reset: int, actions: list[int], dones: list[bool]):
-    """Reset ``env`` with the seed of reset ``start_reset`` and retake ``actions``; returns
+def replay(env, seed_of, start_reset: int, actions: list, dones: list[bool], to_env=None):
+    """Reset ``env`` with the seed of reset ``start_reset`` and retake ``actions`` (each as ``to_env(a)``
+    where given: a recorded Box action is clipped as the env received it); returns
     ``(obs, resets_done)``, the env's current observation and the number of top-level resets made."""
     k = start_reset
     obs, _ = env.reset(seed=seed_of(k))
     for step, (a, expected_done) in enumerate(zip(actions, dones)):
-        obs, _, terminated, truncated, _ = env.step(a)
+        obs, _, terminated, truncated, _ = env.step(a if to_env is None else to_env(a))
         if bool(terminated or truncated) != bool(expected_done):
             raise ReplayMismatch(
                 f"replayed episode diverged at step {step} (done={terminated or truncated}, recorded {expected_done})"

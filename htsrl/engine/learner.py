@@ -14,6 +14,7 @@ from htsrl import algos
 from htsrl.algos.returns import Window
 from htsrl.config import Config
 from htsrl.distributed import SINGLE_PROCESS
+from htsrl.distributions import ActionSpec
 from htsrl.engine.shm import RolloutBuffers
 from htsrl.engine.streams import minibatch_generator, weights_seed
 from htsrl.errors import NonFiniteError, PeerFailed
@@ -21,12 +22,12 @@ from htsrl.nn import build_model
 
 
 class Learner:
-    def __init__(self, cfg: Config, obs_shape, num_actions: int, total_updates: int, dp=SINGLE_PROCESS):
+    def __init__(self, cfg: Config, obs_shape, action_spec: ActionSpec | int, total_updates: int, dp=SINGLE_PROCESS):
         self.cfg, self.total_updates, self.dp = cfg, total_updates, dp
         self.device = torch.device(cfg.device)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(weights_seed(cfg.seed))
-            self.model = build_model(obs_shape, num_actions)  # initialized on CPU: same weights on any device
+            self.model = build_model(obs_shape, action_spec)  # initialized on CPU: same weights on any device
         self.model.to(self.device)
         self.optimizer = algos.make_optimizer(cfg, self.model)
         self.generator = minibatch_generator(cfg.seed)

@@ -22,6 +22,7 @@ from typing import Protocol
 import torch
 
 from htsrl.config import Config
+from htsrl.distributions import ActionSpec
 from htsrl.engine.actor import Policy, actor_loop
 from htsrl.engine.channels import STOP, Channel, decode_done, decode_task, encode_go
 from htsrl.engine.clock import RoleClock
@@ -64,11 +65,11 @@ def _inference_threads(cfg: Config) -> int:
 class SerialRollout:
     """Every role inline in the calling process, window by window (``--serial``)."""
 
-    def __init__(self, cfg: Config, obs_shape, num_actions: int, bufs: RolloutBuffers, env_offset: int = 0):
+    def __init__(self, cfg: Config, obs_shape, action_spec: ActionSpec, bufs: RolloutBuffers, env_offset: int = 0):
         self.cfg, self.bufs, self.env_offset = cfg, bufs, env_offset
         self.num_groups = cfg.num_envs // cfg.envs_per_group
         self.envs = EnvGroups(cfg, bufs, range(self.num_groups), env_offset)
-        self.policy = Policy(obs_shape, num_actions, bufs)
+        self.policy = Policy(obs_shape, action_spec, bufs)
         self.stack_dir: Path | None = None  # unused: there are no role processes
 
     @property
@@ -125,14 +126,14 @@ class ParallelRollout:
     the done channel once its envs are started and after each window.
     """
 
-    def __init__(self, cfg: Config, obs_shape, num_actions: int, bufs: RolloutBuffers, env_offset: int = 0):
+    def __init__(self, cfg: Config, obs_shape, action_spec: ActionSpec, bufs: RolloutBuffers, env_offset: int = 0):
         self.cfg, self.bufs, self.env_offset = cfg, bufs, env_offset
-        self.obs_shape, self.num_actions = obs_shape, num_actions
+        self.obs_shape, self.action_spec = obs_shape, action_spec
         self.num_groups = cfg.num_envs // cfg.envs_per_group
         per_exec = self.num_groups // cfg.num_executors
         self.group_owner = [g // per_exec for g in range(self.num_groups)]
         self._open_channels()
-        self.policy = Policy(obs_shape, num_actions, bufs) if cfg.mode == "sync" else None
+        self.policy = Policy(obs_shape, action_spec, bufs) if cfg.mode == "sync" else None
         self._clock = RoleClock(bufs.stats[-1], cpu=False)  # the lock-step loop's seconds, main process row
         self.stack_dir: Path | None = None  # where children dump their stacks on SIGUSR1 (watchdog)
 
@@ -179,7 +180,7 @@ class ParallelRollout:
             envs.close()
 
     def _run_actor(self, stat_row: int) -> None:
-        policy = Policy(self.obs_shape, self.num_actions, self.bufs)
+        policy = Policy(self.obs_shape, self.action_spec, self.bufs)
         actor_loop(stat_row, policy, self.ready, self.inboxes, self.group_owner, self.cfg.envs_per_group)
 
     def _startup_timeout(self, history: EnvHistory | None) -> float:

@@ -204,7 +204,7 @@ class Trainer:
         self.learner = Learner(
             dataclasses.replace(cfg, device=local.device),
             info.obs_shape,
-            info.num_actions,
+            info.action_spec,
             total_updates=self.windows,
             dp=dp,
         )
@@ -216,6 +216,7 @@ class Trainer:
             num_params(self.learner.model),
             cfg.num_executors + cfg.num_actors + 1,
             num_slots=cfg.async_slots if cfg.mode == "async" else 2,
+            action_spec=info.action_spec,
         )
         self.streams = ActionStreams(cfg.seed, local.num_envs, env_offset)
         self.history = EnvHistory(local.num_envs)
@@ -229,7 +230,7 @@ class Trainer:
         if ckpt is not None:
             self._restore(ckpt)
         self.rollout: Rollout = (SerialRollout if cfg.serial else ParallelRollout)(
-            local, info.obs_shape, info.num_actions, self.bufs, env_offset
+            local, info.obs_shape, info.action_spec, self.bufs, env_offset
         )
         self.rollout.stack_dir = run_dir / "stacks"
         self.rollout.stack_dir.mkdir(exist_ok=True)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from htsrl.algos.returns import Window
+from htsrl.distributions import ActionSpec
 
 # Per-process counters (seconds) in ``stats``; one row per role process, the last row is the learner.
 STAT_NAMES = ("cpu_s", "env_s", "infer_s", "wait_s", "ipc_s", "learn_s")
@@ -45,20 +46,33 @@ class SharedArrays:
 
 class RolloutBuffers(SharedArrays):
     def __init__(
-        self, num_envs: int, alpha: int, obs_shape, obs_dtype, num_params: int, num_procs: int, num_slots: int = 2
+        self,
+        num_envs: int,
+        alpha: int,
+        obs_shape,
+        obs_dtype,
+        num_params: int,
+        num_procs: int,
+        num_slots: int = 2,
+        action_spec: ActionSpec | None = None,
     ):
+        """``action_spec`` (default: a Discrete space) sets the layout of ``actions`` (int64 scalars for
+        Discrete, int64 vectors for MultiDiscrete, float32 vectors for Box) and of ``uniforms`` (one per
+        env-step for Discrete, one per action dimension or sub-action otherwise)."""
         n, T, K = num_envs, alpha, num_slots
+        spec = action_spec or ActionSpec.discrete(2)
         super().__init__(
             {
                 "obs": ((K, T + 1, n, *obs_shape), obs_dtype),
                 "final_obs": ((K, T, n, *obs_shape), obs_dtype),  # untouched pages cost no memory
-                "actions": ((K, T, n), np.int64),
+                "actions": ((K, T, n, *spec.action_shape), spec.action_dtype),  # Box: unclipped samples
                 "logp": ((K, T, n), np.float32),
                 "value": ((K, T, n), np.float32),
                 "reward": ((K, T, n), np.float32),
                 "terminated": ((K, T, n), np.bool_),
                 "truncated": ((K, T, n), np.bool_),
-                "uniforms": ((K, T, n), np.float64),  # per-env action-sampling streams, drawn at barriers
+                # per-env action-sampling streams, drawn at barriers
+                "uniforms": ((K, T, n, *spec.uniform_shape), np.float64),
                 "version": ((K, T, n), np.int64),  # parameter version that chose each action
                 "ep_return": ((K, T, n), np.float64),  # true episode score where an episode ended, else NaN
                 "ep_length": ((K, T, n), np.int64),
@@ -70,7 +84,7 @@ class RolloutBuffers(SharedArrays):
                 "stats": ((num_procs, len(STAT_NAMES)), np.float64),
             }
         )
-        self.num_envs, self.alpha, self.num_slots = n, T, K
+        self.num_envs, self.alpha, self.num_slots, self.action_spec = n, T, K, spec
 
     def slot(self, window: int) -> int:
         """The buffer that holds ``window``."""

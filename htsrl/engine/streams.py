@@ -3,9 +3,10 @@
 - the k-th reset of env i uses ``reset_seed(seed, i, k)``, so any episode can be rebuilt from its seed
   and the actions taken since it began (see history.py);
 - env i samples its actions from its own stream: at each barrier the runner draws the next ``alpha``
-  uniforms of every env's stream into the buffer, and whichever actor serves the env turns
-  ``u[t, i]`` into an action by inverse-CDF sampling. Which actor or executor touched the env, and when,
-  cannot change the action;
+  steps' uniforms of every env's stream into the buffer, and whichever actor serves the env turns
+  ``u[t, i]`` into an action by inverse-CDF sampling (``htsrl.distributions``; one uniform per env-step
+  for a Discrete action, one per dimension or sub-action otherwise, consecutive in the env's stream).
+  Which actor or executor touched the env, and when, cannot change the action;
 - the learner's initial weights and its minibatch order come from their own streams.
 """
 
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+
+from htsrl.distributions import Categorical
 
 _ENV, _ACTIONS, _WEIGHTS, _MINIBATCH = 0, 1, 2, 3
 
@@ -42,9 +45,10 @@ class ActionStreams:
         ]
 
     def fill(self, uniforms: np.ndarray) -> None:
-        """uniforms: (alpha, num_envs) slice of the buffer; column i gets env i's next alpha draws."""
+        """uniforms: (alpha, num_envs, *uniform_shape) slice of the buffer; column i gets env i's next
+        draws, step by step (with one uniform per step: the next alpha draws, as rng.random(alpha))."""
         for i, rng in enumerate(self.rngs):
-            uniforms[:, i] = rng.random(uniforms.shape[0])
+            uniforms[:, i] = rng.random(uniforms[:, i].shape)
 
     def state(self) -> list[dict]:
         return [r.bit_generator.state for r in self.rngs]
@@ -55,8 +59,6 @@ class ActionStreams:
 
 
 def sample(logits: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Inverse-CDF categorical sample from uniforms ``u`` (one per row): (actions, log-probs)."""
-    logp_all = torch.log_softmax(logits, -1)
-    cdf = logp_all.double().exp().cumsum(-1)
-    actions = (cdf < u.unsqueeze(-1)).sum(-1).clamp_(max=logits.shape[-1] - 1)
-    return actions, logp_all.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+    """Inverse-CDF categorical sample from uniforms ``u`` (one per row): (actions, log-probs).
+    Kept for Discrete callers; every action space is in ``htsrl.distributions``."""
+    return Categorical(logits).sample(u)

@@ -14,6 +14,7 @@ import gymnasium as gym
 import numpy as np
 
 from htsrl.config import ConfigError, is_atari
+from htsrl.distributions import BOX, ActionSpec, action_spec
 
 EPISODE_KEY = "htsrl_episode"
 
@@ -79,7 +80,7 @@ class EnvSet:
         self.envs = envs
 
     def step(self, ids: range, actions: np.ndarray) -> list[tuple]:
-        return [self.envs[i].step(int(a)) for i, a in zip(ids, actions)]
+        return [self.envs[i].step(a if np.ndim(a) else int(a)) for i, a in zip(ids, actions)]
 
     def close(self) -> None:
         for env in self.envs.values():
@@ -108,7 +109,12 @@ def make_env_set(
 class EnvInfo:
     obs_shape: tuple[int, ...]
     obs_dtype: np.dtype
-    num_actions: int
+    action_spec: ActionSpec
+
+    @property
+    def num_actions(self) -> int:
+        """Discrete: the number of actions; MultiDiscrete: sum(nvec); Box: the action dimensions."""
+        return self.action_spec.num_outputs
 
 
 def probe_env(env_id: str, env_kwargs: dict | None = None, backend: str = "python") -> EnvInfo:
@@ -144,12 +150,21 @@ def probe_env(env_id: str, env_kwargs: dict | None = None, backend: str = "pytho
 
 
 def _env_info(env_id: str, obs_space: gym.Space, act_space: gym.Space) -> EnvInfo:
-    if not isinstance(act_space, gym.spaces.Discrete):
-        raise ConfigError(f"{env_id} has action space {act_space}; htsrl's A2C/PPO handle Discrete actions only")
+    spec = action_spec(act_space)
+    if spec is None:
+        raise ConfigError(
+            f"{env_id} has action space {act_space}; htsrl acts in Discrete (from 0), MultiDiscrete (a vector, "
+            "from 0) and Box (a float vector) action spaces only, not Dict, Tuple or other spaces"
+        )
     if not isinstance(obs_space, gym.spaces.Box) or obs_space.shape is None:
         raise ConfigError(f"{env_id} has observation space {obs_space}; htsrl needs a Box observation")
     if len(obs_space.shape) not in (1, 3):
         raise ConfigError(f"{env_id} observations have shape {obs_space.shape}; expected a vector or CxHxW image")
     if len(obs_space.shape) == 3 and obs_space.dtype != np.uint8:
         raise ConfigError(f"{env_id} image observations must be uint8, got {obs_space.dtype}")
-    return EnvInfo(tuple(obs_space.shape), np.dtype(obs_space.dtype), int(act_space.n))
+    if spec.kind == BOX and len(obs_space.shape) != 1:
+        raise ConfigError(
+            f"{env_id} has image observations {obs_space.shape} and Box actions; htsrl's Gaussian policy is "
+            "the MLP for vector observations (images: Discrete or MultiDiscrete actions)"
+        )
+    return EnvInfo(tuple(obs_space.shape), np.dtype(obs_space.dtype), spec)

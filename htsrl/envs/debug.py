@@ -6,6 +6,10 @@ kind ends truncated, of even kind terminated) and the reward is
 taken on it and that no step is lost or repeated at a window edge.
 ``htsrl/Faulty-v0``: CartPole-like counter that raises, segfaults or hangs at a chosen step, and can
 sleep per step (a blocking, CPU-free step for no-spin tests).
+``htsrl/BoxEcho-v0`` and ``htsrl/MultiDiscreteEcho-v0``: the observation is the action the env received
+(so a test sees what reached the env, e.g. a clipped Box action) and the step in the episode; Box bounds
+``[-0.5, 0.5] x [-1, 1]``, MultiDiscrete ``[3, 4]``; reward ``-|action|``; episodes of 10 steps,
+truncated. ``htsrl/DictActions-v0``: a Dict action space, which htsrl refuses.
 """
 
 from __future__ import annotations
@@ -89,6 +93,52 @@ class FaultyEnv(CounterEnv):
         return super().step(action)
 
 
-for _id, _cls in (("htsrl/Counter-v0", CounterEnv), ("htsrl/Faulty-v0", FaultyEnv)):
+class EchoEnv(gym.Env):
+    """Observation ``[*action received, step]``; see the module docstring."""
+
+    def __init__(self, space: gym.Space, episode_length: int = 10):
+        self.action_space = space
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (space.shape[0] + 1,), np.float32)
+        self.episode_length, self.t = episode_length, 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(self.observation_space.shape, np.float32), {}
+
+    def step(self, action):
+        a = np.asarray(action, np.float32)
+        assert a.shape == self.action_space.shape, a.shape
+        self.t += 1
+        obs = np.append(a, np.float32(self.t)).astype(np.float32)
+        return obs, -float(np.abs(a).sum()), False, self.t >= self.episode_length, {}
+
+
+class BoxEchoEnv(EchoEnv):
+    def __init__(self, episode_length: int = 10):
+        super().__init__(
+            gym.spaces.Box(np.array([-0.5, -1.0], np.float32), np.array([0.5, 1.0], np.float32), dtype=np.float32),
+            episode_length,
+        )
+
+
+class MultiDiscreteEchoEnv(EchoEnv):
+    def __init__(self, episode_length: int = 10):
+        super().__init__(gym.spaces.MultiDiscrete([3, 4]), episode_length)
+
+
+class DictActionsEnv(CounterEnv):
+    def __init__(self):
+        super().__init__()
+        self.action_space = gym.spaces.Dict({"a": gym.spaces.Discrete(2), "b": gym.spaces.Discrete(3)})
+
+
+for _id, _cls in (
+    ("htsrl/Counter-v0", CounterEnv),
+    ("htsrl/Faulty-v0", FaultyEnv),
+    ("htsrl/BoxEcho-v0", BoxEchoEnv),
+    ("htsrl/MultiDiscreteEcho-v0", MultiDiscreteEchoEnv),
+    ("htsrl/DictActions-v0", DictActionsEnv),
+):
     if _id not in gym.registry:
         gym.register(_id, entry_point=_cls, disable_env_checker=True)
