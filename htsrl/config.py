@@ -49,7 +49,8 @@ class Config:
         None,
         "hyper-parameter preset, each a cited published setting (htsrl/presets.py); "
         "default by algo and env: atari-ppo/atari-a2c/atari-impala on Atari, football-ppo "
-        "(a2c: atari-a2c; impala: football-impala) on football, classic-ppo/classic-a2c otherwise "
+        "(a2c: atari-a2c; impala: football-impala) on football, mujoco-ppo on MuJoCo ids and pendulum-ppo "
+        "on Pendulum-v1 (ppo), classic-ppo/classic-a2c otherwise "
         "(impala: classic-a2c)",
     )
     total_steps: int = _f(10_000_000, "agent steps over all envs (rounded up to whole windows)")

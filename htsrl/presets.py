@@ -12,6 +12,7 @@ the reason for the value. The commits read were:
 
 - ikostrikov/pytorch-a2c-ppo-acktr-gail @ 41332b78dfb50321c29bade65f9d244387f68a60
 - vwxyzjn/cleanrl @ fe8d8a03c41a7ef5b523e2e354bd01c363e786bb
+- vwxyzjn/cleanrl @ 016ca33aa70f188ef385082524373ccb6dd14e03 (cleanrl/ppo_continuous_action.py)
 - DLR-RM/rl-baselines3-zoo @ 22e3ff2450fd92033f7f032915e1f64894a09584
 - DLR-RM/stable-baselines3 @ e05d2dbe6eda0acd0ef2e316e3e4065677add3eb (2.9.0a4)
 - IouJenLiu/HTS-RL @ 7972340c765ef45d2bda353a197b78e0b844f2bd
@@ -131,6 +132,23 @@ PRESET_SOURCES: dict[str, str] = {
         "agents/vtrace/learner.py flag defaults (baseline_cost 0.5, v_loss = baseline_cost * 0.5 * "
         "mean(square), no gradient clipping) and football/vtrace_main.py (tf.keras.optimizers.Adam, "
         "constant learning rate)."
+    ),
+    "mujoco-ppo": (
+        "github.com/vwxyzjn/cleanrl cleanrl/ppo_continuous_action.py @ 016ca33a: the Args dataclass defaults "
+        "(env_id HalfCheetah-v4, lines 55-81) and optim.Adam(agent.parameters(), lr=args.learning_rate, "
+        "eps=1e-5). CleanRL's 1 env x 2048 steps are 2 envs x 1024 steps here (the same 2048-sample batch "
+        "and 64-sample minibatches; two envs so the default two executors each own one). CleanRL also "
+        "normalises observations and rewards (gymnasium NormalizeObservation/NormalizeReward, clipped to "
+        "+-10): htsrl has no normalization yet, so this preset trains without it."
+    ),
+    "pendulum-ppo": (
+        "github.com/DLR-RM/rl-baselines3-zoo hyperparams/ppo.yml, entry Pendulum-v1 ('# Tuned': n_envs 4, "
+        "n_steps 1024, gae_lambda 0.95, gamma 0.9, n_epochs 10, ent_coef 0.0, learning_rate 1e-3, "
+        "clip_range 0.2, use_sde True, sde_sample_freq 4, n_timesteps 1e5), with every other value from "
+        "github.com/DLR-RM/stable-baselines3 stable_baselines3/ppo/ppo.py PPO.__init__ defaults (batch_size "
+        "64, vf_coef 0.5, max_grad_norm 0.5, normalize_advantage True, clip_range_vf None) and "
+        "ActorCriticPolicy's Adam eps=1e-5. htsrl has no gSDE: its Gaussian has a state-independent "
+        "log-std (CleanRL's), so use_sde is not followed."
     ),
 }
 
@@ -305,7 +323,69 @@ PRESETS: dict[str, dict[str, Any]] = {
         minibatches=1,  # the whole batch
         norm_adv=False,  # the V-trace advantages as they are
     ),
+    # CleanRL cleanrl/ppo_continuous_action.py Args defaults (written for MuJoCo, env_id HalfCheetah-v4),
+    # for MuJoCo ids. Not followed: CleanRL's observation and reward normalization (htsrl has none yet;
+    # the network's input is the raw observation) and its batch of 1 env x 2048 steps (here 2 x 1024,
+    # the same batch). CleanRL clips actions to the bounds with gym.wrappers.ClipAction, as htsrl does
+    # at the env; it treats truncation as termination (no bootstrap), htsrl bootstraps V(final obs);
+    # it normalises advantages per minibatch, htsrl over the batch.
+    "mujoco-ppo": dict(
+        num_envs=2,  # num_envs: int = 1 (line 57); 2 here so the default 2 executors each own one env
+        alpha=1024,  # num_steps: int = 2048 (line 59): 2 envs x 1024 = CleanRL's 2048-sample batch
+        lr=3e-4,  # learning_rate: float = 3e-4 (line 55)
+        lr_decay=True,  # anneal_lr: bool = True (line 61)
+        optimizer="adam",  # optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
+        optim_eps=1e-5,  # eps=1e-5 (same line)
+        rmsprop_alpha=0.99,  # unused by Adam; not in the source (torch's RMSprop default)
+        gamma=0.99,  # gamma: float = 0.99 (line 63)
+        gae_lambda=0.95,  # gae_lambda: float = 0.95 (line 65)
+        ent_coef=0.0,  # ent_coef: float = 0.0 (line 77)
+        vf_coef=0.5,  # vf_coef: float = 0.5 (line 79); value loss 0.5*..., as in htsrl
+        max_grad_norm=0.5,  # max_grad_norm: float = 0.5 (line 81)
+        clip_coef=0.2,  # clip_coef: float = 0.2 (line 73)
+        clip_value_loss=True,  # clip_vloss: bool = True (line 75)
+        epochs=10,  # update_epochs: int = 10 (line 69)
+        minibatches=32,  # num_minibatches: int = 32 (line 67): minibatches of 64 samples
+        norm_adv=True,  # norm_adv: bool = True (line 71)
+    ),
+    # rl-baselines3-zoo hyperparams/ppo.yml Pendulum-v1 on top of SB3's PPO defaults, for Pendulum-v1.
+    # Not followed: use_sde True / sde_sample_freq 4 (gSDE, state-dependent exploration, which htsrl
+    # does not have; its Gaussian's log-std is a learned vector, as in CleanRL).
+    "pendulum-ppo": dict(
+        num_envs=4,  # ppo.yml Pendulum-v1: n_envs: 4
+        alpha=1024,  # ppo.yml Pendulum-v1: n_steps: 1024
+        lr=1e-3,  # ppo.yml Pendulum-v1: learning_rate: !!float 1e-3
+        lr_decay=False,  # a constant float (the zoo writes lin_<lr> for decay; this entry has none)
+        optimizer="adam",  # SB3 ActorCriticPolicy: optimizer_class=th.optim.Adam
+        optim_eps=1e-5,  # SB3 ActorCriticPolicy: optimizer_kwargs["eps"] = 1e-5 for Adam
+        rmsprop_alpha=0.99,  # unused by Adam; not in the source (torch's RMSprop default)
+        gamma=0.9,  # ppo.yml Pendulum-v1: gamma: 0.9
+        gae_lambda=0.95,  # ppo.yml Pendulum-v1: gae_lambda: 0.95
+        ent_coef=0.0,  # ppo.yml Pendulum-v1: ent_coef: 0.0
+        vf_coef=0.5,  # SB3 PPO vf_coef=0.5
+        max_grad_norm=0.5,  # SB3 PPO max_grad_norm=0.5
+        clip_coef=0.2,  # ppo.yml Pendulum-v1: clip_range: 0.2
+        clip_value_loss=False,  # SB3 PPO clip_range_vf=None: no value clipping
+        epochs=10,  # ppo.yml Pendulum-v1: n_epochs: 10
+        minibatches=64,  # SB3 PPO batch_size=64: 4 envs x 1024 steps / 64
+        norm_adv=True,  # SB3 PPO normalize_advantage=True (per minibatch there; over the batch in htsrl)
+    ),
 }
+
+# MuJoCo ids (gymnasium's MuJoCo envs, any version) take mujoco-ppo; Pendulum-v1 takes pendulum-ppo.
+MUJOCO_ENVS = (
+    "Ant",
+    "HalfCheetah",
+    "Hopper",
+    "Humanoid",
+    "HumanoidStandup",
+    "InvertedDoublePendulum",
+    "InvertedPendulum",
+    "Pusher",
+    "Reacher",
+    "Swimmer",
+    "Walker2d",
+)
 
 # IMPALA on a classic-control env has no published setting that maps onto htsrl's fields. On-policy,
 # V-trace is n-step A2C (with IMPALA's 0.5 in the value loss), so ``--algo impala`` on such an env takes
@@ -330,10 +410,16 @@ def is_football(env: str) -> bool:
     return env.startswith("football/")
 
 
+def is_mujoco(env: str) -> bool:
+    """Gymnasium's MuJoCo ids: ``HalfCheetah-v5``, ``Hopper-v4``, ..."""
+    return env.rsplit("-v", 1)[0] in MUJOCO_ENVS and "-v" in env
+
+
 def default_preset(algo: str, env: str) -> str:
     """The preset ``--algo algo --env env`` takes when no ``--preset`` is given.
 
-    ppo: Atari -> atari-ppo, football -> football-ppo, anything else -> classic-ppo.
+    ppo: Atari -> atari-ppo, football -> football-ppo, MuJoCo -> mujoco-ppo, Pendulum-v1 -> pendulum-ppo,
+    anything else -> classic-ppo (other continuous-action envs too: no preset fits them all).
     a2c: Atari -> atari-a2c, football -> atari-a2c (see FOOTBALL_A2C_PRESET), anything else -> classic-a2c.
     impala: Atari -> atari-impala, football -> football-impala, anything else -> classic-a2c (see
     CLASSIC_IMPALA_PRESET).
@@ -343,6 +429,10 @@ def default_preset(algo: str, env: str) -> str:
             return "atari-ppo"
         if is_football(env):
             return "football-ppo"
+        if is_mujoco(env):
+            return "mujoco-ppo"
+        if env == "Pendulum-v1":
+            return "pendulum-ppo"
         return "classic-ppo"
     if algo == "a2c":
         if is_atari(env):

@@ -239,7 +239,55 @@ SEED_RL_FOOTBALL_VTRACE = dict(
     norm_adv=False,  # V-trace advantages as they are
 )
 
+# vwxyzjn/cleanrl @ 016ca33a, cleanrl/ppo_continuous_action.py Args defaults (lines 55-81) and
+# optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5). num_envs 1 and num_steps 2048 are
+# not followed (2 x 1024 here, the same batch): see NOT_IN_SOURCE and test_mujoco_ppo_keeps_cleanrls_batch.
+CLEANRL_PPO_CONTINUOUS = dict(
+    lr=3e-4,  # learning_rate: float = 3e-4
+    lr_decay=True,  # anneal_lr: bool = True
+    optimizer="adam",  # optim.Adam
+    optim_eps=1e-5,  # eps=1e-5
+    gamma=0.99,  # gamma: float = 0.99
+    gae_lambda=0.95,  # gae_lambda: float = 0.95
+    ent_coef=0.0,  # ent_coef: float = 0.0
+    vf_coef=0.5,  # vf_coef: float = 0.5
+    max_grad_norm=0.5,  # max_grad_norm: float = 0.5
+    clip_coef=0.2,  # clip_coef: float = 0.2
+    clip_value_loss=True,  # clip_vloss: bool = True
+    epochs=10,  # update_epochs: int = 10
+    minibatches=32,  # num_minibatches: int = 32
+    norm_adv=True,  # norm_adv: bool = True
+)
+CLEANRL_PPO_CONTINUOUS_BATCH = 1 * 2048  # num_envs: int = 1, num_steps: int = 2048
+
+# DLR-RM/rl-baselines3-zoo hyperparams/ppo.yml, Pendulum-v1 ('# Tuned'):
+#   {n_envs: 4, n_timesteps: 1e5, policy: 'MlpPolicy', n_steps: 1024, gae_lambda: 0.95, gamma: 0.9,
+#    n_epochs: 10, ent_coef: 0.0, learning_rate: 1e-3, clip_range: 0.2, use_sde: True, sde_sample_freq: 4}
+# + stable_baselines3/ppo/ppo.py PPO.__init__ defaults (batch_size 64, vf_coef 0.5, max_grad_norm 0.5,
+# normalize_advantage True, clip_range_vf None) and ActorCriticPolicy's Adam eps=1e-5. use_sde is not
+# followed: htsrl has no gSDE.
+SB3_ZOO_PPO_PENDULUM = dict(
+    num_envs=4,  # n_envs: 4
+    alpha=1024,  # n_steps: 1024
+    lr=1e-3,  # learning_rate: 1e-3 (constant)
+    lr_decay=False,
+    optimizer="adam",  # ActorCriticPolicy optimizer_class=th.optim.Adam
+    optim_eps=1e-5,  # optimizer_kwargs["eps"] = 1e-5
+    gamma=0.9,  # gamma: 0.9
+    gae_lambda=0.95,  # gae_lambda: 0.95
+    ent_coef=0.0,  # ent_coef: 0.0
+    vf_coef=0.5,  # vf_coef=0.5
+    max_grad_norm=0.5,  # max_grad_norm=0.5
+    clip_coef=0.2,  # clip_range: 0.2
+    clip_value_loss=False,  # clip_range_vf=None
+    epochs=10,  # n_epochs: 10
+    minibatches=64,  # batch_size=64: 4 * 1024 / 64
+    norm_adv=True,  # normalize_advantage=True
+)
+
 SOURCES = {
+    "mujoco-ppo": [CLEANRL_PPO_CONTINUOUS],
+    "pendulum-ppo": [SB3_ZOO_PPO_PENDULUM],
     "atari-ppo": [KOSTRIKOV_ATARI_PPO, CLEANRL_PPO_ATARI],
     "atari-a2c": [KOSTRIKOV_ATARI_A2C],
     "classic-ppo": [CLEANRL_PPO],
@@ -251,6 +299,10 @@ SOURCES = {
 
 # Fields a preset's source does not have: the value htsrl sets and why.
 NOT_IN_SOURCE = {
+    ("mujoco-ppo", "num_envs"): (2, "CleanRL 1 env x 2048 steps; 2 x 1024 here (the default 2 executors)"),
+    ("mujoco-ppo", "alpha"): (1024, "CleanRL num_steps 2048 with 1 env; the same 2048-sample batch"),
+    ("mujoco-ppo", "rmsprop_alpha"): (0.99, "not read by Adam; torch's RMSprop default"),
+    ("pendulum-ppo", "rmsprop_alpha"): (0.99, "not read by Adam; torch's RMSprop default"),
     ("classic-ppo", "rmsprop_alpha"): (0.99, "not read by Adam; torch's RMSprop default"),
     ("classic-a2c", "clip_coef"): (0.2, "not read by A2C; same as atari-a2c"),
     ("football-ppo", "ent_coef"): (0.003, "GRF's bonus value; see test_football_entropy_*"),
@@ -318,6 +370,12 @@ def test_fields_missing_from_the_source_are_stated(name):
         assert PRESETS[name][k] == value
 
 
+def test_mujoco_ppo_keeps_cleanrls_batch():
+    p = PRESETS["mujoco-ppo"]
+    assert p["num_envs"] * p["alpha"] == CLEANRL_PPO_CONTINUOUS_BATCH
+    assert p["num_envs"] * p["alpha"] // p["minibatches"] == 64  # CleanRL's minibatch size 2048 / 32
+
+
 def test_a2c_presets_do_not_decay_the_learning_rate():
     # Kostrikov's A2C decays only with --use-linear-lr-decay; SB3's A2C only with a schedule.
     assert PRESETS["atari-a2c"]["lr_decay"] is False
@@ -358,6 +416,11 @@ def test_football_entropy_term_of_the_authors_code_is_a_tiny_penalty():
         ("ppo", "football/academy_empty_goal_close", "football-ppo"),
         ("ppo", "CartPole-v1", "classic-ppo"),
         ("ppo", "htsrl/Counter-v0", "classic-ppo"),
+        ("ppo", "HalfCheetah-v5", "mujoco-ppo"),
+        ("ppo", "Walker2d-v4", "mujoco-ppo"),
+        ("ppo", "Pendulum-v1", "pendulum-ppo"),
+        ("ppo", "MountainCarContinuous-v0", "classic-ppo"),
+        ("a2c", "Hopper-v5", "classic-a2c"),
         ("a2c", "ALE/Breakout-v5", "atari-a2c"),
         ("a2c", "PongNoFrameskip-v4", "atari-a2c"),
         ("a2c", "football/academy_empty_goal_close", "atari-a2c"),  # no football A2C source: FOOTBALL_A2C_PRESET
