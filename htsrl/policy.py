@@ -10,6 +10,7 @@ grows (observation normalization with the run's frozen statistics belongs there)
 
 from __future__ import annotations
 
+import copy
 import inspect
 import json
 import warnings
@@ -256,12 +257,14 @@ def export(policy: Policy, path: str | Path, format: str = "torchscript") -> Pat
         raise ConfigError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    module = GreedyActions(policy.network).eval()
+    module = copy.deepcopy(GreedyActions(policy.network)).eval()
+    module.requires_grad_(False)  # the traced file's actions carry no autograd history (a Box mean would)
     example = torch.from_numpy(np.zeros((2, *policy.observation_shape), policy.export_dtype))
     if format == "torchscript":
         # recent torch warns that TorchScript is deprecated; it is still what libtorch (C++) loads.
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)  # Box bounds become constants, as meant
             torch.jit.trace(module, example).save(str(path))
     else:
         _export_onnx(module, example, path)
@@ -274,6 +277,7 @@ def _export_onnx(module: nn.Module, example: torch.Tensor, path: Path) -> None:
     legacy = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(
             module,
             (example,),

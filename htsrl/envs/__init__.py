@@ -15,6 +15,7 @@ import numpy as np
 
 from htsrl.config import ConfigError, is_atari
 from htsrl.distributions import BOX, ActionSpec, action_spec
+from htsrl.presets import is_mujoco
 
 EPISODE_KEY = "htsrl_episode"
 
@@ -142,6 +143,10 @@ def probe_env(env_id: str, env_kwargs: dict | None = None, backend: str = "pytho
         env = make_env(env_id, env_kwargs, training=True)
     except (TypeError, ValueError, RuntimeError) as e:  # RuntimeError: ALE's "Invalid game mode requested"
         raise ConfigError(f"cannot build {env_id} with --env-kwargs {env_kwargs}: {e}") from None
+    except gym.error.DependencyNotInstalled as e:  # e.g. the MuJoCo envs without the mujoco wheel
+        hint = "; pip install -e '.[mujoco]'" if is_mujoco(env_id) else ""
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"{env_id} needs a package that is not installed: {first}{hint}") from None
     try:
         obs_space, act_space = env.observation_space, env.action_space
     finally:
