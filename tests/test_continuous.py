@@ -138,6 +138,15 @@ def test_action_specs_of_spaces():
         assert action_spec(space) is None, space
 
 
+def test_raw_actions_with_infinite_bounds_are_normal_draws():
+    spec = ActionSpec(BOX, low=(-np.inf, -1.0), high=(np.inf, 3.0))
+    u = np.random.default_rng(0).random((20000, 2))
+    a = spec.random_actions(u)
+    assert a.dtype == np.float32 and np.isfinite(a).all()
+    assert abs(a[:, 0].mean()) < 0.05 and abs(a[:, 0].std() - 1) < 0.05  # unbounded: standard normal
+    assert a[:, 1].min() >= -1 and a[:, 1].max() <= 3 and abs(a[:, 1].mean() - 1) < 0.05  # uniform in bounds
+
+
 def test_greedy_box_action_is_the_mean_clipped_to_the_bounds():
     head = torch.tensor([[0.7, -0.2, 0.0, 0.0], [-0.1, -3.0, 0.0, 0.0]])
     assert torch.equal(greedy(BOX_SPEC, head), torch.tensor([[0.5, -0.2], [-0.1, -1.0]]))
