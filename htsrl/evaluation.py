@@ -48,7 +48,7 @@ import numpy as np
 import torch
 
 from htsrl.config import ConfigError
-from htsrl.distributions import distribution
+from htsrl.distributions import distribution, spec_of
 from htsrl.envs import EPISODE_KEY, make_env_set
 
 # Spawn keys of evaluation's streams; training uses 0..3 (see engine/streams.py).
@@ -83,7 +83,7 @@ def play_game(
     its true score ``r``, length ``l`` (see the module docstring), score difference ``s`` (football,
     else None) and ``steps`` (actions the policy chose). ``on_step()`` runs before each policy step."""
     env = env_set.envs[0]
-    spec = model.action_spec
+    spec = spec_of(model)  # a module without one acts in Discrete actions
     uniforms = eval_uniforms(seed, episode)
     resets = 0
 

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from htsrl.config import Config
-from htsrl.distributions import ActionSpec, distribution, greedy
+from htsrl.distributions import ActionSpec, distribution, greedy, spec_of
 from htsrl.envs import EnvInfo, make_env_set, probe_env
 from htsrl.errors import CheckpointError, ConfigError
 from htsrl.nn import build_model
@@ -42,7 +42,7 @@ class ActingNetwork(nn.Module):
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
-        self.action_spec: ActionSpec = model.action_spec
+        self.action_spec: ActionSpec = spec_of(model)
 
     def preprocess(self, obs: torch.Tensor) -> torch.Tensor:
         """What the run does to an observation before its network. Today nothing: the networks take
