@@ -247,6 +247,7 @@ def test_raw_mode_box_actions_are_uniform_in_the_bounds(run):
 
 def test_mujoco_matrix(run):
     import mujoco  # noqa: F401  (in the test extra: this test runs in CI, it does not skip)
+
     cfg = dict(env="HalfCheetah-v5", num_envs=4, alpha=16, total_steps=4 * 16 * 3, seed=1, epochs=1, minibatches=4)
     for mode in ("hts", "sync"):
         ref = run(**cfg, mode=mode, serial=True)
