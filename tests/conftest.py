@@ -61,6 +61,17 @@ def assert_all_gone(pids, timeout: float = 5.0) -> None:
     assert not alive, f"orphan processes left: {alive}"
 
 
+def finish_cli(proc: subprocess.Popen, timeout: float = 60) -> tuple[int, str, str]:
+    """``(exit code, stdout, stderr)`` of a run started by :func:`start_cli`; a run still going after
+    ``timeout`` is a hang: killed, and the test fails."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except Exception:
+        kill_group(proc)
+        raise AssertionError("run did not stop (hang)") from None
+    return proc.returncode, out, err
+
+
 def kill_group(proc: subprocess.Popen) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)

@@ -8,7 +8,7 @@ import signal
 import time
 
 import pytest
-from conftest import assert_all_gone, kill_group, shm_entries, start_cli, wait_for_pids
+from conftest import assert_all_gone, finish_cli, shm_entries, start_cli, wait_for_pids
 
 from htsrl.cli import main
 
@@ -18,13 +18,8 @@ LONG = ["--total-steps", str(4 * 16 * 60)]
 ASYNC = ["--mode", "async"]
 
 
-def _finish(proc, timeout=90):
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except Exception:
-        kill_group(proc)
-        raise AssertionError("run did not stop (hang)") from None
-    return proc.returncode, out, err
+def _finish(proc):
+    return finish_cli(proc, timeout=90)
 
 
 def _slow_learner(seconds):

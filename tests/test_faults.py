@@ -11,7 +11,7 @@ import time
 import gymnasium as gym
 import numpy as np
 import pytest
-from conftest import assert_all_gone, kill_group, shm_entries, start_cli, wait_for_pids
+from conftest import assert_all_gone, finish_cli, shm_entries, start_cli, wait_for_pids
 
 from htsrl.cli import main
 from htsrl.envs.debug import FaultyEnv
@@ -21,13 +21,8 @@ SLOW = ["--env-kwargs", '{"fail_at": -1, "sleep_s": 0.002}']
 LONG = ["--total-steps", str(4 * 16 * 60)]
 
 
-def _finish(proc, timeout=60):
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except Exception:
-        kill_group(proc)
-        raise AssertionError("run did not stop (hang)") from None
-    return proc.returncode, out, err
+def _finish(proc):
+    return finish_cli(proc, timeout=60)
 
 
 def _summary(run_dir):

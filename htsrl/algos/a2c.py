@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from htsrl.algos.returns import Window, bootstrap_values, gae, lag_metrics, lag_terms
-from htsrl.algos.step import optimizer_step
+from htsrl.algos.step import actor_critic_step
 from htsrl.distributed import SINGLE_PROCESS
 from htsrl.distributions import distribution, spec_of
 
@@ -38,19 +38,7 @@ def a2c_update(cfg, model, optimizer, w: Window, dp=SINGLE_PROCESS) -> dict[str,
     if lagged and cfg.proximal == "current":
         pg = (logp.detach() - w.logp).exp().clamp(max=cfg.max_is_weight) * pg
     policy_loss = -pg.sum() / B
-    loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy  # entropy is a bonus
-    grad_norm = optimizer_step(
-        model, optimizer, loss, cfg.max_grad_norm, dp, policy=policy_loss, value=value_loss, entropy=entropy
-    )
-    with torch.no_grad():
-        row = dp.sum_(torch.stack([policy_loss, value_loss, entropy, (w.logp - logp).sum() / B]).detach())
-    out = {
-        "losses/policy": row[0].item(),
-        "losses/value": row[1].item(),
-        "losses/entropy": row[2].item(),
-        "losses/approx_kl": row[3].item(),
-        "losses/grad_norm": grad_norm.item(),
-    }
+    out = actor_critic_step(cfg, model, optimizer, dp, policy_loss, value_loss, entropy, (w.logp - logp).sum() / B)
     if lagged:
         out.update(lag_metrics(dp.sum_(lag_terms(logp.detach(), w.logp, None, cfg.max_is_weight)), with_clip=False))
     return out

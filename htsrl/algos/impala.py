@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 
 from htsrl.algos.returns import Window, bootstrap_values, lag_metrics, lag_terms
-from htsrl.algos.step import optimizer_step
+from htsrl.algos.step import actor_critic_step
 from htsrl.algos.vtrace import vtrace
 from htsrl.distributed import SINGLE_PROCESS
 from htsrl.distributions import distribution, spec_of
@@ -48,19 +48,7 @@ def impala_update(cfg, model, optimizer, w: Window, dp=SINGLE_PROCESS) -> dict[s
     policy_loss = -(targets.pg_adv * logp).sum() / B
     value_loss = 0.5 * (targets.vs - values).pow(2).sum() / B
     entropy = dist.entropy_sum() / B
-    loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy  # entropy is a bonus
-    grad_norm = optimizer_step(
-        model, optimizer, loss, cfg.max_grad_norm, dp, policy=policy_loss, value=value_loss, entropy=entropy
-    )
-    with torch.no_grad():
-        row = dp.sum_(torch.stack([policy_loss, value_loss, entropy, (w.logp - logp).sum() / B]).detach())
-    out = {
-        "losses/policy": row[0].item(),
-        "losses/value": row[1].item(),
-        "losses/entropy": row[2].item(),
-        "losses/approx_kl": row[3].item(),
-        "losses/grad_norm": grad_norm.item(),
-    }
+    out = actor_critic_step(cfg, model, optimizer, dp, policy_loss, value_loss, entropy, (w.logp - logp).sum() / B)
     if cfg.mode in ("hts", "async"):  # weight_clamped: the share of samples whose rho exceeds rho_bar
         sums = dp.sum_(lag_terms(logp.detach(), w.logp, None, cfg.vtrace_rho_bar))
         out.update(lag_metrics(sums, with_clip=False))

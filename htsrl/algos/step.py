@@ -1,5 +1,5 @@
-"""The one optimizer step both algorithms take: backward, cross-rank gradient sum, finiteness check,
-gradient-norm clip, step."""
+"""The one optimizer step every algorithm takes: backward, cross-rank gradient sum, finiteness check,
+gradient-norm clip, step; and the whole-window actor-critic step A2C and IMPALA share."""
 
 from __future__ import annotations
 
@@ -28,3 +28,19 @@ def optimizer_step(
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
     optimizer.step()
     return grad_norm
+
+
+def actor_critic_step(
+    cfg, model, optimizer, dp, policy_loss: torch.Tensor, value_loss: torch.Tensor, entropy: torch.Tensor, kl
+) -> dict[str, float]:
+    """One step on ``policy + vf_coef * value - ent_coef * entropy`` (entropy is a bonus) over a whole
+    window (A2C, IMPALA); returns the ``losses/*`` metrics summed over ranks. ``kl``: the batch's
+    approximate KL(behaviour, current) term."""
+    loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
+    grad_norm = optimizer_step(
+        model, optimizer, loss, cfg.max_grad_norm, dp, policy=policy_loss, value=value_loss, entropy=entropy
+    )
+    with torch.no_grad():
+        row = dp.sum_(torch.stack([policy_loss, value_loss, entropy, kl]).detach())
+    names = ("losses/policy", "losses/value", "losses/entropy", "losses/approx_kl")
+    return {**dict(zip(names, row.tolist())), "losses/grad_norm": grad_norm.item()}
