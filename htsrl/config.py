@@ -119,6 +119,15 @@ class Config:
     epochs: int | None = _f(None, "PPO epochs per update")
     minibatches: int | None = _f(None, "PPO minibatches per epoch")
     norm_adv: bool | None = _f(None, "normalize advantages over the batch (PPO)")
+    norm_obs: bool | None = _f(
+        None,
+        "normalize vector observations by running mean/std (gymnasium NormalizeObservation), "
+        "statistics updated by the learner and published with the weights",
+    )
+    norm_reward: bool | None = _f(
+        None, "scale rewards by the running std of each env's discounted return (gymnasium NormalizeReward)"
+    )
+    norm_clip: float | None = _f(None, "clip of normalized observations and scaled rewards")
     # --- the lag of one update (HTS mode; lock-step has none, and both settings are then the same)
     proximal: str = _f(
         "current",
@@ -140,6 +149,17 @@ class Config:
         "V-trace c_bar (--algo impala): truncation of the trace coefficients c = lambda * min(c_bar, pi/mu); "
         "it sets how fast, not where, V-trace converges",
     )
+
+    @property
+    def lagged(self) -> bool:
+        """Whether actors act with older weights than the learner's (hts: one update; async: any), so an
+        update corrects for the lag (PPO's proximal policy, A2C's weight, V-trace's rho)."""
+        return self.mode in ("hts", "async")
+
+    @property
+    def obs_norm_clip(self) -> float | None:
+        """The network's input clip when it normalizes observations (``build_model``), else None."""
+        return self.norm_clip if self.norm_obs else None
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -247,7 +267,7 @@ def validate(c: Config) -> None:
         v = getattr(c, name)
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be a positive number, got {v!r}")
-    for name in ["lr", "watchdog_s", "optim_eps"]:
+    for name in ["lr", "watchdog_s", "optim_eps", "norm_clip"]:
         if not getattr(c, name) > 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(c, name)!r}")
     for name in ["gamma", "gae_lambda"]:

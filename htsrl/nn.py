@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from htsrl.distributions import BOX, ActionSpec, as_spec
+from htsrl.normalization import ObsNormalizer
 
 
 def _init(layer: nn.Module, gain: float) -> nn.Module:
@@ -57,8 +58,17 @@ class MLP(nn.Module):
     Gaussian's means and a state-independent log-std vector, initialised at 0, is appended to them
     (CleanRL's ``actor_logstd``)."""
 
-    def __init__(self, obs_shape: tuple[int, ...], num_actions: int, hidden: int = 64, continuous: bool = False):
+    def __init__(
+        self,
+        obs_shape: tuple[int, ...],
+        num_actions: int,
+        hidden: int = 64,
+        continuous: bool = False,
+        obs_norm_clip: float | None = None,
+    ):
         super().__init__()
+        # --norm-obs: the running statistics are the first layer (htsrl.normalization)
+        self.obs_norm = ObsNormalizer(obs_shape, obs_norm_clip) if obs_norm_clip is not None else None
         d = int(np.prod(obs_shape))
         s = np.sqrt(2)
         self.pi_body = nn.Sequential(
@@ -72,23 +82,27 @@ class MLP(nn.Module):
         self.logstd = nn.Parameter(torch.zeros(num_actions)) if continuous else None
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = obs.float().flatten(1)
+        x = (self.obs_norm(obs) if self.obs_norm is not None else obs.float()).flatten(1)
         head = self.pi(self.pi_body(x))
         if self.logstd is not None:
             head = torch.cat([head, self.logstd.expand_as(head)], -1)
         return head, self.v(self.v_body(x)).squeeze(-1)
 
 
-def build_model(obs_shape: tuple[int, ...], action: ActionSpec | int) -> nn.Module:
+def build_model(obs_shape: tuple[int, ...], action: ActionSpec | int, obs_norm_clip: float | None = None) -> nn.Module:
     """The network for observations of ``obs_shape`` and actions of ``action`` (an int n: Discrete(n));
-    it carries the spec as ``action_spec`` for ``distributions.distribution``."""
+    it carries the spec as ``action_spec`` for ``distributions.distribution``. ``obs_norm_clip``: the
+    network normalizes its input with running statistics, clipped to that bound (``--norm-obs``, vector
+    observations only; ``Config.obs_norm_clip``)."""
     spec = as_spec(action)
     if len(obs_shape) == 3:
         if spec.kind == BOX:
             raise ValueError("Box actions need vector observations (the MLP); image observations are not supported")
+        if obs_norm_clip is not None:
+            raise ValueError("--norm-obs normalizes vector observations (the MLP); images are scaled by 1/255")
         model = NatureCNN(obs_shape, spec.num_outputs)
     else:
-        model = MLP(obs_shape, spec.num_outputs, continuous=spec.kind == BOX)
+        model = MLP(obs_shape, spec.num_outputs, continuous=spec.kind == BOX, obs_norm_clip=obs_norm_clip)
     model.action_spec = spec
     return model
 

@@ -5,7 +5,8 @@ or the last ``checkpoint.pt``) into a :class:`Policy` on CPU. Every path from a 
 an action goes through one module, :class:`ActingNetwork`: :meth:`Policy.predict`, ``htsrl eval``
 (``htsrl.evaluation``) and the exported TorchScript and ONNX files. Its :meth:`ActingNetwork.preprocess`
 is the one place where the run's observation preprocessing lives, so they cannot drift apart when it
-grows (observation normalization with the run's frozen statistics belongs there).
+grows. Observation normalization (``--norm-obs``) is inside the network itself (``htsrl.normalization``),
+so it is in every one of these paths, with the statistics frozen at the loaded weights.
 """
 
 from __future__ import annotations
@@ -45,9 +46,10 @@ class ActingNetwork(nn.Module):
         self.action_spec: ActionSpec = spec_of(model)
 
     def preprocess(self, obs: torch.Tensor) -> torch.Tensor:
-        """What the run does to an observation before its network. Today nothing: the networks take
-        observations as the envs give them (uint8 images become float /255 inside NatureCNN). Observation
-        normalization with the run's frozen statistics goes here, so predict and export both get it."""
+        """What the run does to an observation before its network. Nothing: the networks take observations
+        as the envs give them (uint8 images become float /255 inside NatureCNN; with ``--norm-obs`` the
+        MLP's first layer normalizes them with the run's statistics, frozen at the loaded weights, so
+        the engine, predict and the exported files share that code too)."""
         return obs
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -201,7 +203,7 @@ def load(run_dir: str | Path, checkpoint: str = "auto", seed: int = 0) -> Policy
         raise ConfigError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, got {checkpoint!r}")
     config = read_config(run_dir)
     info = probe_env(config.env, config.env_kwargs, config.env_backend)
-    model = build_model(info.obs_shape, info.action_spec)
+    model = build_model(info.obs_shape, info.action_spec, config.obs_norm_clip)  # --norm-obs: frozen statistics
     state, which = _load_weights(run_dir, checkpoint)
     try:
         model.load_state_dict(state)

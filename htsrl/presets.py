@@ -68,6 +68,9 @@ PRESET_FIELDS: tuple[str, ...] = (
     "epochs",
     "minibatches",
     "norm_adv",
+    "norm_obs",
+    "norm_reward",
+    "norm_clip",
 )
 
 _KOSTRIKOV = "github.com/ikostrikov/pytorch-a2c-ppo-acktr-gail"
@@ -137,9 +140,10 @@ PRESET_SOURCES: dict[str, str] = {
         "github.com/vwxyzjn/cleanrl cleanrl/ppo_continuous_action.py @ 016ca33a: the Args dataclass defaults "
         "(env_id HalfCheetah-v4, lines 55-81) and optim.Adam(agent.parameters(), lr=args.learning_rate, "
         "eps=1e-5). CleanRL's 1 env x 2048 steps are 2 envs x 1024 steps here (the same 2048-sample batch "
-        "and 64-sample minibatches; two envs so the default two executors each own one). CleanRL also "
-        "normalises observations and rewards (gymnasium NormalizeObservation/NormalizeReward, clipped to "
-        "+-10): htsrl has no normalization yet, so this preset trains without it."
+        "and 64-sample minibatches; two envs so the default two executors each own one). Observations and "
+        "rewards are normalised as there (make_env, lines 105-108: gymnasium NormalizeObservation and "
+        "NormalizeReward, each clipped to +-10), by htsrl.normalization: statistics updated once per window "
+        "by the learner, not every step."
     ),
     "pendulum-ppo": (
         "github.com/DLR-RM/rl-baselines3-zoo hyperparams/ppo.yml, entry Pendulum-v1 ('# Tuned': n_envs 4, "
@@ -174,6 +178,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         epochs=4,  # --ppo-epoch default 4 (line 86)
         minibatches=4,  # --num-mini-batch 4
         norm_adv=True,  # algo/ppo.py lines 36-37, always on (std + 1e-5; htsrl uses + 1e-8)
+        norm_obs=False,  # no normalization in the source
+        norm_reward=False,
+        norm_clip=10.0,  # not read when both are off
     ),
     # Kostrikov, README Atari A2C command = all arguments.py defaults. His A2C has no LR decay unless
     # --use-linear-lr-decay is given, and the README command does not give it.
@@ -195,6 +202,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         epochs=1,  # A2C: one gradient step per rollout (algo/a2c_acktr.py update)
         minibatches=1,  # A2C: the whole rollout is one batch
         norm_adv=False,  # A2C uses raw advantages (algo/a2c_acktr.py lines 48-51)
+        norm_obs=False,  # no normalization in the source
+        norm_reward=False,
+        norm_clip=10.0,  # not read when both are off
     ),
     # CleanRL cleanrl/ppo.py Args defaults (written for CartPole-v1), exactly. Formulation differences
     # that are not preset fields: CleanRL normalises advantages per minibatch (line 262), htsrl over
@@ -218,6 +228,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         epochs=4,  # update_epochs: int = 4 (line 55)
         minibatches=4,  # num_minibatches: int = 4 (line 53)
         norm_adv=True,  # norm_adv: bool = True (line 57)
+        norm_obs=False,  # no normalization in the source
+        norm_reward=False,
+        norm_clip=10.0,  # not read when both are off
     ),
     # rl-baselines3-zoo hyperparams/a2c.yml CartPole-v1 (n_envs 8, ent_coef 0.0, n_timesteps 5e5) on
     # top of SB3's A2C defaults (stable_baselines3/a2c/a2c.py). SB3's value loss F.mse_loss(returns,
@@ -241,6 +254,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         epochs=1,  # SB3 A2C.train: one gradient step on the whole rollout
         minibatches=1,  # SB3 A2C.train: rollout_buffer.get(batch_size=None), one batch
         norm_adv=False,  # SB3 A2C normalize_advantage=False
+        norm_obs=False,  # no normalization in the source
+        norm_reward=False,
+        norm_clip=10.0,  # not read when both are off
     ),
     # HTS-RL authors' football PPO (scripts/run_ours_*.sh + a2c_ppo_acktr/arguments.py defaults).
     # These numbers are GRF's tuned PPO settings (gfootball/examples/repro_checkpoint_easy.sh: the same
@@ -278,6 +294,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         epochs=2,  # --ppo-epoch 2
         minibatches=8,  # --num-mini-batch 8
         norm_adv=True,  # algo/ppo_aug.py lines 37-38, always on (std + 1e-5; htsrl uses + 1e-8)
+        norm_obs=False,  # no normalization in the source
+        norm_reward=False,
+        norm_clip=10.0,  # not read when both are off
     ),
     # IMPALA paper, Atari table (G.1). The paper's 48 actors fill batches of 32 trajectories; an htsrl
     # update learns every env's window, so the batch sets num_envs. Losses are summed in the paper's
@@ -301,6 +320,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         epochs=1,  # IMPALA: one gradient step per batch
         minibatches=1,  # IMPALA: the whole batch is one minibatch
         norm_adv=False,  # IMPALA uses the V-trace advantages as they are
+        norm_obs=False,  # no normalization in the source
+        norm_reward=False,
+        norm_clip=10.0,  # not read when both are off
     ),
     # SEED RL, V-trace on football (gcp/train_football_checkpoints.sh; htsrl's football reward is
     # scoring,checkpoints too). SEED's learner averages over the [T, B] batch like htsrl.
@@ -322,6 +344,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         epochs=1,  # one gradient step per batch (learner.py)
         minibatches=1,  # the whole batch
         norm_adv=False,  # the V-trace advantages as they are
+        norm_obs=False,  # no normalization in the source
+        norm_reward=False,
+        norm_clip=10.0,  # not read when both are off
     ),
     # CleanRL cleanrl/ppo_continuous_action.py Args defaults (written for MuJoCo, env_id HalfCheetah-v4),
     # for MuJoCo ids. Not followed: CleanRL's observation and reward normalization (htsrl has none yet;
@@ -347,6 +372,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         epochs=10,  # update_epochs: int = 10 (line 69)
         minibatches=32,  # num_minibatches: int = 32 (line 67): minibatches of 64 samples
         norm_adv=True,  # norm_adv: bool = True (line 71)
+        norm_obs=True,  # gym.wrappers.NormalizeObservation(env) (line 105)
+        norm_reward=True,  # gym.wrappers.NormalizeReward(env, gamma=gamma) (line 107)
+        norm_clip=10.0,  # np.clip(obs, -10, 10) and np.clip(reward, -10, 10) (lines 106, 108)
     ),
     # rl-baselines3-zoo hyperparams/ppo.yml Pendulum-v1 on top of SB3's PPO defaults, for Pendulum-v1.
     # Not followed: use_sde True / sde_sample_freq 4 (gSDE, state-dependent exploration, which htsrl
@@ -369,6 +397,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         epochs=10,  # ppo.yml Pendulum-v1: n_epochs: 10
         minibatches=64,  # SB3 PPO batch_size=64: 4 envs x 1024 steps / 64
         norm_adv=True,  # SB3 PPO normalize_advantage=True (per minibatch there; over the batch in htsrl)
+        norm_obs=False,  # no normalization in the source
+        norm_reward=False,
+        norm_clip=10.0,  # not read when both are off
     ),
 }
 

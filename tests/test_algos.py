@@ -3,7 +3,6 @@ frozen copy of the former code (every value recomputed, optimizer step written o
 
 import copy
 import threading
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -12,7 +11,7 @@ import torch.nn.functional as F
 from htsrl.algos import a2c_update, make_optimizer, optimizer_step, ppo_update
 from htsrl.algos.guards import check_finite
 from htsrl.algos.returns import Window, gae
-from htsrl.config import PRESETS
+from htsrl.config import PRESETS, Config
 from htsrl.distributed import SingleProcess
 from htsrl.nn import build_model
 
@@ -20,8 +19,8 @@ T, N, ACTIONS = 8, 4, 3
 LOCAL = SingleProcess()
 
 
-def _cfg(preset: str, **kw) -> SimpleNamespace:
-    return SimpleNamespace(
+def _cfg(preset: str, **kw) -> Config:
+    return Config(
         **{
             **PRESETS[preset],
             "algo": preset.split("-")[1],

@@ -31,18 +31,18 @@ def _slow_learner(seconds):
     return hook
 
 
+# a small async PPO run on the counting env; each test sets its slots, layout and learner delay
+COUNTER_ASYNC = dict(
+    env="htsrl/Counter-v0", preset="classic-ppo", num_envs=4, alpha=8, epochs=1, minibatches=1, mode="async"
+)
+
+
 def test_executors_run_ahead_of_a_slow_learner(run):
     """With 4 slots and a learner slower than the rollout, windows are collected up to 3 ahead, so
     their actions are up to 3 updates old; the summary says the run is not layout-deterministic."""
     s = run(
-        env="htsrl/Counter-v0",
-        preset="classic-ppo",
-        num_envs=4,
-        alpha=8,
-        epochs=1,
-        minibatches=1,
+        **COUNTER_ASYNC,
         total_steps=4 * 8 * 16,
-        mode="async",
         async_slots=4,
         num_executors=2,
         num_actors=1,
@@ -59,14 +59,8 @@ def test_executors_run_ahead_of_a_slow_learner(run):
 def test_two_slots_bound_the_lag(run):
     """With 2 slots a window is collected while the one before it is learned: lag at most 2."""
     s = run(
-        env="htsrl/Counter-v0",
-        preset="classic-ppo",
-        num_envs=4,
-        alpha=8,
-        epochs=1,
-        minibatches=1,
+        **COUNTER_ASYNC,
         total_steps=4 * 8 * 12,
-        mode="async",
         num_executors=1,
         num_actors=2,
         on_window=_slow_learner(0.05),

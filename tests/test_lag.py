@@ -3,7 +3,6 @@ diagnostics, and that every invariant holds with each --proximal setting."""
 
 import csv
 import math
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -11,6 +10,7 @@ import torch
 from htsrl.algos import a2c_update, make_optimizer, ppo_update
 from htsrl.algos.ppo import clipped_surrogate
 from htsrl.algos.returns import Window
+from htsrl.config import Config
 from htsrl.nn import build_model
 from htsrl.presets import PRESETS
 
@@ -29,7 +29,7 @@ def test_clipped_surrogate_by_hand():
 
 def _cfg(algo="ppo", **kw):
     preset = "atari-ppo" if algo == "ppo" else "atari-a2c"
-    return SimpleNamespace(
+    return Config(
         **{
             **PRESETS[preset],
             "algo": algo,

@@ -35,6 +35,9 @@ FIELDS = (
     "epochs",
     "minibatches",
     "norm_adv",
+    "norm_obs",
+    "norm_reward",
+    "norm_clip",
 )
 
 # ikostrikov/pytorch-a2c-ppo-acktr-gail @ 41332b78, README.md line 93 (Atari PPO command):
@@ -60,6 +63,8 @@ KOSTRIKOV_ATARI_PPO = dict(
     epochs=4,  # arguments.py --ppo-epoch default
     minibatches=4,  # --num-mini-batch 4
     norm_adv=True,  # algo/ppo.py update(): always
+    norm_obs=False,  # no observation normalization in the source
+    norm_reward=False,  # no reward normalization in the source
 )
 
 # vwxyzjn/cleanrl @ fe8d8a03, cleanrl/ppo_atari.py Args defaults and optim.Adam(eps=1e-5) (line 185).
@@ -81,6 +86,8 @@ CLEANRL_PPO_ATARI = dict(
     epochs=4,  # update_epochs
     minibatches=4,  # num_minibatches
     norm_adv=True,  # norm_adv (per minibatch there; over the batch in Kostrikov and htsrl)
+    norm_obs=False,  # no observation normalization in the source
+    norm_reward=False,  # no reward normalization in the source
 )
 
 # ikostrikov/pytorch-a2c-ppo-acktr-gail @ 41332b78, README.md line 87 (Atari A2C command):
@@ -105,6 +112,8 @@ KOSTRIKOV_ATARI_A2C = dict(
     epochs=1,  # A2C: one update per rollout
     minibatches=1,  # A2C: the whole rollout
     norm_adv=False,  # A2C: raw advantages
+    norm_obs=False,  # no observation normalization in the source
+    norm_reward=False,  # no reward normalization in the source
 )
 
 # vwxyzjn/cleanrl @ fe8d8a03, cleanrl/ppo.py Args defaults (lines 41-67; env_id "CartPole-v1") and
@@ -126,6 +135,8 @@ CLEANRL_PPO = dict(
     epochs=4,  # update_epochs: int = 4
     minibatches=4,  # num_minibatches: int = 4
     norm_adv=True,  # norm_adv: bool = True
+    norm_obs=False,  # no observation normalization in the source
+    norm_reward=False,  # no reward normalization in the source
 )
 
 # DLR-RM/rl-baselines3-zoo @ 22e3ff24, hyperparams/a2c.yml lines 21-25:
@@ -150,6 +161,8 @@ SB3_ZOO_A2C_CARTPOLE = dict(
     epochs=1,  # one gradient step per rollout
     minibatches=1,  # batch_size=None: the whole rollout
     norm_adv=False,  # normalize_advantage=False
+    norm_obs=False,  # no observation normalization in the source
+    norm_reward=False,  # no reward normalization in the source
 )
 
 # IouJenLiu/HTS-RL @ 7972340c, scripts/run_ours_*.sh (the same command in all eleven):
@@ -177,6 +190,8 @@ HTSRL_AUTHORS_FOOTBALL_PPO = dict(
     epochs=2,  # --ppo-epoch 2
     minibatches=8,  # --num-mini-batch 8
     norm_adv=True,  # algo/ppo_aug.py update(): always
+    norm_obs=False,  # no observation normalization in the source
+    norm_reward=False,  # no reward normalization in the source
 )
 HTSRL_AUTHORS_ENTROPY_COEF = 0.003  # --entropy-coef 0.003, applied to mean(p * log p) (model.py line 60)
 FOOTBALL_ACTIONS = 19  # gfootball's default action set (action_set_v1)
@@ -217,6 +232,8 @@ IMPALA_PAPER_ATARI = dict(
     epochs=1,  # one update per batch
     minibatches=1,  # the whole batch
     norm_adv=False,  # V-trace advantages as they are
+    norm_obs=False,  # no observation normalization in the source
+    norm_reward=False,  # no reward normalization in the source
 )
 
 # google-research/seed_rl @ 0e1e0ac9, gcp/train_football_checkpoints.sh (lines 58-91) with
@@ -237,6 +254,8 @@ SEED_RL_FOOTBALL_VTRACE = dict(
     epochs=1,  # one update per batch
     minibatches=1,  # the whole batch
     norm_adv=False,  # V-trace advantages as they are
+    norm_obs=False,  # no observation normalization in the source
+    norm_reward=False,  # no reward normalization in the source
 )
 
 # vwxyzjn/cleanrl @ 016ca33a, cleanrl/ppo_continuous_action.py Args defaults (lines 55-81) and
@@ -257,6 +276,9 @@ CLEANRL_PPO_CONTINUOUS = dict(
     epochs=10,  # update_epochs: int = 10
     minibatches=32,  # num_minibatches: int = 32
     norm_adv=True,  # norm_adv: bool = True
+    norm_obs=True,  # gym.wrappers.NormalizeObservation (make_env, line 105)
+    norm_reward=True,  # gym.wrappers.NormalizeReward(env, gamma=gamma) (line 107)
+    norm_clip=10.0,  # np.clip(obs, -10, 10), np.clip(reward, -10, 10) (lines 106, 108)
 )
 CLEANRL_PPO_CONTINUOUS_BATCH = 1 * 2048  # num_envs: int = 1, num_steps: int = 2048
 
@@ -283,6 +305,8 @@ SB3_ZOO_PPO_PENDULUM = dict(
     epochs=10,  # n_epochs: 10
     minibatches=64,  # batch_size=64: 4 * 1024 / 64
     norm_adv=True,  # normalize_advantage=True
+    norm_obs=False,  # no observation normalization in the source
+    norm_reward=False,  # no reward normalization in the source
 )
 
 SOURCES = {
@@ -311,6 +335,14 @@ NOT_IN_SOURCE = {
     ("football-impala", "optim_eps"): (1e-7, "tf.keras Adam's default epsilon"),
     ("football-impala", "rmsprop_alpha"): (0.99, "not read by Adam; torch's RMSprop default"),
     ("football-impala", "clip_coef"): (0.2, "not read by IMPALA; same as the A2C presets"),
+    ("atari-ppo", "norm_clip"): (10.0, "not read: the source normalizes nothing"),
+    ("atari-a2c", "norm_clip"): (10.0, "not read: the source normalizes nothing"),
+    ("classic-ppo", "norm_clip"): (10.0, "not read: the source normalizes nothing"),
+    ("classic-a2c", "norm_clip"): (10.0, "not read: the source normalizes nothing"),
+    ("football-ppo", "norm_clip"): (10.0, "not read: the source normalizes nothing"),
+    ("atari-impala", "norm_clip"): (10.0, "not read: the source normalizes nothing"),
+    ("football-impala", "norm_clip"): (10.0, "not read: the source normalizes nothing"),
+    ("pendulum-ppo", "norm_clip"): (10.0, "not read: the source normalizes nothing"),
 }
 
 
@@ -325,7 +357,7 @@ def test_every_preset_sets_every_field_with_the_right_type(name):
     assert p["optimizer"] in ("adam", "rmsprop")
     for k in ("num_envs", "alpha", "epochs", "minibatches"):
         assert type(p[k]) is int and p[k] > 0, k
-    for k in ("lr_decay", "clip_value_loss", "norm_adv"):
+    for k in ("lr_decay", "clip_value_loss", "norm_adv", "norm_obs", "norm_reward"):
         assert type(p[k]) is bool, k
     for k in (
         "lr",
@@ -337,6 +369,7 @@ def test_every_preset_sets_every_field_with_the_right_type(name):
         "vf_coef",
         "max_grad_norm",
         "clip_coef",
+        "norm_clip",
     ):
         assert isinstance(p[k], float) and not isinstance(p[k], bool), k
     # Valid with the default layout (2 executors) and, for PPO, whole minibatches.

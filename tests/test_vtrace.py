@@ -100,10 +100,8 @@ T, N, ACTIONS = 8, 4, 3
 
 
 def _cfg(**kw):
-    from types import SimpleNamespace
-
     base = {**PRESETS["classic-a2c"], "algo": "impala", "lr": 1e-3, "mode": "hts", "proximal": "current"}
-    return SimpleNamespace(**{**base, "max_is_weight": 2.0, "vtrace_rho_bar": 1.0, "vtrace_c_bar": 1.0, **kw})
+    return Config(**{**base, "max_is_weight": 2.0, "vtrace_rho_bar": 1.0, "vtrace_c_bar": 1.0, **kw})
 
 
 def _model(seed=0):

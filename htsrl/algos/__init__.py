@@ -14,9 +14,10 @@ from htsrl.distributed import SINGLE_PROCESS
 
 
 def make_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]  # not --norm-obs's statistics
     if cfg.optimizer == "rmsprop":
-        return torch.optim.RMSprop(model.parameters(), lr=cfg.lr, alpha=cfg.rmsprop_alpha, eps=cfg.optim_eps)
-    return torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.optim_eps)
+        return torch.optim.RMSprop(params, lr=cfg.lr, alpha=cfg.rmsprop_alpha, eps=cfg.optim_eps)
+    return torch.optim.Adam(params, lr=cfg.lr, eps=cfg.optim_eps)
 
 
 def learning_rate(cfg: Config, update: int, total_updates: int) -> float:

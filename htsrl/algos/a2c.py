@@ -13,32 +13,25 @@ lock-step mode the weight is 1 and both settings are Kostrikov's A2C."""
 
 from __future__ import annotations
 
-import torch
-
-from htsrl.algos.returns import Window, bootstrap_values, gae, lag_metrics, lag_terms
+from htsrl.algos.returns import Window, gae, lag_metrics, lag_terms, window_forward
 from htsrl.algos.step import actor_critic_step
 from htsrl.distributed import SINGLE_PROCESS
-from htsrl.distributions import distribution, spec_of
 
 
 def a2c_update(cfg, model, optimizer, w: Window, dp=SINGLE_PROCESS) -> dict[str, float]:
     T, N = w.reward.shape
     B = T * N * dp.world_size
-    logits, values = model(w.obs[:T].flatten(0, 1))
-    logits, values = logits.view(T, N, -1), values.view(T, N)
-    last, trunc = bootstrap_values(model, w)
-    _, returns = gae(w, torch.cat([values.detach(), last.unsqueeze(0)]), trunc, cfg.gamma, cfg.gae_lambda)
-    adv = returns - values
-    dist = distribution(spec_of(model), logits)
-    logp = dist.log_prob(w.actions)
-    entropy = dist.entropy_sum() / B
+    f = window_forward(model, w)
+    _, returns = gae(w, f.next_values, f.trunc, cfg.gamma, cfg.gae_lambda)
+    adv = returns - f.values
+    logp = f.logp
+    entropy = f.dist.entropy_sum() / B
     value_loss = adv.pow(2).sum() / B
-    lagged = cfg.mode in ("hts", "async")
     pg = adv.detach() * logp
-    if lagged and cfg.proximal == "current":
+    if cfg.lagged and cfg.proximal == "current":
         pg = (logp.detach() - w.logp).exp().clamp(max=cfg.max_is_weight) * pg
     policy_loss = -pg.sum() / B
     out = actor_critic_step(cfg, model, optimizer, dp, policy_loss, value_loss, entropy, (w.logp - logp).sum() / B)
-    if lagged:
+    if cfg.lagged:
         out.update(lag_metrics(dp.sum_(lag_terms(logp.detach(), w.logp, None, cfg.max_is_weight)), with_clip=False))
     return out

@@ -18,38 +18,23 @@ exactly one update; in lock-step mode rho == 1 and the update is A2C on GAE(lamb
 
 from __future__ import annotations
 
-import torch
-
-from htsrl.algos.returns import Window, bootstrap_values, lag_metrics, lag_terms
+from htsrl.algos.returns import Window, lag_metrics, lag_terms, window_forward
 from htsrl.algos.step import actor_critic_step
 from htsrl.algos.vtrace import vtrace
 from htsrl.distributed import SINGLE_PROCESS
-from htsrl.distributions import distribution, spec_of
 
 
 def impala_update(cfg, model, optimizer, w: Window, dp=SINGLE_PROCESS) -> dict[str, float]:
     T, N = w.reward.shape
     B = T * N * dp.world_size
-    logits, values = model(w.obs[:T].flatten(0, 1))
-    logits, values = logits.view(T, N, -1), values.view(T, N)
-    last, trunc = bootstrap_values(model, w)
-    dist = distribution(spec_of(model), logits)
-    logp = dist.log_prob(w.actions)
-    targets = vtrace(
-        w,
-        logp,
-        torch.cat([values.detach(), last.unsqueeze(0)]),
-        trunc,
-        cfg.gamma,
-        cfg.gae_lambda,
-        cfg.vtrace_rho_bar,
-        cfg.vtrace_c_bar,
-    )
+    f = window_forward(model, w)
+    logp, values = f.logp, f.values
+    targets = vtrace(w, logp, f.next_values, f.trunc, cfg.gamma, cfg.gae_lambda, cfg.vtrace_rho_bar, cfg.vtrace_c_bar)
     policy_loss = -(targets.pg_adv * logp).sum() / B
     value_loss = 0.5 * (targets.vs - values).pow(2).sum() / B
-    entropy = dist.entropy_sum() / B
+    entropy = f.dist.entropy_sum() / B
     out = actor_critic_step(cfg, model, optimizer, dp, policy_loss, value_loss, entropy, (w.logp - logp).sum() / B)
-    if cfg.mode in ("hts", "async"):  # weight_clamped: the share of samples whose rho exceeds rho_bar
+    if cfg.lagged:  # weight_clamped: the share of samples whose rho exceeds rho_bar
         sums = dp.sum_(lag_terms(logp.detach(), w.logp, None, cfg.vtrace_rho_bar))
         out.update(lag_metrics(sums, with_clip=False))
     return out

@@ -37,7 +37,7 @@ def clipped_surrogate(
 
 def ppo_update(cfg, model, optimizer, w: Window, generator: torch.Generator, dp=SINGLE_PROCESS) -> dict[str, float]:
     T, N = w.reward.shape
-    lagged = cfg.mode in ("hts", "async")  # collected by older parameters than the learner's
+    lagged = cfg.lagged  # collected by older parameters than the learner's
     pre = update_start(model, w, lagged and cfg.proximal == "current", cfg.max_is_weight)
     values = pre.values
     adv, returns = gae(w, values, pre.trunc, cfg.gamma, cfg.gae_lambda)

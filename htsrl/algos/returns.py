@@ -48,6 +48,29 @@ def bootstrap_values(model, w: Window) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @dataclass
+class WindowForward:
+    """One whole-window forward with gradient (A2C, IMPALA: one gradient step per window)."""
+
+    dist: object  # the policy's distribution at every (t, env)
+    logp: torch.Tensor  # (T, N) log-probabilities of the actions taken, with gradient
+    values: torch.Tensor  # (T, N) V(obs[t]), with gradient
+    next_values: torch.Tensor  # (T+1, N) the values without gradient, then V(obs[T]) as row T
+    trunc: torch.Tensor  # (T, N) values of truncated episodes' final observations
+
+
+def window_forward(model, w: Window) -> WindowForward:
+    """The T rows that took actions go through the gradient forward; the bootstrap row and the final
+    observations of truncated episodes through one small no-grad forward (``bootstrap_values``)."""
+    T, N = w.reward.shape
+    logits, values = model(w.obs[:T].flatten(0, 1))
+    logits, values = logits.view(T, N, -1), values.view(T, N)
+    last, trunc = bootstrap_values(model, w)
+    dist = distribution(spec_of(model), logits)
+    next_values = torch.cat([values.detach(), last.unsqueeze(0)])
+    return WindowForward(dist, dist.log_prob(w.actions), values, next_values, trunc)
+
+
+@dataclass
 class UpdateStart:
     """What an update starts from, all without gradient (``T`` steps of ``N`` envs).
 

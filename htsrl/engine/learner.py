@@ -19,6 +19,7 @@ from htsrl.engine.shm import RolloutBuffers
 from htsrl.engine.streams import minibatch_generator, weights_seed
 from htsrl.errors import NonFiniteError, PeerFailed
 from htsrl.nn import build_model
+from htsrl.normalization import Normalization
 
 
 class Learner:
@@ -27,9 +28,11 @@ class Learner:
         self.device = torch.device(cfg.device)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(weights_seed(cfg.seed))
-            self.model = build_model(obs_shape, action_spec)  # initialized on CPU: same weights on any device
+            # initialized on CPU: same weights on any device
+            self.model = build_model(obs_shape, action_spec, cfg.obs_norm_clip)
         self.model.to(self.device)
         self.optimizer = algos.make_optimizer(cfg, self.model)
+        self.normalization = Normalization(cfg, self.model, cfg.num_envs)  # this rank's envs
         self.generator = minibatch_generator(cfg.seed)
         self.updates = 0
 
@@ -42,6 +45,7 @@ class Learner:
             "optimizer": self.optimizer.state_dict(),
             "updates": self.updates,
             "generator": self.generator.get_state(),
+            "normalization": self.normalization.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -49,6 +53,7 @@ class Learner:
         self.optimizer.load_state_dict(state["optimizer"])
         self.updates = state["updates"]
         self.generator.set_state(state["generator"])
+        self.normalization.load_state_dict(state["normalization"])
 
     def update(self, window: Window) -> dict[str, float]:
         lr = algos.learning_rate(self.cfg, self.updates, self.total_updates)
@@ -64,7 +69,9 @@ class Learner:
                 f"{window.reward[t, i].item()}"
             )
         try:
-            metrics = algos.update(self.cfg, self.model, self.optimizer, window, self.generator, self.dp)
+            learned = self.normalization.before_update(window, self.dp)  # --norm-reward: scaled rewards
+            metrics = algos.update(self.cfg, self.model, self.optimizer, learned, self.generator, self.dp)
+            self.normalization.after_update(window, self.dp)  # --norm-obs: the statistics of the next weights
         except NonFiniteError as e:
             raise NonFiniteError(f"update {self.updates}: {e}") from None
         except dist.DistError as e:  # a peer died or hung: its collective fails here (gloo/nccl timeout)
@@ -75,4 +82,4 @@ class Learner:
             ) from None
         self.updates += 1
         metrics["charts/learning_rate"] = lr
-        return metrics
+        return {**metrics, **self.normalization.metrics()}

@@ -69,7 +69,7 @@ class SerialRollout:
         self.cfg, self.bufs, self.env_offset = cfg, bufs, env_offset
         self.num_groups = cfg.num_envs // cfg.envs_per_group
         self.envs = EnvGroups(cfg, bufs, range(self.num_groups), env_offset)
-        self.policy = Policy(obs_shape, action_spec, bufs)
+        self.policy = Policy(obs_shape, action_spec, bufs, cfg.obs_norm_clip)
         self.stack_dir: Path | None = None  # unused: there are no role processes
 
     @property
@@ -133,7 +133,7 @@ class ParallelRollout:
         per_exec = self.num_groups // cfg.num_executors
         self.group_owner = [g // per_exec for g in range(self.num_groups)]
         self._open_channels()
-        self.policy = Policy(obs_shape, action_spec, bufs) if cfg.mode == "sync" else None
+        self.policy = Policy(obs_shape, action_spec, bufs, cfg.obs_norm_clip) if cfg.mode == "sync" else None
         self._clock = RoleClock(bufs.stats[-1], cpu=False)  # the lock-step loop's seconds, main process row
         self.stack_dir: Path | None = None  # where children dump their stacks on SIGUSR1 (watchdog)
 
@@ -155,7 +155,7 @@ class ParallelRollout:
         targets: dict[str, Target] = {}
         for e in range(cfg.num_executors):
             targets[f"executor {e}"] = (self._run_executor, (e, range(e * per_exec, (e + 1) * per_exec)))
-        if cfg.mode in ("hts", "async"):
+        if cfg.lagged:
             for a in range(cfg.num_actors):
                 targets[f"actor {a}"] = (self._run_actor, (cfg.num_executors + a,))
         self.roles.start(targets, self.stack_dir)
@@ -180,7 +180,7 @@ class ParallelRollout:
             envs.close()
 
     def _run_actor(self, stat_row: int) -> None:
-        policy = Policy(self.obs_shape, self.action_spec, self.bufs)
+        policy = Policy(self.obs_shape, self.action_spec, self.bufs, self.cfg.obs_norm_clip)
         actor_loop(stat_row, policy, self.ready, self.inboxes, self.group_owner, self.cfg.envs_per_group)
 
     def _startup_timeout(self, history: EnvHistory | None) -> float:
@@ -195,7 +195,7 @@ class ParallelRollout:
         """Ask every child to stop, kill what is still alive after ``grace_s``, close the pipes."""
         for inbox in self.inboxes:
             _quiet_put(inbox, STOP)
-        for _ in range(self.cfg.num_actors if self.cfg.mode in ("hts", "async") else 0):
+        for _ in range(self.cfg.num_actors if self.cfg.lagged else 0):
             _quiet_put(self.ready, STOP)
         self.roles.stop(grace_s)
         for ch in (*self.inboxes, self.ready, self.done):

@@ -66,7 +66,7 @@ WINDOW_FIELDS = (
     "ep_length",
     "ep_score",
 )
-CHECKPOINT_FORMAT = 2  # 2: tensors and plain types only (loaded with weights_only=True)
+CHECKPOINT_FORMAT = 3  # 2: tensors and plain types only (weights_only=True); 3: + the learner's normalization state
 
 
 def default_run_dir(cfg: Config) -> Path:
@@ -86,6 +86,11 @@ def train(cfg: Config, on_window: WindowHook | None = None, resume: bool = False
             raise ConfigError(f"--resume {cfg.run_dir}: no config.json there (is it a run directory?)")
         check_resume(resolve(Config.from_dict(json.loads(saved.read_text()))), cfg)
     info = probe_env(cfg.env, cfg.env_kwargs, cfg.env_backend)
+    if cfg.norm_obs and len(info.obs_shape) != 1:
+        raise ConfigError(
+            f"--norm-obs normalizes vector observations; {cfg.env} has images {info.obs_shape}, which the "
+            "network scales by 1/255 (leave --norm-obs off)"
+        )
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if cfg.mode == "async" and world > 1:
         raise ConfigError("--mode async runs on one machine: data parallelism needs the ranks to meet at barriers")
@@ -404,18 +409,21 @@ class Trainer:
             if interrupted:
                 raise Interrupted("raw mode keeps no checkpoint")
             return False
-        progressed = next_window > self.first_window
-        pause = interrupted or (progressed and next_window * self.steps_per_window >= self.stop_at)
-        due = save or (progressed and self._checkpoint_due())
-        if pause or due:
+        pause, due = self._pause_or_save_due(next_window, interrupted)
+        if pause or due or save:
             self.save_checkpoint(last_window, next_window, pending=pending)
         if interrupted:
             raise Interrupted(f"checkpoint saved, continue with: htsrl train --resume {self.cfg.run_dir}")
         return pause
 
-    def _checkpoint_due(self) -> bool:
+    def _pause_or_save_due(self, next_window: int, interrupted: bool) -> tuple[bool, bool]:
+        """``(pause, checkpoint due)`` once ``next_window`` windows are learned: the one decision of where a
+        run stops (Ctrl-C, ``--stop-at-steps``) and saves (``--checkpoint-every``). A resumed run neither
+        stops nor saves before it has learned a window."""
+        progressed = next_window > self.first_window
+        pause = interrupted or (progressed and next_window * self.steps_per_window >= self.stop_at)
         every = self.cfg.checkpoint_every
-        return every > 0 and self.learner.updates % every == 0
+        return pause, progressed and every > 0 and self.learner.updates % every == 0
 
     def _any_rank(self, flag: bool) -> bool:
         if self.dp.world_size == 1:
@@ -493,9 +501,9 @@ class Trainer:
         self.report(w, episodes, metrics)
 
     def _async_pause_due(self, next_window: int) -> bool:
-        """Whether the run must stop at a checkpoint once the windows in flight are learned."""
-        stop_at = next_window * self.steps_per_window >= self.stop_at
-        return self.stop.requested or stop_at or self._checkpoint_due()
+        """Whether the run must stop at a checkpoint once the windows in flight are learned (async mode
+        runs on one rank, so no rank has to agree)."""
+        return any(self._pause_or_save_due(next_window, self.stop.requested))
 
     def run(self) -> dict:
         t_start = time.perf_counter()
