@@ -6,7 +6,9 @@ Modes, run interleaved (raw sync hts sb3 raw sync hts sb3 ...) so that machine n
 - ``hts``:  htsrl HTS-RL;
 - ``sb3``:  Stable-Baselines3 with SubprocVecEnv, same env count, rollout length and network;
 - ``raw-envpool``, ``sync-envpool``, ``hts-envpool``: the same on EnvPool executors (Atari), with their
-  ratio to the Python-env row of the same mode (``x python``).
+  ratio to the Python-env row of the same mode (``x python``);
+- ``sync-bf16``, ``hts-bf16``, ``async-bf16``: the same with ``--precision bf16`` (image envs), with their
+  ratio to the fp32 row of the same mode (``x fp32``).
 Rates are steady state (the first fifth of each run excluded), reported as medians over repetitions,
 in agent steps per second, with emulator frames (steps x frameskip) beside them. For synthetic envs
 it also prints the Claim 1 prediction next to the measured rollout speedup.
@@ -28,8 +30,23 @@ from htsrl.config import Config, ConfigError, resolve
 from htsrl.envs import is_atari
 
 ENGINE_MODES = ("raw", "sync", "hts", "async")
-ENVPOOL = "-envpool"
-MODES = (*ENGINE_MODES, "sb3", *(m + ENVPOOL for m in ENGINE_MODES))
+ENVPOOL, BF16 = "-envpool", "-bf16"
+# a variant of an engine mode: (the config it overrides, the name of its ratio to the plain mode's row)
+VARIANTS = {ENVPOOL: ({"env_backend": "envpool"}, "python"), BF16: ({"precision": "bf16"}, "fp32")}
+MODES = (
+    *ENGINE_MODES,
+    "sb3",
+    *(m + ENVPOOL for m in ENGINE_MODES),
+    *(m + BF16 for m in ENGINE_MODES if m != "raw"),  # raw mode has no network
+)
+
+
+def split_mode(mode: str) -> tuple[str, str]:
+    """``("hts", "-bf16")`` from ``"hts-bf16"``; the suffix is "" for a plain mode."""
+    for suffix in VARIANTS:
+        if mode.endswith(suffix):
+            return mode.removesuffix(suffix), suffix
+    return mode, ""
 
 
 def steady_rate(run_dir: Path) -> tuple[float, float]:
@@ -48,12 +65,12 @@ def steady_rate(run_dir: Path) -> tuple[float, float]:
 def run_htsrl(cfg: Config, mode: str, run_dir: Path) -> dict:
     from htsrl.engine.runner import train
 
-    backend = "envpool" if mode.endswith(ENVPOOL) else cfg.env_backend
+    base, suffix = split_mode(mode)
     cfg = Config.from_dict(
         {
             **cfg.__dict__,
-            "mode": mode.removesuffix(ENVPOOL),
-            "env_backend": backend,
+            **(VARIANTS[suffix][0] if suffix else {}),
+            "mode": base,
             "run_dir": str(run_dir),
             "progress": False,
             "checkpoint_every": 0,
@@ -128,6 +145,11 @@ def bench(cfg: Config, steps: int, reps: int, modes: list[str], out_dir: Path) -
             import stable_baselines3  # noqa: F401
         except ImportError:
             raise ConfigError("the sb3 mode needs Stable-Baselines3: pip install 'htsrl[bench]'") from None
+    if any(m.endswith(BF16) for m in modes):
+        from htsrl.envs import probe_env
+
+        if len(probe_env(cfg.env, cfg.env_kwargs, cfg.env_backend).obs_shape) != 3:
+            raise ConfigError(f"the {BF16} modes run the CNN in bfloat16; {cfg.env} has vector observations")
     if any(m.endswith(ENVPOOL) for m in modes):
         if cfg.env_backend == "envpool":
             raise ConfigError(
@@ -162,8 +184,9 @@ def bench(cfg: Config, steps: int, reps: int, modes: list[str], out_dir: Path) -
         for ref in ("raw", "sync", "sb3"):
             if ref in med and ref != m:
                 row[f"x_{ref}"] = med[m] / med[ref]
-        if m.endswith(ENVPOOL) and m.removesuffix(ENVPOOL) in med:
-            row["x_python"] = med[m] / med[m.removesuffix(ENVPOOL)]
+        base, suffix = split_mode(m)
+        if suffix and base in med:
+            row[f"x_{VARIANTS[suffix][1]}"] = med[m] / med[base]
         table.append(row)
     result = {
         "env": cfg.env,
@@ -184,7 +207,9 @@ def bench(cfg: Config, steps: int, reps: int, modes: list[str], out_dir: Path) -
         "machine": _machine(),
     }
     if "hts" in med:
-        result["compute_bound"] = _compute_bound(runs)
+        result["compute_bound"] = _compute_bound(runs, "hts")
+    if "hts" + BF16 in med:
+        result["compute_bound_bf16"] = _compute_bound(runs, "hts" + BF16)
     prediction = claim1_prediction(cfg)
     if prediction and "sync" in med and "hts" in med:
         roll = {m: statistics.median(r["rollout_s"] for r in runs if r["mode"] == m) for m in ("sync", "hts")}
@@ -215,9 +240,9 @@ def _split(runs: list[dict], steps: int) -> dict:
     return out
 
 
-def _compute_bound(runs: list[dict]) -> dict:
+def _compute_bound(runs: list[dict], mode: str) -> dict:
     """cores / (CPU seconds per agent step of env + inference + learning), measured inside the HTS runs."""
-    hts = [r for r in runs if r["mode"] == "hts"]
+    hts = [r for r in runs if r["mode"] == mode]
     per = {}
     for role, key in (("executors", "env"), ("actors", "inference"), ("learner", "learning")):
         per[key] = statistics.median(1e3 * r["time_split"][role]["cpu_s"] / r["env_steps"] for r in hts)
@@ -241,7 +266,7 @@ def _machine() -> dict:
 
 
 def format_table(result: dict) -> str:
-    refs = [r for r in ("raw", "sync", "sb3", "python") if any(f"x_{r}" in row for row in result["table"])]
+    refs = [r for r in ("raw", "sync", "sb3", "python", "fp32") if any(f"x_{r}" in row for row in result["table"])]
     head = f"{'mode':<12} {'steps/s':>9} {'(min-max)':>15} {'frames/s':>9} " + " ".join(f"{'x ' + r:>7}" for r in refs)
     lines = [
         f"{result['env']} {result['algo']} | {result['num_envs']} envs, alpha {result['alpha']}, "
@@ -262,12 +287,14 @@ def format_table(result: dict) -> str:
             busy = {k: round(v[k], 1) for k in ("env_s", "infer_s", "learn_s", "wait_s", "ipc_s") if v[k]}
             parts.append(f"{role} {busy} cpu {v['cpu_ms_per_step']:.2f} ms/step")
         lines.append(f"time split [{mode}]: " + "; ".join(parts))
-    if "compute_bound" in result:
-        cb = result["compute_bound"]
+    for key, mode in (("compute_bound", "hts"), ("compute_bound_bf16", "hts" + BF16)):
+        if key not in result:
+            continue
+        cb = result[key]
         terms = ", ".join(f"{k} {v:.2f}" for k, v in cb["cpu_ms_per_step"].items())
         lines.append(
-            f"compute bound: {result['cpu_count']} cores / ({terms} ms CPU per step) = "
-            f"{cb['limit_sps']:,.0f} steps/s; HTS reaches {cb['hts_fraction']:.2f} of it"
+            f"compute bound [{mode}]: {result['cpu_count']} cores / ({terms} ms CPU per step) = "
+            f"{cb['limit_sps']:,.0f} steps/s; it reaches {cb['hts_fraction']:.2f} of it"
         )
     if "claim1" in result:
         c = result["claim1"]
@@ -297,7 +324,7 @@ def _bar_chart(result: dict, path: Path) -> None:
         med,
         yerr=err,
         capsize=4,
-        color=[colors[r["mode"].removesuffix(ENVPOOL)] for r in rows],
+        color=[colors[split_mode(r["mode"])[0]] for r in rows],
         hatch=["//" if r["mode"].endswith(ENVPOOL) else "" for r in rows],
     )
     for i, v in enumerate(med):

@@ -83,6 +83,12 @@ class Config:
         choices=ENV_BACKENDS,
     )
     learner_threads: int = _f(2, "torch threads of the learner (reduction order may change with it)")
+    precision: str = _f(
+        "fp32",
+        "fp32, or bf16: the CNN's convolutions and hidden layer under bfloat16 autocast in the learner and "
+        "the actors (image observations; weights and optimizer stay fp32; heads fp32); eval and export run fp32",
+        choices=("fp32", "bf16"),
+    )
     # --- runtime layout (never changes the numbers)
     num_executors: int = _f(2, "processes that step environments", kind=LAYOUT)
     num_actors: int = _f(1, "inference processes (hts mode; sync mode infers in the learner)", kind=LAYOUT)
@@ -157,9 +163,9 @@ class Config:
         return self.mode in ("hts", "async")
 
     @property
-    def obs_norm_clip(self) -> float | None:
-        """The network's input clip when it normalizes observations (``build_model``), else None."""
-        return self.norm_clip if self.norm_obs else None
+    def network_options(self) -> dict:
+        """What ``nn.build_model`` takes besides the spaces: the same network in the learner and actors."""
+        return {"obs_norm_clip": self.norm_clip if self.norm_obs else None, "precision": self.precision}
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)

@@ -203,7 +203,8 @@ def load(run_dir: str | Path, checkpoint: str = "auto", seed: int = 0) -> Policy
         raise ConfigError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, got {checkpoint!r}")
     config = read_config(run_dir)
     info = probe_env(config.env, config.env_kwargs, config.env_backend)
-    model = build_model(info.obs_shape, info.action_spec, config.obs_norm_clip)  # --norm-obs: frozen statistics
+    # fp32 whatever the run's --precision (bf16 is a training speed setting); --norm-obs: frozen statistics
+    model = build_model(info.obs_shape, info.action_spec, obs_norm_clip=config.network_options["obs_norm_clip"])
     state, which = _load_weights(run_dir, checkpoint)
     try:
         model.load_state_dict(state)

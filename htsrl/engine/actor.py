@@ -22,9 +22,9 @@ from htsrl.nn import bind_params, build_model
 class Policy:
     """Inference with the published parameters; shared by actors, the lock-step loop and serial mode."""
 
-    def __init__(self, obs_shape, action_spec: ActionSpec | int, bufs: RolloutBuffers, obs_norm_clip: float | None):
+    def __init__(self, obs_shape, action_spec: ActionSpec | int, bufs: RolloutBuffers, network_options: dict):
         self.bufs = bufs
-        self.model = build_model(obs_shape, action_spec, obs_norm_clip)  # the learner's network, bound below
+        self.model = build_model(obs_shape, action_spec, **network_options)  # the learner's network, bound below
         self.bound = -1  # the params slot the model's parameters view
         self.model.eval()
 

@@ -29,7 +29,7 @@ class Learner:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(weights_seed(cfg.seed))
             # initialized on CPU: same weights on any device
-            self.model = build_model(obs_shape, action_spec, cfg.obs_norm_clip)
+            self.model = build_model(obs_shape, action_spec, **cfg.network_options)
         self.model.to(self.device)
         self.optimizer = algos.make_optimizer(cfg, self.model)
         self.normalization = Normalization(cfg, self.model, cfg.num_envs)  # this rank's envs

@@ -69,7 +69,7 @@ class SerialRollout:
         self.cfg, self.bufs, self.env_offset = cfg, bufs, env_offset
         self.num_groups = cfg.num_envs // cfg.envs_per_group
         self.envs = EnvGroups(cfg, bufs, range(self.num_groups), env_offset)
-        self.policy = Policy(obs_shape, action_spec, bufs, cfg.obs_norm_clip)
+        self.policy = Policy(obs_shape, action_spec, bufs, cfg.network_options)
         self.stack_dir: Path | None = None  # unused: there are no role processes
 
     @property
@@ -133,7 +133,7 @@ class ParallelRollout:
         per_exec = self.num_groups // cfg.num_executors
         self.group_owner = [g // per_exec for g in range(self.num_groups)]
         self._open_channels()
-        self.policy = Policy(obs_shape, action_spec, bufs, cfg.obs_norm_clip) if cfg.mode == "sync" else None
+        self.policy = Policy(obs_shape, action_spec, bufs, cfg.network_options) if cfg.mode == "sync" else None
         self._clock = RoleClock(bufs.stats[-1], cpu=False)  # the lock-step loop's seconds, main process row
         self.stack_dir: Path | None = None  # where children dump their stacks on SIGUSR1 (watchdog)
 
@@ -180,7 +180,7 @@ class ParallelRollout:
             envs.close()
 
     def _run_actor(self, stat_row: int) -> None:
-        policy = Policy(self.obs_shape, self.action_spec, self.bufs, self.cfg.obs_norm_clip)
+        policy = Policy(self.obs_shape, self.action_spec, self.bufs, self.cfg.network_options)
         actor_loop(stat_row, policy, self.ready, self.inboxes, self.group_owner, self.cfg.envs_per_group)
 
     def _startup_timeout(self, history: EnvHistory | None) -> float:

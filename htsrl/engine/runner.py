@@ -86,6 +86,11 @@ def train(cfg: Config, on_window: WindowHook | None = None, resume: bool = False
             raise ConfigError(f"--resume {cfg.run_dir}: no config.json there (is it a run directory?)")
         check_resume(resolve(Config.from_dict(json.loads(saved.read_text()))), cfg)
     info = probe_env(cfg.env, cfg.env_kwargs, cfg.env_backend)
+    if cfg.precision == "bf16" and len(info.obs_shape) != 3:
+        raise ConfigError(
+            f"--precision bf16 runs the CNN in bfloat16; {cfg.env} has vector observations {info.obs_shape}, "
+            "whose MLP runs in fp32 (leave --precision fp32)"
+        )
     if cfg.norm_obs and len(info.obs_shape) != 1:
         raise ConfigError(
             f"--norm-obs normalizes vector observations; {cfg.env} has images {info.obs_shape}, which the "
