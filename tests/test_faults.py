@@ -320,3 +320,19 @@ def test_error_channel_puts_a_final_report_first():
         assert retryable and text.startswith("...") and len(text) <= ErrorChannel.LIMIT
     finally:
         ch.close()
+
+
+def test_a_suspended_run_is_not_called_hung(tmp_path):
+    """Ctrl-Z (SIGTSTP/SIGSTOP to the process group) for longer than the watchdog, then fg (SIGCONT): the
+    wall clock ran, the roles did not, so the run goes on and finishes."""
+    # windows of about 1 s (16 steps of 60 ms): the main process is almost always inside a watchdog wait
+    slow = ["--env-kwargs", '{"fail_at": -1, "sleep_s": 0.06}', "--total-steps", str(4 * 16 * 8)]
+    proc = start_cli([*FAULTY, *slow, "--watchdog-s", "3"], tmp_path)
+    wait_for_pids(tmp_path)
+    time.sleep(2.5)
+    os.killpg(proc.pid, signal.SIGSTOP)
+    time.sleep(6.0)
+    os.killpg(proc.pid, signal.SIGCONT)
+    code, _, err = _finish(proc)
+    assert code == 0, err
+    assert _summary(tmp_path)["finished"]

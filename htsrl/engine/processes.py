@@ -19,6 +19,7 @@ import multiprocessing.connection
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable
@@ -107,11 +108,26 @@ def write_pids(run_dir: Path, pids: dict[str, int]) -> None:
     (run_dir / "pids.json").write_text(json.dumps({"main": os.getpid(), **pids}, indent=2))
 
 
+_continued_at = [0.0]  # time.monotonic() of the last SIGCONT this process received
+
+
+def _on_continue(signum, frame) -> None:
+    _continued_at[0] = time.monotonic()
+
+
+def watch_for_suspension() -> None:
+    """Note each SIGCONT (a run suspended with Ctrl-Z or SIGSTOP and continued), so that a watchdog wait
+    the suspension outlasted starts over instead of calling the run hung. Main thread only."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGCONT, _on_continue)
+
+
 class Roles:
     """Named role processes forked together, the error pipe they report on, and the parent's
     supervised waits on them. One ``Roles`` per start: a restart makes a new one (fresh pipes)."""
 
     def __init__(self, watchdog_s: float) -> None:
+        watch_for_suspension()
         self.watchdog_s = watchdog_s
         self.errors = ErrorChannel()  # opened before the fork, so every child inherits it
         self.procs: dict[str, mp.process.BaseProcess] = {}
@@ -141,7 +157,12 @@ class Roles:
         first, and ``RolloutHang`` if nothing arrives within ``timeout`` (default: the watchdog)."""
         sentinels = {p.sentinel: role for role, p in self.procs.items() if p.pid is not None}
         timeout = self.watchdog_s if timeout is None else timeout
-        ready = mp.connection.wait([ch.r, self.errors.r, *sentinels], timeout=timeout)
+        while True:
+            began = time.monotonic()
+            ready = mp.connection.wait([ch.r, self.errors.r, *sentinels], timeout=timeout)
+            if ready or _continued_at[0] < began:
+                break
+            # suspended (Ctrl-Z, SIGSTOP) and continued during the wait: the clock ran, the roles did not
         if not ready:
             where = dump_stacks(self.procs, self.stack_dir)
             raise RolloutHang(
