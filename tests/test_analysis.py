@@ -116,3 +116,19 @@ def test_steptime_command(tmp_path, capsys):
     assert result["mean_step_ms"] > 0.2  # it sleeps at least its step time
     assert (tmp_path / "steptime.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["steptime", "--env", "synthetic/gamma", "--steps", "100", "--out", str(tmp_path)]) == 2
+
+
+@pytest.mark.parametrize("env, algo", [("CartPole-v1", "a2c"), ("Pendulum-v1", "ppo"), ("HalfCheetah-v5", "ppo")])
+def test_sb3_baseline_reports_rate_and_returns(env, algo, capsys):
+    """The SB3 side of `htsrl bench` and of the learning comparisons: its steady rate and the env's own
+    episode returns; HalfCheetah's preset (mujoco-ppo) normalizes, so SB3 runs under VecNormalize."""
+    from htsrl.baselines import sb3
+
+    steps = 2048 if env == "HalfCheetah-v5" else 2560
+    result = sb3.main(["--env", env, "--algo", algo, "--num-envs", "2", "--n-steps", "256", "--steps", str(steps)])
+    assert result["steps"] == steps and result["steady_sps"] > 0
+    assert result["episodes"] >= 2 and result["mean_return_last_100"] is not None
+    assert result["normalize"] == {"obs": env == "HalfCheetah-v5", "reward": env == "HalfCheetah-v5"}
+    if env == "Pendulum-v1":  # 200-step episodes of rewards in [-16.3, 0]: the env's own returns
+        assert -16.3 * 200 <= result["mean_return_last_100"] <= 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == result
