@@ -148,6 +148,11 @@ def bench(cfg: Config, steps: int, reps: int, modes: list[str], out_dir: Path) -
     if any(m.endswith(BF16) for m in modes):
         from htsrl.envs import probe_env
 
+        if cfg.precision != "fp32":
+            raise ConfigError(
+                f"the {BF16} modes are compared with the same modes in fp32; leave --precision at fp32 "
+                "(or give plain modes only)"
+            )
         if len(probe_env(cfg.env, cfg.env_kwargs, cfg.env_backend).obs_shape) != 3:
             raise ConfigError(f"the {BF16} modes run the CNN in bfloat16; {cfg.env} has vector observations")
     if any(m.endswith(ENVPOOL) for m in modes):

@@ -15,11 +15,12 @@ the policy that collected the window. The first window is acted on with mean 0 a
 
 **Rewards.** The learner scales each window's rewards before the update by the running std of a
 discounted return kept per env, as gymnasium 1.x's ``NormalizeReward``: ``R <- gamma * R * (1 -
-terminated) + r`` (restarted after a termination only, so a truncated episode's return runs on into the
-next one, as there), the std updated from the whole window's returns at once (gymnasium: one step at a
-time), then ``r / sqrt(var + 1e-8)`` clipped to ``+-clip``. The returns and the
-statistics are learner state: checkpointed, restored bitwise on resume, untouched by crash recovery
-(which replays envs, not the learner). Episode returns in the logs stay the env's own.
+terminated) + r`` with the flag of the step itself (so a terminal step's return is its own reward, and
+a truncated episode's return runs on into the next one, both as there). The std is updated from the
+whole window's returns at once (gymnasium: one step at a time), then ``r / sqrt(var + 1e-8)`` is
+clipped to ``+-clip``. The returns and the statistics are learner state: checkpointed, restored bitwise
+on resume, untouched by crash recovery (which replays envs, not the learner). Episode returns in the
+logs stay the env's own.
 
 Statistics are float64 (``count`` starts at 1e-4, gymnasium's); under data parallelism the window's
 moments are summed over ranks, so every rank holds the same statistics.
@@ -46,13 +47,18 @@ class RunningMeanStd:
         self.var = torch.ones(shape, dtype=torch.float64)
         self.count = 1e-4
 
-    def update(self, x: torch.Tensor, dp=SINGLE_PROCESS) -> None:
-        """Merge a batch (first dimension: samples; under data parallelism each rank gives its own)."""
+    def update(self, x: torch.Tensor, dp=SINGLE_PROCESS, device: torch.device | str = "cpu") -> None:
+        """Merge a batch (first dimension: samples; under data parallelism each rank gives its own and the
+        moments are summed over ranks, on ``device``, the learner's: nccl reduces GPU tensors only)."""
         x = x.reshape(-1, *self.mean.shape).to(torch.float64)
-        n_sum = dp.sum_(torch.cat([torch.tensor([float(x.shape[0])], dtype=torch.float64), x.sum(0).reshape(-1)]))
+
+        def sum_ranks(t: torch.Tensor) -> torch.Tensor:
+            return t if dp.world_size == 1 else dp.sum_(t.to(device)).cpu()
+
+        n_sum = sum_ranks(torch.cat([torch.tensor([float(x.shape[0])], dtype=torch.float64), x.sum(0).reshape(-1)]))
         n = float(n_sum[0])
         mean = n_sum[1:].reshape(self.mean.shape) / n
-        var = dp.sum_((x - mean).pow(2).sum(0)) / n  # two passes: exact for large offsets
+        var = sum_ranks((x - mean).pow(2).sum(0)) / n  # two passes: exact for large offsets
         delta, total = mean - self.mean, self.count + n
         m2 = self.var * self.count + var * n + delta.pow(2) * self.count * n / total
         self.mean, self.var, self.count = self.mean + delta * n / total, m2 / total, total
@@ -95,16 +101,17 @@ class RewardScaler:
         self.returns = torch.zeros(num_envs, dtype=torch.float64)
         self.rms = RunningMeanStd()
 
-    def __call__(self, reward: torch.Tensor, terminated: torch.Tensor, dp=SINGLE_PROCESS) -> torch.Tensor:
+    def __call__(
+        self, reward: torch.Tensor, terminated: torch.Tensor, dp=SINGLE_PROCESS, device: torch.device | str = "cpu"
+    ) -> torch.Tensor:
         """The scaled rewards (T, N) of one window, in order."""
         returns = torch.empty(reward.shape, dtype=torch.float64)
         running, r64 = self.returns, reward.to(torch.float64)
-        for t in range(reward.shape[0]):
-            running = running * self.gamma + r64[t]
+        for t in range(reward.shape[0]):  # gymnasium's R <- gamma * R * (1 - terminated) + r, flag of this step
+            running = running.masked_fill(terminated[t], 0.0) * self.gamma + r64[t]
             returns[t] = running
-            running = running.masked_fill(terminated[t], 0.0)
         self.returns = running
-        self.rms.update(returns.reshape(-1), dp)
+        self.rms.update(returns.reshape(-1), dp, device)
         return (reward / self.rms.std.float()).clamp(-self.clip, self.clip)
 
     def state_dict(self) -> dict:
@@ -127,13 +134,13 @@ class Normalization:
     def before_update(self, window, dp=SINGLE_PROCESS):
         if self.reward is None:
             return window
-        scaled = self.reward(window.reward.cpu(), window.terminated.cpu(), dp)
+        scaled = self.reward(window.reward.cpu(), window.terminated.cpu(), dp, window.reward.device)
         return dataclasses.replace(window, reward=scaled.to(window.reward.device))
 
     def after_update(self, window, dp=SINGLE_PROCESS) -> None:
         if self.obs is not None:
             T = window.reward.shape[0]
-            self.obs.update(window.obs[:T].cpu(), dp)
+            self.obs.update(window.obs[:T].cpu(), dp, window.obs.device)
             self.model.obs_norm.load_stats(self.obs)
 
     def metrics(self) -> dict[str, float]:

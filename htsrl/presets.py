@@ -349,11 +349,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         norm_clip=10.0,  # not read when both are off
     ),
     # CleanRL cleanrl/ppo_continuous_action.py Args defaults (written for MuJoCo, env_id HalfCheetah-v4),
-    # for MuJoCo ids. Not followed: CleanRL's observation and reward normalization (htsrl has none yet;
-    # the network's input is the raw observation) and its batch of 1 env x 2048 steps (here 2 x 1024,
-    # the same batch). CleanRL clips actions to the bounds with gym.wrappers.ClipAction, as htsrl does
-    # at the env; it treats truncation as termination (no bootstrap), htsrl bootstraps V(final obs);
-    # it normalises advantages per minibatch, htsrl over the batch.
+    # for MuJoCo ids, with its observation and reward normalization (make_env, lines 105-108; htsrl's
+    # statistics move once per window, see htsrl/normalization.py). Not followed: its batch of 1 env x
+    # 2048 steps (here 2 x 1024, the same batch). CleanRL clips actions to the bounds with
+    # gym.wrappers.ClipAction, as htsrl does at the env; it treats truncation as termination (no
+    # bootstrap), htsrl bootstraps V(final obs); it normalises advantages per minibatch, htsrl over the
+    # batch.
     "mujoco-ppo": dict(
         num_envs=2,  # num_envs: int = 1 (line 57); 2 here so the default 2 executors each own one env
         alpha=1024,  # num_steps: int = 2048 (line 59): 2 envs x 1024 = CleanRL's 2048-sample batch

@@ -161,3 +161,28 @@ def test_ctrl_c_stops_both_ranks_at_one_barrier_and_resumes(tmp_path):
         assert {k: r[k] for k in ("params_sha256", "rollout_sha256", "env_steps", "updates")} == {
             k: f[k] for k in ("params_sha256", "rollout_sha256", "env_steps", "updates")
         }
+
+
+def test_two_ranks_share_the_normalization_statistics(tmp_path):
+    """--norm-obs/--norm-reward under data parallelism: each rank scales its own envs' rewards, the
+    window's observation moments are summed over ranks, so both ranks hold the same statistics, and
+    after the first window (acted on by the same initial weights everywhere) those one process with all
+    8 envs holds (up to the order of the float64 sums; later windows differ as the weights do)."""
+    extra = ["--env", "Pendulum-v1", "--norm-obs", "--norm-reward"]
+    rank0, rank1 = torchrun(tmp_path / "a", extra)
+    assert rank0["params_sha256"] == rank1["params_sha256"] and rank0["updates"] == 6
+    one_window = [*extra, "--total-steps", str(8 * 32)]
+    torchrun(tmp_path / "a1", one_window)
+    single = subprocess.run(
+        [sys.executable, "-m", "htsrl", "train", *ARGS, *one_window, "--run-dir", str(tmp_path / "one")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert single.returncode == 0, single.stderr
+    a = torch.load(tmp_path / "a1" / "model.pt")
+    b = torch.load(tmp_path / "one" / "model.pt")
+    for k in ("obs_norm.mean", "obs_norm.std"):
+        torch.testing.assert_close(a[k], b[k], rtol=1e-6, atol=1e-6)
+    assert a["obs_norm.std"].ne(1).all()  # the statistics moved

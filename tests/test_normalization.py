@@ -43,19 +43,20 @@ def test_running_mean_std_matches_gymnasium():
 
 
 def test_reward_scaler_restarts_the_return_at_terminations_only():
-    """gymnasium 1.x NormalizeReward's return: R <- gamma * R * (1 - terminated) + r, one window at a time."""
+    """gymnasium 1.x NormalizeReward's return, one window at a time."""
     gamma = 0.5
     reward = torch.tensor([[1.0, 2.0], [1.0, 2.0], [1.0, 2.0], [1.0, 2.0]])
     terminated = torch.tensor([[False, False], [True, False], [False, False], [False, False]])
     scaler = RewardScaler(num_envs=2, gamma=gamma, clip=100.0)
     scaled = scaler(reward, terminated)
-    # env 0: 1, 1.5 (terminated), then restarted: 1, 1.5; env 1 (its truncations would not restart it): 2, 3, 3.5, 3.75
-    returns = np.array([1.0, 1.5, 1.0, 1.5, 2.0, 3.0, 3.5, 3.75])
+    # gymnasium.wrappers.NormalizeReward.step: R = R * gamma * (1 - terminated) + r, with this step's flag.
+    # env 0: 1, then terminated at row 1: 1 (its own reward), then 1.5, 1.75; env 1: 2, 3, 3.5, 3.75
+    returns = np.array([1.0, 1.0, 1.5, 1.75, 2.0, 3.0, 3.5, 3.75])
     expected = GymRunningMeanStd(shape=())
     expected.update(returns)
     std = np.sqrt(expected.var + EPS)
     np.testing.assert_allclose(scaled.numpy(), (reward / std).numpy(), rtol=1e-6)
-    np.testing.assert_allclose(scaler.returns.numpy(), [1.5, 3.75])
+    np.testing.assert_allclose(scaler.returns.numpy(), [1.75, 3.75])
     clipped = RewardScaler(num_envs=2, gamma=gamma, clip=1.5)(reward, terminated)
     assert clipped.max().item() == 1.5
     np.testing.assert_allclose(clipped.numpy(), (reward / std).clamp(max=1.5).numpy(), rtol=1e-6)

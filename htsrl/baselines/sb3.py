@@ -2,9 +2,11 @@
 same rollout length, SB3's NatureCNN/MLP), with SubprocVecEnv, and the rest of htsrl's preset for the
 env (learning rate and its decay, clipping, value clipping, advantage normalization, and for the presets
 that normalize, ``VecNormalize`` with the same clip). Prints one JSON line with the steady-state rate
-(start-up and the first rollouts excluded) and the mean return of the last 100 episodes (the env's own
-rewards, from ``VecMonitor`` beneath any normalization), so it serves both the speed tables and the
-learning comparisons.
+(start-up and the first rollouts excluded) and the mean return of the last 100 episodes, from
+``VecMonitor`` beneath any normalization: the env's own rewards on MuJoCo and classic control, but on
+Atari the rewards of htsrl's env construction (clipped, one life per episode), not the game score htsrl
+reports. SB3's ``clip_range_vf`` clips the value loss in SB3's form (the clipped term only), not the
+max of the two that the presets cite.
 
     python -m htsrl.baselines.sb3 --env ALE/Breakout-v5 --algo ppo --num-envs 8 --n-steps 128 --steps 20000
     python -m htsrl.baselines.sb3 --env HalfCheetah-v5 --algo ppo --num-envs 2 --n-steps 1024 --steps 1000000

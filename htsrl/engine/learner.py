@@ -32,7 +32,7 @@ class Learner:
             self.model = build_model(obs_shape, action_spec, **cfg.network_options)
         self.model.to(self.device)
         self.optimizer = algos.make_optimizer(cfg, self.model)
-        self.normalization = Normalization(cfg, self.model, cfg.num_envs)  # this rank's envs
+        self.normalization = Normalization(cfg, self.model, cfg.num_envs // dp.world_size)  # this rank's envs
         self.generator = minibatch_generator(cfg.seed)
         self.updates = 0
 

@@ -62,6 +62,7 @@ def _child(role: str, parent: int, errors: ErrorChannel, stack_dir: Path | None,
     _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a group-wide SIGTERM is the parent's to handle too
+    signal.signal(signal.SIGCONT, signal.SIG_DFL)  # the parent's watchdog handler: no EINTR in env C code
     try:  # a crash in native env code still prints this child's Python stack
         faulthandler.enable(file=sys.__stderr__)
     except (AttributeError, ValueError, OSError):
@@ -115,11 +116,13 @@ def _on_continue(signum, frame) -> None:
     _continued_at[0] = time.monotonic()
 
 
-def watch_for_suspension() -> None:
+def watch_for_suspension():
     """Note each SIGCONT (a run suspended with Ctrl-Z or SIGSTOP and continued), so that a watchdog wait
-    the suspension outlasted starts over instead of calling the run hung. Main thread only."""
+    the suspension outlasted starts over instead of calling the run hung. Main thread only; returns the
+    handler it replaced (``Roles.stop`` puts it back: ``htsrl.train`` may run inside a host program)."""
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGCONT, _on_continue)
+        return signal.signal(signal.SIGCONT, _on_continue)
+    return None
 
 
 class Roles:
@@ -127,7 +130,7 @@ class Roles:
     supervised waits on them. One ``Roles`` per start: a restart makes a new one (fresh pipes)."""
 
     def __init__(self, watchdog_s: float) -> None:
-        watch_for_suspension()
+        self.previous_sigcont = watch_for_suspension()
         self.watchdog_s = watchdog_s
         self.errors = ErrorChannel()  # opened before the fork, so every child inherits it
         self.procs: dict[str, mp.process.BaseProcess] = {}
@@ -194,3 +197,10 @@ class Roles:
                 p.kill()
                 p.join(2.0)
         self.errors.close()
+        previous = self.previous_sigcont
+        if (
+            previous is not None
+            and previous is not _on_continue
+            and threading.current_thread() is threading.main_thread()
+        ):
+            signal.signal(signal.SIGCONT, previous)  # the host program's handler (SIG_DFL for the CLI)

@@ -93,8 +93,8 @@ def train(cfg: Config, on_window: WindowHook | None = None, resume: bool = False
         )
     if cfg.norm_obs and len(info.obs_shape) != 1:
         raise ConfigError(
-            f"--norm-obs normalizes vector observations; {cfg.env} has images {info.obs_shape}, which the "
-            "network scales by 1/255 (leave --norm-obs off)"
+            f"--norm-obs normalizes vector observations; {cfg.env} has observations of shape {info.obs_shape} "
+            "(images, which the CNN scales by 1/255: leave --norm-obs off)"
         )
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if cfg.mode == "async" and world > 1:
