@@ -330,7 +330,7 @@ def _bar_chart(result: dict, path: Path) -> None:
         yerr=err,
         capsize=4,
         color=[colors[split_mode(r["mode"])[0]] for r in rows],
-        hatch=["//" if r["mode"].endswith(ENVPOOL) else "" for r in rows],
+        hatch=[{ENVPOOL: "//", BF16: "xx", "": ""}[split_mode(r["mode"])[1]] for r in rows],
     )
     for i, v in enumerate(med):
         ax.text(i, v, f"{v:,.0f}", ha="center", va="bottom")
