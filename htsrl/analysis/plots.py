@@ -73,6 +73,7 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, title: str | None = N
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import EngFormatter
     except ImportError:
         raise ConfigError("htsrl plot needs matplotlib: pip install 'htsrl[plot]'") from None
     runs = [read_run(Path(d)) for d in run_dirs]
@@ -93,6 +94,7 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, title: str | None = N
             if len(members) > 1:
                 ax.fill_between(grid, ys.min(0), ys.max(0), color=color, alpha=0.25)
     axes[0].set_xlabel("environment steps")
+    axes[0].xaxis.set_major_formatter(EngFormatter(sep=""))  # 200k, 1M: long step counts stay legible
     axes[1].set_xlabel("wall time (s)")
     for ax in axes:
         ax.set_ylabel("mean return (last 100 episodes)")
