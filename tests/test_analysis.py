@@ -124,8 +124,10 @@ def test_sb3_baseline_reports_rate_and_returns(env, algo, capsys):
     episode returns; HalfCheetah's preset (mujoco-ppo) normalizes, so SB3 runs under VecNormalize."""
     from htsrl.baselines import sb3
 
-    steps = 2048 if env == "HalfCheetah-v5" else 2560
-    result = sb3.main(["--env", env, "--algo", algo, "--num-envs", "2", "--n-steps", "256", "--steps", str(steps)])
+    # two or more updates and episodes each, few gradient steps (the PPO presets take 320-640 per update)
+    n_steps, steps = {"CartPole-v1": (256, 2560), "Pendulum-v1": (256, 1024), "HalfCheetah-v5": (512, 2048)}[env]
+    args = ["--env", env, "--algo", algo, "--num-envs", "2", "--n-steps", str(n_steps), "--steps", str(steps)]
+    result = sb3.main(args)
     assert result["steps"] == steps and result["steady_sps"] > 0
     assert result["episodes"] >= 2 and result["mean_return_last_100"] is not None
     assert result["normalize"] == {"obs": env == "HalfCheetah-v5", "reward": env == "HalfCheetah-v5"}

@@ -52,6 +52,14 @@ def torchrun(run_dir, extra=(), nproc=2, popen=False):
     return [json.loads((run_dir / d / "summary.json").read_text()) for d in (".", "rank1")]
 
 
+def single_process(run_dir, extra=()) -> dict:
+    """The same run in one process with all the envs; returns its final weights (``model.pt``)."""
+    cmd = [sys.executable, "-m", "htsrl", "train", *ARGS, *extra, "--run-dir", str(run_dir)]
+    single = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert single.returncode == 0, single.stderr
+    return torch.load(run_dir / "model.pt")
+
+
 @pytest.mark.parametrize("env", ["CartPole-v1", "synthetic/exponential"])
 def test_two_ranks_agree_and_repeat(tmp_path, env):
     extra = ["--env", env] + (["--env-kwargs", '{"mean_s": 0.0005}'] if env.startswith("synthetic") else [])
@@ -62,16 +70,8 @@ def test_two_ranks_agree_and_repeat(tmp_path, env):
     assert again["params_sha256"] == rank0["params_sha256"]  # run after run
     assert again["rollout_sha256"] == rank0["rollout_sha256"]
     # versus one process with the same 8 envs: only the reduction order differs
-    single = subprocess.run(
-        [sys.executable, "-m", "htsrl", "train", *ARGS, *extra, "--run-dir", str(tmp_path / "one")],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=300,
-    )
-    assert single.returncode == 0, single.stderr
+    b = single_process(tmp_path / "one", extra)
     a = torch.load(tmp_path / "a" / "model.pt")
-    b = torch.load(tmp_path / "one" / "model.pt")
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-3
 
 
@@ -173,16 +173,8 @@ def test_two_ranks_share_the_normalization_statistics(tmp_path):
     assert rank0["params_sha256"] == rank1["params_sha256"] and rank0["updates"] == 6
     one_window = [*extra, "--total-steps", str(8 * 32)]
     torchrun(tmp_path / "a1", one_window)
-    single = subprocess.run(
-        [sys.executable, "-m", "htsrl", "train", *ARGS, *one_window, "--run-dir", str(tmp_path / "one")],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=300,
-    )
-    assert single.returncode == 0, single.stderr
+    b = single_process(tmp_path / "one", one_window)
     a = torch.load(tmp_path / "a1" / "model.pt")
-    b = torch.load(tmp_path / "one" / "model.pt")
     for k in ("obs_norm.mean", "obs_norm.std"):
         torch.testing.assert_close(a[k], b[k], rtol=1e-6, atol=1e-6)
     assert a["obs_norm.std"].ne(1).all()  # the statistics moved

@@ -6,18 +6,10 @@ import json
 
 import pytest
 import torch
+from test_determinism import ATARI, _key
 
 from htsrl.cli import main
 from htsrl.nn import build_model
-
-ATARI = dict(
-    env="ALE/Breakout-v5", algo="ppo", num_envs=4, alpha=16, total_steps=4 * 16 * 3, seed=5, epochs=1, minibatches=2
-)
-FIELDS = ("params_sha256", "rollout_sha256", "episodes", "mean_return_last_100", "updates")
-
-
-def _key(summary):
-    return {k: summary[k] for k in FIELDS}
 
 
 @pytest.mark.parametrize("mode", ["hts", "sync"])
