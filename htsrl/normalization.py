@@ -9,7 +9,7 @@ actors with the weights (same shared slot, same version), saved in checkpoints a
 step. The learner alone updates them (:class:`RunningMeanStd`), once per update, from the observations
 of the window it has just learned, in env order: the statistics never depend on which executor stepped
 which env, nor on timing. Each window is therefore acted on *and* learned with the same statistics in
-lock-step mode (PPO's first ratio is exactly 1); in HTS mode the statistics lag like the weights, by one
+lock-step mode (PPO's first ratio is 1, up to rounding); in HTS mode the statistics lag like the weights, by one
 update, and the lag corrections (``--proximal current``, V-trace) see them as what they are: part of
 the policy that collected the window. The first window is acted on with mean 0 and std 1.
 
