@@ -89,6 +89,12 @@ class Config:
         "the actors (image observations; weights and optimizer stay fp32; heads fp32); eval and export run fp32",
         choices=("fp32", "bf16"),
     )
+    recurrent: str = _f(
+        "none",
+        "a recurrent core between the network's encoder and its heads: gru or lstm (state per env in the "
+        "shared buffers, reset at episode ends; PPO minibatches are whole env columns); none: feed-forward",
+        choices=("none", "gru", "lstm"),
+    )
     # --- runtime layout (never changes the numbers)
     num_executors: int = _f(2, "processes that step environments", kind=LAYOUT)
     num_actors: int = _f(1, "inference processes (hts mode; sync mode infers in the learner)", kind=LAYOUT)
@@ -165,7 +171,11 @@ class Config:
     @property
     def network_options(self) -> dict:
         """What ``nn.build_model`` takes besides the spaces: the same network in the learner and actors."""
-        return {"obs_norm_clip": self.norm_clip if self.norm_obs else None, "precision": self.precision}
+        return {
+            "obs_norm_clip": self.norm_clip if self.norm_obs else None,
+            "precision": self.precision,
+            "recurrent": self.recurrent,
+        }
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -301,6 +311,14 @@ def validate(c: Config) -> None:
         raise ConfigError(
             f"{groups} inference groups of {c.envs_per_group} envs cannot be split evenly over "
             f"{c.num_executors} executors; choose --envs-per-group dividing {c.num_envs // c.num_executors}"
+        )
+    if c.recurrent not in ("none", "gru", "lstm"):
+        raise ConfigError(f"--recurrent must be one of none, gru, lstm, got {c.recurrent!r}")
+    if c.recurrent != "none" and c.algo == "ppo" and c.num_envs % c.minibatches:
+        raise ConfigError(
+            f"--recurrent {c.recurrent}: PPO minibatches are whole env columns (each env's window is re-run "
+            f"from its state at the window start), so --num-envs {c.num_envs} must be divisible by "
+            f"--minibatches {c.minibatches}"
         )
     batch = c.num_envs * c.alpha
     if c.algo == "ppo" and batch % c.minibatches:

@@ -94,11 +94,18 @@ def play_game(
         return obs
 
     obs = reset()
+    size = getattr(model, "state_size", 0)  # recurrent: the state, reset where an episode begins
+    state, start = torch.zeros(1, size), torch.ones(1, dtype=torch.bool)
     for step in range(max_steps):
         if on_step is not None:
             on_step()
         with torch.inference_mode():
-            head, _ = model(torch.as_tensor(np.asarray(obs)).unsqueeze(0))
+            batch = torch.as_tensor(np.asarray(obs)).unsqueeze(0)
+            if size:
+                head, _, state = model.step(batch, state, start)
+                start = torch.zeros(1, dtype=torch.bool)
+            else:
+                head, _ = model(batch)
             dist = distribution(spec, head)
             if greedy:
                 action = dist.mode()
@@ -110,6 +117,7 @@ def play_game(
             return {**info[EPISODE_KEY], "steps": step + 1}
         if terminated or truncated:  # a lost life: the training episode ends, the game goes on
             obs = reset()
+            start = torch.ones(1, dtype=torch.bool)
     raise RuntimeError(f"episode {episode} did not end within {max_steps} steps")
 
 

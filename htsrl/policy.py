@@ -7,6 +7,10 @@ an action goes through one module, :class:`ActingNetwork`: :meth:`Policy.predict
 is the one place where the run's observation preprocessing lives, so they cannot drift apart when it
 grows. Observation normalization (``--norm-obs``) is inside the network itself (``htsrl.normalization``),
 so it is in every one of these paths, with the statistics frozen at the loaded weights.
+
+A recurrent policy (``--recurrent gru|lstm``) has a state per env: ``predict`` takes and returns it (as
+Stable-Baselines3's ``RecurrentPPO.predict``), ``htsrl eval`` carries it through each game, and the
+exported files take ``(obs, state)`` and return ``(action, state)``.
 """
 
 from __future__ import annotations
@@ -52,8 +56,20 @@ class ActingNetwork(nn.Module):
         the engine, predict and the exported files share that code too)."""
         return obs
 
+    @property
+    def state_size(self) -> int:
+        """Floats of recurrent state per env (0: feed-forward)."""
+        return self.model.state_size
+
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.model(self.preprocess(obs))
+
+    def step(
+        self, obs: torch.Tensor, state: torch.Tensor, starts: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A recurrent network's step: ``(head, value, new state)``; the state is zeroed where ``starts``."""
+        head, value, _, state_out = self.model.step(self.preprocess(obs), state, starts)
+        return head, value, state_out
 
 
 class GreedyActions(nn.Module):
@@ -69,6 +85,20 @@ class GreedyActions(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         head, _ = self.network(obs)
         return greedy(self.network.action_spec, head)
+
+
+class GreedyRecurrentActions(nn.Module):
+    """:class:`GreedyActions` for a recurrent network: ``(obs, state) -> (actions, new state)``, state
+    ``(N, state_size)`` float32. The caller zeros an env's state where its episode begins."""
+
+    def __init__(self, network: ActingNetwork):
+        super().__init__()
+        self.network = network
+
+    def forward(self, obs: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        starts = torch.zeros(state.shape[:1], dtype=torch.bool, device=state.device)
+        head, _, state_out = self.network.step(obs, state, starts)
+        return greedy(self.network.action_spec, head), state_out
 
 
 class Policy:
@@ -102,17 +132,25 @@ class Policy:
             f"observation_shape={self.observation_shape}, num_actions={self.num_actions})"
         )
 
+    @property
+    def state_size(self) -> int:
+        """Floats of recurrent state per env: 0 for a feed-forward policy."""
+        return self.network.state_size
+
     def predict(
         self,
         observation: np.ndarray | torch.Tensor,
-        state: None = None,
+        state: np.ndarray | None = None,
         episode_start: np.ndarray | None = None,
         deterministic: bool = True,
         generator: torch.Generator | None = None,
-    ) -> tuple[np.ndarray, None]:
-        """Actions for one observation or a batch, as ``(actions, None)`` like Stable-Baselines3's
-        ``predict`` (same argument order; ``state`` and ``episode_start`` exist for its recurrent
-        policies and are ignored: htsrl's networks have no state).
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Actions for one observation or a batch, as ``(actions, state)`` like Stable-Baselines3's
+        ``predict`` (same argument order). A feed-forward policy ignores ``state`` and ``episode_start``
+        and returns ``None`` as the state. A recurrent one (``--recurrent``) steps from ``state``
+        (float32 ``(state_size,)`` for one observation, ``(N, state_size)`` for a batch; ``None``: every
+        env begins an episode), zeroed where ``episode_start`` is true (bool, one per env), and returns
+        the new state, to pass back with the next observations.
 
         ``observation``: numpy or torch, shaped like the env's observation (one) or with a leading batch
         dimension (a batch of N). Actions: Discrete, int64 (a scalar for one, ``(N,)`` for a batch);
@@ -124,8 +162,13 @@ class Policy:
         so sampled actions are reproducible."""
         obs, single = self._as_batch(observation)
         spec = self.action_spec
+        state_out = None
         with torch.inference_mode():
-            head, _ = self.network(obs)
+            if self.state_size:
+                state_in, starts = self._state_batch(state, episode_start, len(obs), single)
+                head, _, state_out = self.network.step(obs, state_in, starts)
+            else:
+                head, _ = self.network(obs)
             if deterministic:
                 actions = greedy(spec, head)
             else:
@@ -133,7 +176,29 @@ class Policy:
                 uniforms = torch.rand((len(obs), *spec.uniform_shape), generator=source, dtype=torch.float64)
                 actions = spec.clip(distribution(spec, head).sample(uniforms)[0])
         out = actions.numpy().astype(spec.action_dtype)
-        return (out[0] if single else out), None
+        if state_out is not None:
+            state_out = state_out.numpy()
+            state_out = state_out[0] if single else state_out
+        return (out[0] if single else out), state_out
+
+    def _state_batch(
+        self, state: np.ndarray | None, episode_start: np.ndarray | None, n: int, single: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The recurrent state ``(n, state_size)`` and the episode starts ``(n,)`` of a ``predict`` call."""
+        size = self.state_size
+        if state is None:
+            return torch.zeros(n, size), torch.ones(n, dtype=torch.bool)
+        s = torch.as_tensor(np.asarray(state, np.float32))
+        s = s.unsqueeze(0) if single and s.shape == (size,) else s
+        if tuple(s.shape) != (n, size):
+            want = f"({size},)" if single else f"({n}, {size})"
+            raise ConfigError(f"state of shape {tuple(np.shape(state))}: this policy's state is {want}")
+        if episode_start is None:
+            return s, torch.zeros(n, dtype=torch.bool)
+        starts = torch.as_tensor(np.asarray(episode_start, bool)).reshape(-1)
+        if starts.numel() != n:
+            raise ConfigError(f"episode_start has {starts.numel()} entries for {n} observations")
+        return s, starts
 
     def _as_batch(self, observation: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, bool]:
         """A batch tensor on CPU, and whether one observation was given (told apart by its shape)."""
@@ -204,7 +269,10 @@ def load(run_dir: str | Path, checkpoint: str = "auto", seed: int = 0) -> Policy
     config = read_config(run_dir)
     info = probe_env(config.env, config.env_kwargs, config.env_backend)
     # fp32 whatever the run's --precision (bf16 is a training speed setting); --norm-obs: frozen statistics
-    model = build_model(info.obs_shape, info.action_spec, obs_norm_clip=config.network_options["obs_norm_clip"])
+    options = config.network_options
+    model = build_model(
+        info.obs_shape, info.action_spec, obs_norm_clip=options["obs_norm_clip"], recurrent=options["recurrent"]
+    )
     state, which = _load_weights(run_dir, checkpoint)
     try:
         model.load_state_dict(state)
@@ -255,14 +323,19 @@ def export(policy: Policy, path: str | Path, format: str = "torchscript") -> Pat
     gives them, float32 vectors) and returns the deterministic actions (:class:`GreedyActions`: int64
     ``(N,)`` for Discrete, int64 ``(N, k)`` for MultiDiscrete, float32 ``(N, d)`` for Box, the mean clipped
     to the action bounds), with the run's preprocessing inside. ``format``: "torchscript" (``torch.jit.load``) or
-    "onnx" (e.g. onnxruntime; input ``obs``, output ``action``, any batch size)."""
+    "onnx" (e.g. onnxruntime; input ``obs``, output ``action``, any batch size). A recurrent policy's
+    file takes ``(obs, state)`` and returns ``(action, state)`` (ONNX: inputs ``obs`` and ``state``,
+    outputs ``action`` and ``state_out``); zero an env's state where its episode begins."""
     if format not in EXPORT_FORMATS:
         raise ConfigError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    module = copy.deepcopy(GreedyActions(policy.network)).eval()
+    recurrent = policy.state_size > 0
+    module = copy.deepcopy((GreedyRecurrentActions if recurrent else GreedyActions)(policy.network)).eval()
     module.requires_grad_(False)  # the traced file's actions carry no autograd history (a Box mean would)
-    example = torch.from_numpy(np.zeros((2, *policy.observation_shape), policy.export_dtype))
+    example = (torch.from_numpy(np.zeros((2, *policy.observation_shape), policy.export_dtype)),)
+    if recurrent:
+        example += (torch.zeros(2, policy.state_size),)
     if format == "torchscript":
         # recent torch warns that TorchScript is deprecated; it is still what libtorch (C++) loads.
         with warnings.catch_warnings(), torch.no_grad():
@@ -274,20 +347,21 @@ def export(policy: Policy, path: str | Path, format: str = "torchscript") -> Pat
     return path
 
 
-def _export_onnx(module: nn.Module, example: torch.Tensor, path: Path) -> None:
+def _export_onnx(module: nn.Module, example: tuple[torch.Tensor, ...], path: Path) -> None:
     # The TorchScript-based exporter (dynamo=False): the torch.export-based one needs onnxscript, and
     # these small feed-forward networks need nothing it adds. torch warns that the legacy one is deprecated.
     legacy = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        names = (["obs", "state"], ["action", "state_out"]) if len(example) == 2 else (["obs"], ["action"])
         torch.onnx.export(
             module,
-            (example,),
+            example,
             str(path),
             **legacy,
-            input_names=["obs"],
-            output_names=["action"],
-            dynamic_axes={"obs": {0: "batch"}, "action": {0: "batch"}},
+            input_names=names[0],
+            output_names=names[1],
+            dynamic_axes={name: {0: "batch"} for name in names[0] + names[1]},
             opset_version=ONNX_OPSET,
         )

@@ -335,7 +335,7 @@ class ThreadDP(SingleProcess):
 
 
 def _columns(w: Window, cols: slice) -> Window:
-    return Window(**{k: v[:, cols] for k, v in vars(w).items()})
+    return Window(**{k: v if v is None else v[:, cols] for k, v in vars(w).items()})
 
 
 @pytest.mark.parametrize("algo", ["a2c", "ppo"])

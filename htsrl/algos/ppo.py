@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from htsrl.algos.returns import Window, gae, lag_metrics, lag_terms, update_start
+from htsrl.algos.returns import Window, gae, is_recurrent, lag_metrics, lag_terms, update_start
 from htsrl.algos.step import optimizer_step
 from htsrl.distributed import SINGLE_PROCESS
 from htsrl.distributions import distribution, spec_of
@@ -35,6 +35,42 @@ def clipped_surrogate(
     return loss if weight is None else weight * loss
 
 
+def _minibatches(cfg, model, w: Window, generator: torch.Generator, n_global: int, col0: int):
+    """Every epoch's minibatches in order, as ``(idx, forward)``: ``idx`` the flat rows (t * N + env) of
+    this rank's envs in the minibatch, ``forward()`` the network's ``(head, value)`` on those rows, with
+    gradient. Feed-forward: ``B / minibatches`` rows drawn over the global batch. Recurrent: whole env
+    columns (``n_global / minibatches`` envs drawn over all envs), each re-run over the window from its
+    state at the window start, as Kostrikov's recurrent generator."""
+    T, N = w.reward.shape
+    device = w.obs.device
+    if not is_recurrent(model):
+        obs = w.obs[:T].flatten(0, 1)
+        B = T * n_global
+        mb_size = B // cfg.minibatches
+        for _ in range(cfg.epochs):
+            perm = torch.randperm(B, generator=generator).to(device)  # drawn on CPU: same order on any device
+            for start in range(0, B, mb_size):
+                g = perm[start : start + mb_size]  # global rows (t * n_global + env)
+                t, env = g // n_global, g % n_global - col0
+                idx = (t * N + env)[(env >= 0) & (env < N)]  # the rows this rank owns
+                yield idx, lambda idx=idx: model(obs[idx])
+        return
+    envs_per_mb = n_global // cfg.minibatches
+    steps = torch.arange(T, device=device).unsqueeze(1)
+    for _ in range(cfg.epochs):
+        perm = torch.randperm(n_global, generator=generator).to(device)
+        for start in range(0, n_global, envs_per_mb):
+            env = perm[start : start + envs_per_mb] - col0
+            cols = env[(env >= 0) & (env < N)]  # the envs this rank owns
+            idx = (steps * N + cols).flatten()  # row order (t, env), as the flat tensors
+
+            def forward(cols=cols):
+                head, value, _ = model.sequence(w.obs[:T, cols], w.hidden[0, cols], w.starts[:T, cols])
+                return head.flatten(0, 1), value.flatten()
+
+            yield idx, forward
+
+
 def ppo_update(cfg, model, optimizer, w: Window, generator: torch.Generator, dp=SINGLE_PROCESS) -> dict[str, float]:
     T, N = w.reward.shape
     lagged = cfg.lagged  # collected by older parameters than the learner's
@@ -42,7 +78,7 @@ def ppo_update(cfg, model, optimizer, w: Window, generator: torch.Generator, dp=
     values = pre.values
     adv, returns = gae(w, values, pre.trunc, cfg.gamma, cfg.gae_lambda)
 
-    obs, actions, old_logp = w.obs[:T].flatten(0, 1), w.actions.flatten(0, 1), pre.logp.flatten()
+    actions, old_logp = w.actions.flatten(0, 1), pre.logp.flatten()
     weight = pre.weight.flatten() if pre.weight is not None else None
     lag = None  # lag diagnostics: pi_theta_w against pi_behaviour
     if lagged and weight is not None:  # every sample's pi_theta_w is known
@@ -58,49 +94,44 @@ def ppo_update(cfg, model, optimizer, w: Window, generator: torch.Generator, dp=
 
     mb_size = B // cfg.minibatches
     stats: dict[str, list[float]] = {}
-    for _ in range(cfg.epochs):
-        perm = torch.randperm(B, generator=generator).to(obs.device)  # drawn on CPU: same order on any device
-        for start in range(0, B, mb_size):
-            g = perm[start : start + mb_size]  # global rows (t * n_global + env)
-            t, env = g // n_global, g % n_global - col0
-            idx = (t * N + env)[(env >= 0) & (env < N)]  # the rows this rank owns
-            logits, v = model(obs[idx])
-            dist = distribution(spec_of(model), logits)
-            logp = dist.log_prob(actions[idx])
-            log_ratio = logp - old_logp[idx]
-            ratio = log_ratio.exp()
-            a = adv[idx]
-            if lagged and lag is None:  # behaviour is proximal: theta == theta_w at the first minibatch
-                lag = lag_terms(logp.detach(), old_logp[idx], cfg.clip_coef, cfg.max_is_weight)
-            surrogate = clipped_surrogate(ratio, a, cfg.clip_coef, weight[idx] if weight is not None else None)
-            policy_loss = surrogate.sum() / mb_size
-            if cfg.clip_value_loss:
-                v_clip = old_values[idx] + (v - old_values[idx]).clamp(-cfg.clip_coef, cfg.clip_coef)
-                value_loss = 0.5 * torch.max((v - returns[idx]) ** 2, (v_clip - returns[idx]) ** 2).sum() / mb_size
-            else:
-                value_loss = 0.5 * ((v - returns[idx]) ** 2).sum() / mb_size
-            entropy = dist.entropy_sum() / mb_size
-            loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy  # entropy is a bonus
-            grad_norm = optimizer_step(
-                model, optimizer, loss, cfg.max_grad_norm, dp, policy=policy_loss, value=value_loss, entropy=entropy
+    for idx, forward in _minibatches(cfg, model, w, generator, n_global, col0):
+        logits, v = forward()
+        dist = distribution(spec_of(model), logits)
+        logp = dist.log_prob(actions[idx])
+        log_ratio = logp - old_logp[idx]
+        ratio = log_ratio.exp()
+        a = adv[idx]
+        if lagged and lag is None:  # behaviour is proximal: theta == theta_w at the first minibatch
+            lag = lag_terms(logp.detach(), old_logp[idx], cfg.clip_coef, cfg.max_is_weight)
+        surrogate = clipped_surrogate(ratio, a, cfg.clip_coef, weight[idx] if weight is not None else None)
+        policy_loss = surrogate.sum() / mb_size
+        if cfg.clip_value_loss:
+            v_clip = old_values[idx] + (v - old_values[idx]).clamp(-cfg.clip_coef, cfg.clip_coef)
+            value_loss = 0.5 * torch.max((v - returns[idx]) ** 2, (v_clip - returns[idx]) ** 2).sum() / mb_size
+        else:
+            value_loss = 0.5 * ((v - returns[idx]) ** 2).sum() / mb_size
+        entropy = dist.entropy_sum() / mb_size
+        loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy  # entropy is a bonus
+        grad_norm = optimizer_step(
+            model, optimizer, loss, cfg.max_grad_norm, dp, policy=policy_loss, value=value_loss, entropy=entropy
+        )
+        with torch.no_grad():
+            row = dp.sum_(
+                torch.stack(
+                    [
+                        policy_loss,
+                        value_loss,
+                        entropy,
+                        ((ratio - 1) - log_ratio).sum() / mb_size,
+                        ((ratio - 1).abs() > cfg.clip_coef).float().sum() / mb_size,
+                    ]
+                ).detach()
             )
-            with torch.no_grad():
-                row = dp.sum_(
-                    torch.stack(
-                        [
-                            policy_loss,
-                            value_loss,
-                            entropy,
-                            ((ratio - 1) - log_ratio).sum() / mb_size,
-                            ((ratio - 1).abs() > cfg.clip_coef).float().sum() / mb_size,
-                        ]
-                    ).detach()
-                )
-            for k, val in zip(
-                ("losses/policy", "losses/value", "losses/entropy", "losses/approx_kl", "losses/clipfrac"), row.tolist()
-            ):
-                stats.setdefault(k, []).append(val)
-            stats.setdefault("losses/grad_norm", []).append(grad_norm.item())
+        for k, val in zip(
+            ("losses/policy", "losses/value", "losses/entropy", "losses/approx_kl", "losses/clipfrac"), row.tolist()
+        ):
+            stats.setdefault(k, []).append(val)
+        stats.setdefault("losses/grad_norm", []).append(grad_norm.item())
     out = {k: sum(v) / len(v) for k, v in stats.items()}
     if lag is not None:
         out.update(lag_metrics(dp.sum_(lag), with_clip=True))

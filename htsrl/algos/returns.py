@@ -28,16 +28,53 @@ class Window:
     terminated: torch.Tensor  # (T, N) bool
     truncated: torch.Tensor  # (T, N) bool
     value: torch.Tensor  # (T, N) V(obs[t]) as the actors computed it (behaviour parameters, like logp)
+    # recurrent networks only (feed-forward updates never read them; windows built by hand may omit them)
+    starts: torch.Tensor | None = None  # (T+1, N) bool: obs[t] begins an episode
+    hidden: torch.Tensor | None = None  # (T+1, N, S) the state each step started from; the learner reads row 0
 
     def to(self, device, non_blocking: bool = False) -> Window:
         """A copy with every tensor on ``device`` (uint8 observations stay uint8)."""
-        return Window(**{k: v.to(device, non_blocking=non_blocking) for k, v in vars(self).items()})
+        return Window(
+            **{k: v if v is None else v.to(device, non_blocking=non_blocking) for k, v in vars(self).items()}
+        )
+
+
+def is_recurrent(model) -> bool:
+    return getattr(model, "core", None) is not None
+
+
+def _recurrent_bootstrap(model, w: Window, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``bootstrap_values`` for a recurrent network, given ``states`` (T, N, S), the state after each step
+    of the window re-run: ``obs[T]`` is stepped from the last state (zeroed where it begins an episode),
+    a truncated episode's final observation from the state after its last step."""
+    T, N = w.reward.shape
+    idx = (w.truncated & ~w.terminated).nonzero(as_tuple=True)
+    obs = torch.cat([w.obs[T], w.final_obs[idx]])
+    state = torch.cat([states[T - 1], states[idx]])
+    starts = torch.cat([w.starts[T], torch.zeros(idx[0].numel(), dtype=torch.bool, device=w.starts.device)])
+    with torch.no_grad():
+        _, v, _, _ = model.step(obs, state, starts)
+    trunc = torch.zeros(w.reward.shape, dtype=torch.float32, device=w.reward.device)
+    trunc[idx] = v[N:]
+    return v[:N], trunc
+
+
+def _recurrent_sequence(model, w: Window):
+    """A recurrent network re-run over the window from the state its actors started it with
+    (``hidden[0]``): ``(head (T, N, ...), values (T, N), states (T, N, S))``, with gradient if enabled."""
+    T = w.reward.shape[0]
+    return model.sequence(w.obs[:T], w.hidden[0], w.starts[:T])
 
 
 def bootstrap_values(model, w: Window) -> tuple[torch.Tensor, torch.Tensor]:
     """``(V(obs[T]) (N,), truncation values (T, N))`` from one no-grad forward over the N bootstrap
-    observations and the truncated episodes' final observations, with the current parameters."""
+    observations and the truncated episodes' final observations, with the current parameters (a
+    recurrent network re-runs the window first, to reach the states they are stepped from)."""
     T, N = w.reward.shape
+    if is_recurrent(model):
+        with torch.no_grad():
+            _, _, states = _recurrent_sequence(model, w)
+        return _recurrent_bootstrap(model, w, states)
     idx = (w.truncated & ~w.terminated).nonzero(as_tuple=True)
     obs = torch.cat([w.obs[T], w.final_obs[idx]]) if idx[0].numel() else w.obs[T]
     with torch.no_grad():
@@ -62,9 +99,13 @@ def window_forward(model, w: Window) -> WindowForward:
     """The T rows that took actions go through the gradient forward; the bootstrap row and the final
     observations of truncated episodes through one small no-grad forward (``bootstrap_values``)."""
     T, N = w.reward.shape
-    logits, values = model(w.obs[:T].flatten(0, 1))
-    logits, values = logits.view(T, N, -1), values.view(T, N)
-    last, trunc = bootstrap_values(model, w)
+    if is_recurrent(model):  # the window re-run from its start state, with gradient through the core
+        logits, values, states = _recurrent_sequence(model, w)
+        last, trunc = _recurrent_bootstrap(model, w, states.detach())
+    else:
+        logits, values = model(w.obs[:T].flatten(0, 1))
+        logits, values = logits.view(T, N, -1), values.view(T, N)
+        last, trunc = bootstrap_values(model, w)
     dist = distribution(spec_of(model), logits)
     next_values = torch.cat([values.detach(), last.unsqueeze(0)])
     return WindowForward(dist, dist.log_prob(w.actions), values, next_values, trunc)
@@ -102,6 +143,13 @@ def update_start(model, w: Window, proximal_current: bool, max_weight: float) ->
         last, trunc = bootstrap_values(model, w)
         return UpdateStart(w.logp, torch.cat([w.value.to(last.dtype), last.unsqueeze(0)]), trunc)
     T, N = w.reward.shape
+    if is_recurrent(model):
+        with torch.no_grad():
+            logits, values, states = _recurrent_sequence(model, w)
+        last, trunc = _recurrent_bootstrap(model, w, states)
+        logp = distribution(spec_of(model), logits).log_prob(w.actions)
+        weight = (logp - w.logp).exp().clamp(max=max_weight)
+        return UpdateStart(logp, torch.cat([values, last.unsqueeze(0)]), trunc, weight)
     idx = (w.truncated & ~w.terminated).nonzero(as_tuple=True)
     obs = w.obs.flatten(0, 1)
     if idx[0].numel():

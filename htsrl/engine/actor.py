@@ -41,14 +41,24 @@ class Policy:
     def act(self, buf: int, t: int, envs: slice) -> None:
         """Actions, log-probabilities and values for ``envs`` at step ``t`` of buffer ``buf``, each action
         drawn from its env's uniforms (``htsrl.distributions``; Box: the unclipped sample), stamped with
-        the published parameters' version."""
+        the published parameters' version. A recurrent network steps from ``hidden[t]`` and writes the
+        state it used (zeroed where ``starts[t]``) back to row t and its new state to row t + 1."""
         bufs = self.bufs
+        recurrent = bufs.state_size > 0
+        obs = torch.from_numpy(bufs.obs[buf, t, envs])
         while True:
             slot, seq = self._bind_current()
             version = int(bufs.params_version[slot])
-            logits, value = self.model(torch.from_numpy(bufs.obs[buf, t, envs]))
+            if recurrent:  # from the state the env's previous step left (zeroed where an episode begins)
+                state = torch.from_numpy(bufs.hidden[buf, t, envs])
+                logits, value, state_in, state_out = self.model.step(obs, state, torch.from_numpy(bufs.starts[buf, t, envs]))
+            else:
+                logits, value = self.model(obs)
             if seq % 2 == 0 and bufs.params_seq[slot] == seq:  # the slot did not change under the forward
                 break
+        if recurrent:
+            bufs.hidden[buf, t, envs] = state_in.numpy()
+            bufs.hidden[buf, t + 1, envs] = state_out.numpy()
         dist = distribution(self.model.action_spec, logits)
         actions, logp = dist.sample(torch.from_numpy(bufs.uniforms[buf, t, envs]))
         bufs.actions[buf, t, envs] = actions.numpy()

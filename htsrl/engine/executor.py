@@ -14,7 +14,7 @@ from htsrl.config import Config
 from htsrl.engine.channels import STOP, Channel, decode_go, encode_done, encode_task
 from htsrl.engine.clock import RoleClock
 from htsrl.engine.history import EnvHistory, replay
-from htsrl.engine.shm import RolloutBuffers
+from htsrl.engine.shm import CARRIED_ROWS, RolloutBuffers
 from htsrl.engine.streams import reset_seed
 from htsrl.envs import EPISODE_KEY, make_env_set
 from htsrl.errors import ReplayMismatch
@@ -53,6 +53,8 @@ class EnvGroups:
         if history is None:
             for i in self.env_ids:
                 self.bufs.obs[0, 0, i] = self._reset(i)
+                self.bufs.starts[0, 0, i] = True
+                self.bufs.hidden[0, 0, i] = 0.0
             return
         buf = self.bufs.slot(last_window)
         for i in self.env_ids:
@@ -76,10 +78,13 @@ class EnvGroups:
         return a if not spec.action_shape else spec.to_env(np.asarray(a, spec.action_dtype))
 
     def carry_over(self, window: int) -> None:
-        """The last observation of the previous window (in its buffer) is the first of this one."""
+        """The last observation of the previous window (in its buffer) is the first of this one, with
+        whether it begins an episode and the recurrent state it is to be stepped from."""
         ids = slice(self.env_ids.start, self.env_ids.stop)
         bufs = self.bufs
-        bufs.obs[bufs.slot(window), 0, ids] = bufs.obs[bufs.slot(window - 1), bufs.alpha, ids]
+        for name in CARRIED_ROWS:
+            rows = getattr(bufs, name)
+            rows[bufs.slot(window), 0, ids] = rows[bufs.slot(window - 1), bufs.alpha, ids]
 
     def random_actions(self, buf: int, g: int, t: int) -> None:
         """Raw mode: the env's own uniforms turned into a uniformly random action, no network."""
@@ -102,6 +107,7 @@ class EnvGroups:
             bufs.ep_return[buf, t, i] = episode["r"] if episode else np.nan
             bufs.ep_length[buf, t, i] = episode["l"] if episode else 0
             bufs.ep_score[buf, t, i] = episode["s"] if episode and episode["s"] is not None else np.nan
+            bufs.starts[buf, t + 1, i] = terminated or truncated
             if terminated or truncated:
                 if truncated and not terminated:  # a terminal state is never bootstrapped
                     bufs.final_obs[buf, t, i] = obs

@@ -41,7 +41,7 @@ from htsrl.engine.learner import Learner
 from htsrl.engine.policy_lag import PolicyLag
 from htsrl.engine.processes import write_pids
 from htsrl.engine.rollout import ParallelRollout, Rollout, SerialRollout
-from htsrl.engine.shm import STAT, STAT_NAMES, RolloutBuffers
+from htsrl.engine.shm import CARRIED_ROWS, STAT, STAT_NAMES, RolloutBuffers
 from htsrl.engine.streams import ActionStreams
 from htsrl.envs import EnvInfo, probe_env
 from htsrl.errors import ConfigError, Interrupted, NonFiniteError, RoleFailed
@@ -65,8 +65,12 @@ WINDOW_FIELDS = (
     "ep_return",
     "ep_length",
     "ep_score",
+    "starts",
+    "hidden",
 )
-CHECKPOINT_FORMAT = 3  # 2: tensors and plain types only (weights_only=True); 3: + the learner's normalization state
+# 2: tensors and plain types only (weights_only=True); 3: + the learner's normalization state;
+# 4: + the window's episode starts and recurrent states
+CHECKPOINT_FORMAT = 4
 
 
 def default_run_dir(cfg: Config) -> Path:
@@ -227,6 +231,7 @@ class Trainer:
             cfg.num_executors + cfg.num_actors + 1,
             num_slots=cfg.async_slots if cfg.mode == "async" else 2,
             action_spec=info.action_spec,
+            state_size=self.learner.model.state_size,
         )
         self.streams = ActionStreams(cfg.seed, local.num_envs, env_offset)
         self.history = EnvHistory(local.num_envs)
@@ -235,7 +240,7 @@ class Trainer:
         self.pending: Episodes | None = None  # HTS resume: episodes of the collected, unlearned window
         self.restarts = 0
         self.begun = 0  # windows begun so far (async mode begins several ahead)
-        self.last_obs: np.ndarray | None = None  # async: the last recorded window's final observations
+        self.carried: dict[str, np.ndarray] | None = None  # async: the last recorded window's row alpha
         self.policy_lag = PolicyLag()
         if ckpt is not None:
             self._restore(ckpt)
@@ -273,7 +278,10 @@ class Trainer:
         if self.cfg.mode == "hts":
             self.pending = Episodes(**ckpt["pending_episodes"])
         if self.cfg.mode == "async":
-            self.last_obs = self.bufs.obs[buf, self.bufs.alpha].copy()
+            self.carried = self._carried_rows(buf)
+
+    def _carried_rows(self, buf: int) -> dict[str, np.ndarray]:
+        return {name: getattr(self.bufs, name)[buf, self.bufs.alpha].copy() for name in CARRIED_ROWS}
 
     def save_checkpoint(
         self, last_window: int, next_window: int, finished: bool = False, pending: Episodes | None = None
@@ -348,9 +356,10 @@ class Trainer:
                 flush=True,
             )
             try:
-                if self.last_obs is not None and window > 0:
+                if self.carried is not None and window > 0:
                     # async: executors that ran ahead may have reused this slot for their own envs
-                    self.bufs.obs[self.bufs.slot(window - 1), self.bufs.alpha] = self.last_obs
+                    for name, row in self.carried.items():
+                        getattr(self.bufs, name)[self.bufs.slot(window - 1), self.bufs.alpha] = row
                 self.rollout.restart(self.history if window > 0 else None, window - 1)
                 write_pids(self.run_dir, self.rollout.pids)
                 for w in range(window, max(self.begun, window + 1)):  # async: every window begun
@@ -370,7 +379,7 @@ class Trainer:
             h.update(np.ascontiguousarray(getattr(bufs, name)[buf]).tobytes())
         self.rollout_sha256 = h.hexdigest()
         if self.cfg.mode == "async":  # where the envs are after this window, should a role fail later
-            self.last_obs = bufs.obs[buf, bufs.alpha].copy()
+            self.carried = self._carried_rows(buf)
         ended = ~np.isnan(bufs.ep_return[buf])  # row-major: ordered by (step, env)
         self.history.record_window(bufs.actions[buf], bufs.terminated[buf] | bufs.truncated[buf], ended)
         scores = bufs.ep_score[buf][ended]

@@ -6,7 +6,10 @@ shared with every child and has no name in /dev/shm: nothing can leak, even on S
 Buffer ``buf`` holds one window of ``alpha`` steps for ``num_envs`` envs; window ``window`` lives in
 buffer ``slot(window) == window % num_slots`` (two in HTS and lock-step mode, ``--async-slots`` in async
 mode). Row ``t`` of ``obs`` is the observation on which ``actions[t]`` was taken; row ``alpha`` is the
-first observation of the next window.
+first observation of the next window. ``starts[t]`` says that ``obs[t]`` begins an episode, and
+``hidden[t]`` is the recurrent state (``--recurrent``; zero floats otherwise) the step on ``obs[t]``
+started from: actors write ``hidden[t]`` (zeroed where ``starts[t]``) and ``hidden[t + 1]``; row
+``alpha`` of both, like ``obs``, is carried to row 0 of the next window.
 
 The parameters are published into one of two slots, then the slot is made current: a reader never sees
 a half-written set. In HTS and lock-step mode nothing reads while they are published (barriers); in
@@ -27,6 +30,8 @@ from htsrl.distributions import ActionSpec
 # Per-process counters (seconds) in ``stats``; one row per role process, the last row is the learner.
 STAT_NAMES = ("cpu_s", "env_s", "infer_s", "wait_s", "ipc_s", "learn_s")
 STAT = {name: i for i, name in enumerate(STAT_NAMES)}
+# Row ``alpha`` of these is where the envs stand after a window, and becomes row 0 of the next one.
+CARRIED_ROWS = ("obs", "starts", "hidden")
 
 
 class SharedArrays:
@@ -55,16 +60,20 @@ class RolloutBuffers(SharedArrays):
         num_procs: int,
         num_slots: int = 2,
         action_spec: ActionSpec | None = None,
+        state_size: int = 0,
     ):
         """``action_spec`` (default: a Discrete space) sets the layout of ``actions`` (int64 scalars for
         Discrete, int64 vectors for MultiDiscrete, float32 vectors for Box) and of ``uniforms`` (one per
-        env-step for Discrete, one per action dimension or sub-action otherwise)."""
+        env-step for Discrete, one per action dimension or sub-action otherwise). ``state_size``: the
+        network's recurrent state per env (0: feed-forward)."""
         n, T, K = num_envs, alpha, num_slots
         spec = action_spec or ActionSpec.discrete(2)
         super().__init__(
             {
                 "obs": ((K, T + 1, n, *obs_shape), obs_dtype),
                 "final_obs": ((K, T, n, *obs_shape), obs_dtype),  # untouched pages cost no memory
+                "starts": ((K, T + 1, n), np.bool_),  # obs[t] begins an episode
+                "hidden": ((K, T + 1, n, state_size), np.float32),  # recurrent state before step t
                 "actions": ((K, T, n, *spec.action_shape), spec.action_dtype),  # Box: unclipped samples
                 "logp": ((K, T, n), np.float32),
                 "value": ((K, T, n), np.float32),
@@ -85,6 +94,7 @@ class RolloutBuffers(SharedArrays):
             }
         )
         self.num_envs, self.alpha, self.num_slots, self.action_spec = n, T, K, spec
+        self.state_size = state_size
 
     def slot(self, window: int) -> int:
         """The buffer that holds ``window``."""
@@ -115,6 +125,8 @@ class RolloutBuffers(SharedArrays):
             terminated=t(self.terminated[buf]),
             truncated=t(self.truncated[buf]),
             value=t(self.value[buf]),
+            starts=t(self.starts[buf]),
+            hidden=t(self.hidden[buf]),
         )
 
     def params_tensor(self, slot: int) -> torch.Tensor:

@@ -10,6 +10,11 @@ sleep per step (a blocking, CPU-free step for no-spin tests).
 (so a test sees what reached the env, e.g. a clipped Box action) and the step in the episode; Box bounds
 ``[-0.5, 0.5] x [-1, 1]``, MultiDiscrete ``[3, 4]``; reward ``-|action|``; episodes of 10 steps,
 truncated. ``htsrl/DictActions-v0``: a Dict action space, which htsrl refuses.
+``htsrl/MemoryCue-v0``: a task only a policy with memory solves. The first observation shows a cue
+(``[+-1, 0]``), the next ones are blank (``[0, 0]``) and the last is ``[0, 1]``: "answer now". The
+answer (action 1 for +1, 0 for -1) earns +1, a wrong one -1; every other step earns 0, whatever the
+action. A feed-forward policy sees the same last observation after either cue, so its expected return
+is 0 (chance); a recurrent one can reach 1. Episodes of ``length`` steps (default 4), terminated.
 """
 
 from __future__ import annotations
@@ -127,6 +132,33 @@ class MultiDiscreteEchoEnv(EchoEnv):
         super().__init__(gym.spaces.MultiDiscrete([3, 4]), episode_length)
 
 
+class MemoryCueEnv(gym.Env):
+    """See the module docstring."""
+
+    def __init__(self, length: int = 4):
+        if length < 2:
+            raise ValueError(f"length must be at least 2 (a cue, then the answer), got {length}")
+        self.observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+        self.action_space = gym.spaces.Discrete(2)
+        self.length, self.t, self.cue = length, 0, 1.0
+
+    def _obs(self) -> np.ndarray:
+        if self.t == 0:
+            return np.array([self.cue, 0.0], np.float32)
+        return np.array([0.0, float(self.t == self.length - 1)], np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t, self.cue = 0, float(self.np_random.choice([-1.0, 1.0]))
+        return self._obs(), {}
+
+    def step(self, action):
+        answer = self.t == self.length - 1
+        reward = (1.0 if int(action) == int(self.cue > 0) else -1.0) if answer else 0.0
+        self.t += 1
+        return (self._obs() if not answer else np.zeros(2, np.float32)), reward, answer, False, {}
+
+
 class DictActionsEnv(CounterEnv):
     def __init__(self):
         super().__init__()
@@ -139,6 +171,7 @@ for _id, _cls in (
     ("htsrl/BoxEcho-v0", BoxEchoEnv),
     ("htsrl/MultiDiscreteEcho-v0", MultiDiscreteEchoEnv),
     ("htsrl/DictActions-v0", DictActionsEnv),
+    ("htsrl/MemoryCue-v0", MemoryCueEnv),
 ):
     if _id not in gym.registry:
         gym.register(_id, entry_point=_cls, disable_env_checker=True)
