@@ -11,7 +11,8 @@ only read. The numbers of a run per env step do not depend on timing, so runs ma
 
 Prints a table and writes OUT/comparison.json: per setting the mean and spread (min, max) over seeds of
 the final value of ``--metric`` (last 100 episodes), the first env step (and wall second) at which it
-reached ``--threshold``, and the medians of the lag diagnostics and the final policy entropy.
+reached ``--threshold`` (once 100 episodes have ended), and the medians of the lag diagnostics and the
+final policy entropy.
 ``--summarize-only`` reads what is there (partial runs included, marked).
 """
 
@@ -78,6 +79,13 @@ def read(where: Path, metric: str, threshold: float | None) -> dict | None:
     if not rows:
         return None
     values = [(int(r["env_steps"]), float(r["wall_time_s"]), float(r[metric])) for r in rows if r.get(metric)]
+    # A mean of the last 100 over the first few episodes (short ones end first) is no level reached:
+    # the threshold counts once 100 episodes have ended (runs from before charts/episodes: every row).
+    full = [
+        r.get("charts/episodes", "") in ("", None) or int(float(r["charts/episodes"])) >= 100
+        for r in rows
+        if r.get(metric)
+    ]
     out = {
         "env_steps": int(rows[-1]["env_steps"]),
         "finished": _finished(where),
@@ -86,8 +94,8 @@ def read(where: Path, metric: str, threshold: float | None) -> dict | None:
         "first_wall_at_threshold": None,
     }
     if threshold is not None:
-        for step, wall, value in values:
-            if value >= threshold:
+        for (step, wall, value), counted in zip(values, full):
+            if counted and value >= threshold:
                 out["first_step_at_threshold"], out["first_wall_at_threshold"] = step, wall
                 break
     for name in DIAGNOSTICS:

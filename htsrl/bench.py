@@ -141,6 +141,11 @@ def bench(cfg: Config, steps: int, reps: int, modes: list[str], out_dir: Path) -
     if unknown:
         raise ConfigError(f"unknown bench modes {unknown}; choose from {list(MODES)}")
     if "sb3" in modes:
+        if cfg.recurrent != "none":
+            raise ConfigError(
+                f"the sb3 mode runs SB3's feed-forward network; beside --recurrent {cfg.recurrent} it would "
+                "compare two networks (leave sb3 out of --modes)"
+            )
         try:
             import stable_baselines3  # noqa: F401
         except ImportError:

@@ -122,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_checkpoint_flag(ev)
     ex = sub.add_parser(
         "export",
-        help="write the policy as TorchScript or ONNX: raw observations in, greedy actions out",
+        help="write the policy as TorchScript or ONNX: raw observations in, greedy actions out "
+        "(recurrent policies: the state in and out too)",
         formatter_class=_HelpFormatter,
     )
     ex.add_argument("run_dir")
@@ -253,22 +254,24 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> None:
+    import numpy as np
+
     from htsrl.policy import DEFAULT_EXPORT_NAMES, load
 
     policy = load(args.run_dir, args.checkpoint)
     out = Path(args.out) if args.out else Path(args.run_dir) / DEFAULT_EXPORT_NAMES[args.format]
     path = policy.export(out, args.format)
-    print(
-        json.dumps(
-            {
-                "path": str(path),
-                "format": args.format,
-                "checkpoint": policy.checkpoint,
-                "input": {"shape": ["N", *policy.observation_shape], "dtype": str(policy.export_dtype)},
-                "output": {"shape": ["N"], "dtype": "int64"},
-            }
-        )
-    )
+    spec = policy.action_spec
+    described = {
+        "path": str(path),
+        "format": args.format,
+        "checkpoint": policy.checkpoint,
+        "input": {"shape": ["N", *policy.observation_shape], "dtype": str(policy.export_dtype)},
+        "output": {"shape": ["N", *spec.action_shape], "dtype": str(np.dtype(spec.action_dtype))},
+    }
+    if policy.state_size:  # recurrent: (obs, state) -> (action, state)
+        described["state"] = {"shape": ["N", policy.state_size], "dtype": "float32"}
+    print(json.dumps(described))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ LAYOUT = "layout"  # how many processes run it and how: never changes the number
 IDENTITY = "identity"  # which run this is: its seed and its folder
 RUN_CONTROL = "run_control"  # when it stops, saves, restarts and what it prints: never changes the numbers
 KINDS = (NUMERICS, LAYOUT, IDENTITY, RUN_CONTROL)
+RECURRENT_CORES = ("none", "gru", "lstm")  # --recurrent: none (feed-forward) or the cell (htsrl.nn)
 
 
 def _f(default: Any, help: str, kind: str = NUMERICS, **kw: Any) -> Any:
@@ -93,7 +94,7 @@ class Config:
         "none",
         "a recurrent core between the network's encoder and its heads: gru or lstm (state per env in the "
         "shared buffers, reset at episode ends; PPO minibatches are whole env columns); none: feed-forward",
-        choices=("none", "gru", "lstm"),
+        choices=RECURRENT_CORES,
     )
     # --- runtime layout (never changes the numbers)
     num_executors: int = _f(2, "processes that step environments", kind=LAYOUT)
@@ -247,6 +248,13 @@ def resolve(cfg: Config) -> Config:
     if out.envs_per_group is None and out.num_envs is not None and out.num_envs > 0:
         out.envs_per_group = default_envs_per_group(out.num_envs)
     validate(out)
+    # here, not in validate: that also checks one rank's share of the envs, and columns span the ranks
+    if out.recurrent != "none" and out.algo == "ppo" and out.num_envs % out.minibatches:
+        raise ConfigError(
+            f"--recurrent {out.recurrent}: PPO minibatches are whole env columns (each env's window is re-run "
+            f"from its state at the window start), so --num-envs {out.num_envs} must be divisible by "
+            f"--minibatches {out.minibatches}"
+        )
     return out
 
 
@@ -312,14 +320,8 @@ def validate(c: Config) -> None:
             f"{groups} inference groups of {c.envs_per_group} envs cannot be split evenly over "
             f"{c.num_executors} executors; choose --envs-per-group dividing {c.num_envs // c.num_executors}"
         )
-    if c.recurrent not in ("none", "gru", "lstm"):
-        raise ConfigError(f"--recurrent must be one of none, gru, lstm, got {c.recurrent!r}")
-    if c.recurrent != "none" and c.algo == "ppo" and c.num_envs % c.minibatches:
-        raise ConfigError(
-            f"--recurrent {c.recurrent}: PPO minibatches are whole env columns (each env's window is re-run "
-            f"from its state at the window start), so --num-envs {c.num_envs} must be divisible by "
-            f"--minibatches {c.minibatches}"
-        )
+    if c.recurrent not in RECURRENT_CORES:
+        raise ConfigError(f"--recurrent must be one of {', '.join(RECURRENT_CORES)}, got {c.recurrent!r}")
     batch = c.num_envs * c.alpha
     if c.algo == "ppo" and batch % c.minibatches:
         raise ConfigError(f"batch num_envs*alpha = {batch} is not divisible by --minibatches {c.minibatches}")

@@ -104,6 +104,7 @@ class Monitor:
             "charts/episodic_return": _mean(episodes.returns),
             "charts/episodic_length": _mean(episodes.lengths),
             "charts/mean_return_last_100": self.mean_return(),
+            "charts/episodes": self.episodes,  # so far: how many episodes the last-100 means are over
             **metrics,
         }
         if episodes.scores or self.scores:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from htsrl.config import RECURRENT_CORES
 from htsrl.distributions import BOX, ActionSpec, as_spec
 from htsrl.normalization import ObsNormalizer
 
@@ -93,7 +94,8 @@ class ActorCritic(nn.Module):
         ``(head (T, N, ...), value (T, N), states (T, N, S))``, ``states[t]`` the state after step t
         (before any reset at t + 1). The encoder runs once over all T * N observations."""
         T, N = starts.shape
-        x = self.encode(obs.flatten(0, 1)).float().view(T, N, -1)
+        x = self.encode(obs.flatten(0, 1)).float()
+        x = x.view(T, N, x.shape[-1])  # N may be 0: a rank that owns none of a minibatch's envs
         states = []
         for t in range(T):
             state = self.core(x[t], torch.where(starts[t].unsqueeze(-1), 0.0, state))
@@ -182,9 +184,6 @@ class MLP(ActorCritic):
         if self.logstd is not None:
             head = torch.cat([head, self.logstd.expand_as(head)], -1)
         return head, self.v(self.v_body(x)).squeeze(-1)
-
-
-RECURRENT_CORES = ("none", "gru", "lstm")
 
 
 def build_model(

@@ -338,13 +338,36 @@ def _columns(w: Window, cols: slice) -> Window:
     return Window(**{k: v if v is None else v[:, cols] for k, v in vars(w).items()})
 
 
-@pytest.mark.parametrize("algo", ["a2c", "ppo"])
-def test_two_ranks_take_the_one_process_step(algo):
+def _recurrent_window(model, seed=1) -> Window:
+    """``_window`` with the episode starts it implies and random carried-in states (zero where an
+    episode begins), values from the recurrent model itself."""
+    w = _window(_model(), seed=seed)
+    T, N = w.reward.shape
+    g = torch.Generator().manual_seed(seed + 100)
+    w.starts = torch.cat([torch.zeros(1, N, dtype=torch.bool), w.terminated | w.truncated])
+    w.starts[0, 1] = True
+    w.hidden = torch.randn(T + 1, N, model.state_size, generator=g)
+    w.hidden[0][w.starts[0]] = 0.0
+    with torch.no_grad():
+        w.value = model.sequence(w.obs[:T], w.hidden[0], w.starts[:T])[1]
+    return w
+
+
+@pytest.mark.parametrize("algo,recurrent", [("a2c", "none"), ("ppo", "none"), ("a2c", "gru"), ("ppo", "lstm")])
+def test_two_ranks_take_the_one_process_step(algo, recurrent):
     """Each rank holds half the envs, with its stored values and its own bootstrap rows; the loss terms
-    are partial sums over the global batch. Both ranks end with the one-process parameters."""
-    cfg = _cfg("atari-a2c" if algo == "a2c" else "atari-ppo", epochs=2, minibatches=2)
-    model = _model()
-    w = _window(model)
+    are partial sums over the global batch. Both ranks end with the one-process parameters. Recurrent
+    PPO's minibatches are env columns, so a rank may own none of a minibatch's envs (here every
+    minibatch is one env of the four)."""
+    minibatches = 4 if recurrent != "none" else 2
+    cfg = _cfg("atari-a2c" if algo == "a2c" else "atari-ppo", epochs=2, minibatches=minibatches)
+    if recurrent == "none":
+        model = _model()
+        w = _window(model)
+    else:
+        torch.manual_seed(0)
+        model = build_model((6,), ACTIONS, recurrent=recurrent)
+        w = _recurrent_window(model)
     one, one_opt = _clone(model, cfg)
     if algo == "a2c":
         a2c_update(cfg, one, one_opt, w)

@@ -14,6 +14,7 @@ from htsrl.evaluation import evaluate
 NAMES = [
     "charts/episodic_return",
     "charts/episodic_length",
+    "charts/episodes",
     "charts/sps",
     "losses/policy",
     "losses/value",

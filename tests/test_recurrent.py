@@ -94,11 +94,38 @@ def test_resume_is_bitwise(tmp_path):
     half = train(Config(**base, run_dir=str(tmp_path / "half"), stop_at_steps=8 * 32 * 2))
     assert not half["finished"]
     cfg = Config.from_dict(
-        {**json.loads((tmp_path / "half" / "config.json").read_text()), "stop_at_steps": None, "num_executors": 1, "num_actors": 2}
+        {
+            **json.loads((tmp_path / "half" / "config.json").read_text()),
+            "stop_at_steps": None,
+            "num_executors": 1,
+            "num_actors": 2,
+        }
     )
     resumed = train(cfg, resume=True)
     keys = ("params_sha256", "rollout_sha256", "episodes", "mean_return_last_100", "updates")
     assert {k: resumed[k] for k in keys} == {k: full[k] for k in keys}
+
+
+def test_feed_forward_checkpoints_from_before_recurrent_states_still_resume(tmp_path):
+    """Format 3 (before this state existed) lacks only the recurrent rows: a feed-forward run resumes
+    from it bitwise; a recurrent one would need them and refuses it."""
+    from htsrl.checkpoint import load_checkpoint, save_checkpoint
+
+    base = dict(**CARTPOLE, progress=False)
+    base["total_steps"] = 8 * 32 * 4
+    full = train(Config(**base, run_dir=str(tmp_path / "full")))
+    train(Config(**base, run_dir=str(tmp_path / "half"), stop_at_steps=8 * 32 * 2))
+    ckpt = load_checkpoint(tmp_path / "half")
+    del ckpt["window"]["starts"], ckpt["window"]["hidden"]
+    save_checkpoint(tmp_path / "half", {**ckpt, "format": 3})
+    resumed = train(Config(**base, run_dir=str(tmp_path / "half")), resume=True)
+    assert resumed["params_sha256"] == full["params_sha256"]
+    assert resumed["rollout_sha256"] == full["rollout_sha256"]
+    train(Config(**base, recurrent="gru", run_dir=str(tmp_path / "gru"), stop_at_steps=8 * 32 * 2))
+    ckpt = load_checkpoint(tmp_path / "gru")
+    save_checkpoint(tmp_path / "gru", {**ckpt, "format": 3})
+    with pytest.raises(ConfigError, match="format 3, this one reads 4"):
+        train(Config(**base, recurrent="gru", run_dir=str(tmp_path / "gru")), resume=True)
 
 
 def test_sigkill_of_an_actor_is_recovered_bitwise(tmp_path):
@@ -124,7 +151,9 @@ def test_sigkill_of_an_actor_is_recovered_bitwise(tmp_path):
 
 
 def test_async_mode_runs_recurrent(run):
-    s = run(env="CartPole-v1", mode="async", algo="impala", recurrent="gru", num_envs=8, alpha=16, total_steps=8 * 16 * 6)
+    s = run(
+        env="CartPole-v1", mode="async", algo="impala", recurrent="gru", num_envs=8, alpha=16, total_steps=8 * 16 * 6
+    )
     assert s["finished"] and s["updates"] == 6
 
 

@@ -34,9 +34,7 @@ class Window:
 
     def to(self, device, non_blocking: bool = False) -> Window:
         """A copy with every tensor on ``device`` (uint8 observations stay uint8)."""
-        return Window(
-            **{k: v if v is None else v.to(device, non_blocking=non_blocking) for k, v in vars(self).items()}
-        )
+        return Window(**{k: v if v is None else v.to(device, non_blocking=non_blocking) for k, v in vars(self).items()})
 
 
 def is_recurrent(model) -> bool:

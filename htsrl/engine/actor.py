@@ -51,7 +51,9 @@ class Policy:
             version = int(bufs.params_version[slot])
             if recurrent:  # from the state the env's previous step left (zeroed where an episode begins)
                 state = torch.from_numpy(bufs.hidden[buf, t, envs])
-                logits, value, state_in, state_out = self.model.step(obs, state, torch.from_numpy(bufs.starts[buf, t, envs]))
+                logits, value, state_in, state_out = self.model.step(
+                    obs, state, torch.from_numpy(bufs.starts[buf, t, envs])
+                )
             else:
                 logits, value = self.model(obs)
             if seq % 2 == 0 and bufs.params_seq[slot] == seq:  # the slot did not change under the forward

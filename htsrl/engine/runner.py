@@ -191,7 +191,9 @@ class Trainer:
         self.run_dir = run_dir
         ckpt = load_checkpoint(run_dir) if resume else None
         if ckpt is not None:
-            if ckpt.get("format") != CHECKPOINT_FORMAT:
+            # format 3 lacks only the recurrent rows, which a feed-forward run never reads
+            readable = (CHECKPOINT_FORMAT, 3) if cfg.recurrent == "none" else (CHECKPOINT_FORMAT,)
+            if ckpt.get("format") not in readable:
                 raise ConfigError(
                     f"{run_dir / 'checkpoint.pt'} was written by another version of htsrl "
                     f"(format {ckpt.get('format')}, this one reads {CHECKPOINT_FORMAT})"
@@ -270,7 +272,8 @@ class Trainer:
         self.history.load_state_dict(ckpt["history"])
         buf = self.bufs.slot(ckpt["last_window"])
         for name in WINDOW_FIELDS:
-            getattr(self.bufs, name)[buf] = ckpt["window"][name].numpy()
+            if name in ckpt["window"]:  # format 3: no starts or hidden (feed-forward; left as zeros)
+                getattr(self.bufs, name)[buf] = ckpt["window"][name].numpy()
         self.rollout_sha256 = ckpt["rollout_sha256"]
         self.policy_lag.load_state_dict(ckpt.get("policy_lag", {}))  # absent from older checkpoints
         self.first_window = ckpt["next_window"]
