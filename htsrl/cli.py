@@ -139,6 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("run_dirs", nargs="+")
     pl.add_argument("--out", default="learning_curves.png", help="PNG path")
     pl.add_argument("--title", default=None)
+    pl.add_argument(
+        "--metric",
+        default="charts/mean_return_last_100",
+        help="progress.csv column to plot (e.g. charts/mean_score_last_100 for football's score difference)",
+    )
     return parser
 
 
@@ -248,7 +253,7 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "plot":
         from htsrl.analysis.plots import plot_runs
 
-        out = plot_runs(args.run_dirs, args.out, args.title)
+        out = plot_runs(args.run_dirs, args.out, args.title, args.metric)
         print(f"wrote {out}", file=sys.stderr)
     return 0
 

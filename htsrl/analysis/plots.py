@@ -13,6 +13,7 @@ import numpy as np
 
 from htsrl.config import IDENTITY, LAYOUT, RUN_CONTROL, Config, fields_of_kind
 from htsrl.errors import ConfigError
+from htsrl.presets import PRESETS
 
 METRIC = "charts/mean_return_last_100"
 # Config fields that do not make a run another experiment: which run it is (seed, folder), how many
@@ -20,7 +21,7 @@ METRIC = "charts/mean_return_last_100"
 NOT_A_SETTING = set(fields_of_kind(IDENTITY, LAYOUT, RUN_CONTROL))
 
 
-def read_run(run_dir: Path) -> dict:
+def read_run(run_dir: Path, metric: str = METRIC) -> dict:
     progress = run_dir / "progress.csv"
     if not progress.is_file():
         raise ConfigError(f"{run_dir} has no progress.csv: not an htsrl run directory")
@@ -29,10 +30,10 @@ def read_run(run_dir: Path) -> dict:
     steps, wall, value = [], [], []
     with open(progress) as f:
         for row in csv.DictReader(f):
-            if row.get(METRIC):
+            if row.get(metric):
                 steps.append(float(row["env_steps"]))
                 wall.append(float(row["wall_time_s"]))
-                value.append(float(row[METRIC]))
+                value.append(float(row[metric]))
     return {
         "config": cfg,
         "env": cfg.get("env", "?"),
@@ -60,14 +61,19 @@ def group_runs(runs: list[dict]) -> dict[str, list[dict]]:
     labelled: dict[str, list[dict]] = {}
     for key, members in groups.items():
         s = settings[key]
-        label = " ".join([f"{s.get('algo', '?')} {s.get('mode', '?')}", *(f"{k}={s.get(k)}" for k in differ)])
+        # a field at its preset's value is said by the preset's name (curves of other presets differ in many)
+        implied = PRESETS.get(s.get("preset"), {}) if "preset" in differ else {}
+        shown = [k for k in differ if k not in implied or implied[k] != s.get(k)]
+        label = " ".join([f"{s.get('algo', '?')} {s.get('mode', '?')}", *(f"{k}={s.get(k)}" for k in shown)])
         while label in labelled:  # settings that print alike stay apart
             label += "'"
         labelled[label] = members
     return labelled
 
 
-def plot_runs(run_dirs: list[str | Path], out: str | Path, title: str | None = None) -> Path:
+def plot_runs(run_dirs: list[str | Path], out: str | Path, title: str | None = None, metric: str = METRIC) -> Path:
+    """Curves of ``metric`` (a progress.csv column; default the mean return of the last 100 episodes)
+    against env steps and wall time; one curve per setting, mean and min-max over its seeds."""
     try:
         import matplotlib
 
@@ -76,12 +82,12 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, title: str | None = N
         from matplotlib.ticker import EngFormatter
     except ImportError:
         raise ConfigError("htsrl plot needs matplotlib: pip install 'htsrl[plot]'") from None
-    runs = [read_run(Path(d)) for d in run_dirs]
+    runs = [read_run(Path(d), metric) for d in run_dirs]
     runs = [r for r in runs if len(r["value"])]
     if not runs:
         raise ConfigError("no run has episode returns to plot yet")
     groups = group_runs(runs)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4 + 0.3 * len(groups)))
     colors = itertools.cycle(plt.rcParams["axes.prop_cycle"].by_key()["color"])
     for (label, members), color in zip(groups.items(), colors):
         for ax, x_key in zip(axes, ("steps", "wall")):
@@ -96,12 +102,14 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, title: str | None = N
     axes[0].set_xlabel("environment steps")
     axes[0].xaxis.set_major_formatter(EngFormatter(sep=""))  # 200k, 1M: long step counts stay legible
     axes[1].set_xlabel("wall time (s)")
+    ylabel = "mean return (last 100 episodes)" if metric == METRIC else metric
     for ax in axes:
-        ax.set_ylabel("mean return (last 100 episodes)")
+        ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-        ax.legend()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=1, frameon=False)  # one legend, below both plots
     fig.suptitle(title or ", ".join(sorted({r["env"] for r in runs})))
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.06 * len(labels), 1, 1))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
