@@ -14,6 +14,7 @@ import pytest
 import torch
 from conftest import assert_all_gone, finish_cli, shm_entries, start_cli, wait_for_pids
 from test_determinism import _key
+from test_resume import _resume
 
 import htsrl
 from htsrl import Config, train
@@ -93,15 +94,7 @@ def test_resume_is_bitwise(tmp_path):
     full = train(Config(**base, run_dir=str(tmp_path / "full")))
     half = train(Config(**base, run_dir=str(tmp_path / "half"), stop_at_steps=8 * 32 * 2))
     assert not half["finished"]
-    cfg = Config.from_dict(
-        {
-            **json.loads((tmp_path / "half" / "config.json").read_text()),
-            "stop_at_steps": None,
-            "num_executors": 1,
-            "num_actors": 2,
-        }
-    )
-    resumed = train(cfg, resume=True)
+    resumed = _resume(tmp_path / "half", num_executors=1, num_actors=2)  # another layout, same numbers
     keys = ("params_sha256", "rollout_sha256", "episodes", "mean_return_last_100", "updates")
     assert {k: resumed[k] for k in keys} == {k: full[k] for k in keys}
 
