@@ -56,7 +56,9 @@ class RecurrentCore(nn.Module):
 
 
 class ActorCritic(nn.Module):
-    """``encode`` (observation -> features), an optional recurrent ``core``, ``heads`` (-> head, value)."""
+    """``encode`` (observation -> features), an optional recurrent ``core``, ``heads`` (features -> head,
+    value). Each network (``NatureCNN``, ``MLP``) defines ``encode`` and ``heads``; this class composes
+    them, with or without the core."""
 
     def __init__(self):
         super().__init__()
@@ -65,12 +67,6 @@ class ActorCritic(nn.Module):
     @property
     def state_size(self) -> int:
         return self.core.state_size if self.core is not None else 0
-
-    def encode(self, obs: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.core is not None:
