@@ -146,6 +146,11 @@ def bench(cfg: Config, steps: int, reps: int, modes: list[str], out_dir: Path) -
                 f"the sb3 mode runs SB3's feed-forward network; beside --recurrent {cfg.recurrent} it would "
                 "compare two networks (leave sb3 out of --modes)"
             )
+        if cfg.players > 1:
+            raise ConfigError(
+                f"the sb3 mode runs one player per env; {cfg.env} with {cfg.players} controlled players is "
+                "htsrl's only (leave sb3 out of --modes)"
+            )
         try:
             import stable_baselines3  # noqa: F401
         except ImportError:

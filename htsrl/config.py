@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from htsrl.errors import ConfigError
-from htsrl.presets import PRESETS, default_preset, is_atari  # noqa: F401  (re-exported)
+from htsrl.presets import PRESETS, default_preset, is_atari, is_football  # noqa: F401  (re-exported)
 
 # What kind of setting each field is. One declaration, from which the resume check (only LAYOUT and
 # RUN_CONTROL may change on resume) and ``htsrl plot``'s grouping (runs that differ only in IDENTITY,
@@ -71,7 +71,11 @@ class Config:
         "async mode: rollout buffers in the ring; executors may run up to async_slots - 1 windows "
         "ahead of the learner and wait only when every slot is full",
     )
-    num_envs: int | None = _f(None, "environments (default from the preset)")
+    num_envs: int | None = _f(
+        None,
+        "environments, i.e. buffer columns (default from the preset); with several controlled football "
+        "players each player is a column: N players x G games (the preset's default: its env count in games)",
+    )
     envs_per_group: int | None = _f(
         None, "inference batch: envs always inferred together (default: largest divisor of num_envs <= num_envs/4)"
     )
@@ -170,6 +174,18 @@ class Config:
         return self.mode in ("hts", "async")
 
     @property
+    def players(self) -> int:
+        """Buffer columns one env fills: the players a football env controls (``--env-kwargs``
+        ``left_players`` + ``right_players``, each a column), else 1. Values of the wrong type count as
+        1 here; building the env refuses them (``envs.football.check_players``)."""
+        if not is_football(self.env):
+            return 1
+        left, right = self.env_kwargs.get("left_players", 1), self.env_kwargs.get("right_players", 0)
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (left, right)):
+            return 1
+        return max(1, left + right)
+
+    @property
     def network_options(self) -> dict:
         """What ``nn.build_model`` takes besides the spaces: the same network in the learner and actors."""
         return {
@@ -223,9 +239,12 @@ ALGOS = ("ppo", "a2c", "impala")
 MODES = ("hts", "sync", "async", "raw")
 
 
-def default_envs_per_group(num_envs: int) -> int:
+def default_envs_per_group(num_envs: int, players: int = 1) -> int:
     """Largest divisor of num_envs that is at most num_envs / 4: four or more groups, so two
-    executors each pipeline two groups while an actor infers the other."""
+    executors each pipeline two groups while an actor infers the other. With several players per env,
+    the same count of whole games (a game's columns are stepped together)."""
+    if players > 1 and num_envs % players == 0:
+        return players * default_envs_per_group(num_envs // players)
     limit = max(1, num_envs // 4)
     return max(d for d in range(1, limit + 1) if num_envs % d == 0)
 
@@ -245,8 +264,10 @@ def resolve(cfg: Config) -> Config:
         if values[k] is None:
             values[k] = v
     out = Config(**values)
+    if cfg.num_envs is None and isinstance(out.num_envs, int):
+        out.num_envs *= out.players  # a preset counts games (HTS-RL: --num-processes games of N agents)
     if out.envs_per_group is None and out.num_envs is not None and out.num_envs > 0:
-        out.envs_per_group = default_envs_per_group(out.num_envs)
+        out.envs_per_group = default_envs_per_group(out.num_envs, out.players)
     validate(out)
     # here, not in validate: that also checks one rank's share of the envs, and columns span the ranks
     if out.recurrent != "none" and out.algo == "ppo" and out.num_envs % out.minibatches:
@@ -314,6 +335,13 @@ def validate(c: Config) -> None:
         raise ConfigError(f"--num-envs {c.num_envs} is not divisible by --num-executors {c.num_executors}")
     if c.num_envs % c.envs_per_group:
         raise ConfigError(f"--num-envs {c.num_envs} is not divisible by --envs-per-group {c.envs_per_group}")
+    if c.players > 1 and (c.num_envs % c.players or c.envs_per_group % c.players):
+        games = max(1, c.num_envs // c.players)
+        raise ConfigError(
+            f"{c.env} with {c.players} controlled players fills {c.players} buffer columns per game: --num-envs "
+            f"({c.num_envs}) and --envs-per-group ({c.envs_per_group}) must be multiples of {c.players} "
+            f"(e.g. --num-envs {games * c.players} for {games} games)"
+        )
     groups = c.num_envs // c.envs_per_group
     if groups % c.num_executors:
         raise ConfigError(

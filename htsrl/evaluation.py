@@ -79,45 +79,51 @@ def load_policy(run_dir: Path, checkpoint: str = "auto"):
 def play_game(
     env_set, model, seed: int, episode: int, greedy: bool = False, max_steps: int = 100_000, on_step=None
 ) -> dict:
-    """Play evaluation game ``episode`` on env 0 of ``env_set`` (built with ``training=True``) and return
-    its true score ``r``, length ``l`` (see the module docstring), score difference ``s`` (football,
-    else None) and ``steps`` (actions the policy chose). ``on_step()`` runs before each policy step."""
-    env = env_set.envs[0]
+    """Play evaluation game ``episode`` on the first env of ``env_set`` (built with ``training=True``) and
+    return its true score ``r``, length ``l`` (see the module docstring), score difference ``s``
+    (football, else None) and ``steps`` (actions the policy chose). ``on_step()`` runs before each policy
+    step. An env of several players (football ``left_players``) is one game: the policy acts for all of
+    its players in one batch, each with its own uniforms, as the actors do."""
+    players = env_set.players
+    columns = range(players)
     spec = spec_of(model)  # a module without one acts in Discrete actions
     uniforms = eval_uniforms(seed, episode)
     resets = 0
 
     def reset():
         nonlocal resets
-        obs, _ = env.reset(seed=eval_seed(seed, episode, resets))
+        seed_k = eval_seed(seed, episode, resets)
+        obs = [env_set.envs[c].reset(seed=seed_k)[0] for c in columns]  # the game, then its other players
         resets += 1
         return obs
 
     obs = reset()
     size = getattr(model, "state_size", 0)  # recurrent: the state, reset where an episode begins
-    state, start = torch.zeros(1, size), torch.ones(1, dtype=torch.bool)
+    state, start = torch.zeros(players, size), torch.ones(players, dtype=torch.bool)
     for step in range(max_steps):
         if on_step is not None:
             on_step()
         with torch.inference_mode():
-            batch = torch.as_tensor(np.asarray(obs)).unsqueeze(0)
+            batch = torch.as_tensor(np.stack(obs))
             if size:
                 head, _, state = model.step(batch, state, start)
-                start = torch.zeros(1, dtype=torch.bool)
+                start = torch.zeros(players, dtype=torch.bool)
             else:
                 head, _ = model(batch)
             dist = distribution(spec, head)
             if greedy:
                 action = dist.mode()
             else:
-                action, _ = dist.sample(torch.from_numpy(uniforms.random((1, *spec.uniform_shape))))
+                action, _ = dist.sample(torch.from_numpy(uniforms.random((players, *spec.uniform_shape))))
         # as the executor steps an env: through its env set (Box: clipped), then reset on any episode end
-        obs, _, terminated, truncated, info = env_set.step(range(1), spec.to_env(action.numpy()))[0]
+        results = env_set.step(columns, spec.to_env(action.numpy()))
+        obs = [r[0] for r in results]
+        _, _, terminated, truncated, info = results[0]
         if EPISODE_KEY in info:  # the real end of the game (not a lost life)
             return {**info[EPISODE_KEY], "steps": step + 1}
         if terminated or truncated:  # a lost life: the training episode ends, the game goes on
             obs = reset()
-            start = torch.ones(1, dtype=torch.bool)
+            start = torch.ones(players, dtype=torch.bool)
     raise RuntimeError(f"episode {episode} did not end within {max_steps} steps")
 
 
@@ -143,7 +149,7 @@ def evaluate(
     if video is not None:
         kwargs["render_mode"] = "rgb_array"
     # the run's backend, with the wrappers training steps (episodic life, FIRE after a lost life)
-    env_set = make_env_set(cfg.env, kwargs, cfg.env_backend, range(1), training=True)
+    env_set = make_env_set(cfg.env, kwargs, cfg.env_backend, range(cfg.players), training=True)
     games = []
     writer = None
     try:
@@ -153,7 +159,7 @@ def evaluate(
 
                 def on_step():
                     nonlocal writer
-                    writer = _write_frame(writer, env_set.envs[0].render(), Path(video))
+                    writer = _write_frame(writer, env_set.game(0).render(), Path(video))
 
             games.append(play_game(env_set, model, seed, ep, greedy=greedy, max_steps=max_steps, on_step=on_step))
             if writer is not None:

@@ -223,11 +223,14 @@ class Policy:
         needs it), rewards are sign-clipped, and the true score of a whole game is
         ``info["htsrl_episode"]["r"]`` at game over. ``training=False``: one whole game per episode with
         raw rewards, and no automatic FIRE after a lost life (a policy that never learned to serve stalls).
-        ``seed``: the seed of the first ``reset()`` that is given none, and of the action space."""
+        ``seed``: the seed of the first ``reset()`` that is given none, and of the action space.
+        Football with several controlled players: the game, which returns ``(players, *obs)`` (a batch
+        for ``predict``) and takes one action per player."""
         kwargs = dict(self.config.env_kwargs)
         if render_mode is not None:
             kwargs["render_mode"] = render_mode
-        env_set = make_env_set(self.config.env, kwargs, self.config.env_backend, range(1), training=training)
+        columns = range(self.config.players)
+        env_set = make_env_set(self.config.env, kwargs, self.config.env_backend, columns, training=training)
         return _RunEnv(env_set, seed)
 
     def export(self, path: str | Path, format: str = "torchscript") -> Path:
@@ -240,7 +243,7 @@ class _RunEnv(gym.Wrapper):
     the first unseeded reset uses ``seed``."""
 
     def __init__(self, env_set, seed: int | None):
-        super().__init__(env_set.envs[next(iter(env_set.envs))])
+        super().__init__(env_set.game(next(iter(env_set.envs))))
         self._env_set = env_set
         self._first_seed = seed
         if seed is not None:

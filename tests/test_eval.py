@@ -8,13 +8,13 @@ game by game. The seeds and uniform streams of evaluation are pinned here from t
 """
 
 import hashlib
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
 import htsrl.evaluation as evaluate_mod
+from htsrl.config import Config
 from htsrl.engine.streams import reset_seed, sample
 from htsrl.envs import EPISODE_KEY, make_env_set
 
@@ -91,7 +91,7 @@ def training_path(backend: str, episodes: int, policy: Policy) -> list[dict]:
 
 
 def eval_path(backend: str, episodes: int, policy: Policy, tmp_path, monkeypatch) -> dict:
-    cfg = SimpleNamespace(env=ENV, env_kwargs={}, env_backend=backend, seed=SEED)
+    cfg = Config(env=ENV, env_backend=backend, seed=SEED)
     monkeypatch.setattr(evaluate_mod, "load_policy", lambda run_dir, checkpoint: (cfg, policy))
     return evaluate_mod.evaluate(tmp_path, episodes=episodes, max_steps=5_000)
 

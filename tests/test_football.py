@@ -1,5 +1,6 @@
 """Google Research Football: wrapper API, per-episode engine seeding, an HTS-PPO smoke run, bad input."""
 
+import json
 import os
 
 import numpy as np
@@ -133,3 +134,189 @@ def test_football_not_installed_message(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(fb, "football_installed", lambda: False)
     assert main(["train", "--env", "football/academy_empty_goal", "--run-dir", str(tmp_path / "r")]) == 2
     assert "scripts/install_football.sh" in capsys.readouterr().err
+
+
+# --- several controlled players (left_players / right_players): one buffer column per player
+
+THREE = dict(
+    env="football/academy_3_vs_1_with_keeper",
+    env_kwargs={"left_players": 3, "representation": "simple115"},
+    num_envs=6,  # 2 games of 3 players
+    alpha=32,
+    total_steps=6 * 32 * 6,
+    epochs=1,
+    minibatches=2,
+    seed=4,
+)
+
+
+def test_an_env_of_three_players_gives_three_of_everything():
+    env = make_env("football/academy_3_vs_1_with_keeper", {"left_players": 3})
+    assert env.unwrapped.players == 3 and env.unwrapped.single_observation_space.shape == (16, 72, 96)
+    obs, _ = env.reset(seed=1)
+    assert obs.shape == (3, 16, 72, 96) and obs.dtype == np.uint8 and env.observation_space.contains(obs)
+    assert not np.array_equal(obs[0], obs[1])  # each player's own view (its active-player plane)
+    obs, reward, terminated, truncated, info = env.step(np.array([0, 1, 2]))
+    assert obs.shape == (3, 16, 72, 96) and reward.shape == (3,) and isinstance(terminated, bool)
+    env.close()
+    both = make_env(
+        "football/academy_3_vs_1_with_keeper", {"left_players": 2, "right_players": 2, "representation": "simple115"}
+    )
+    obs, _ = both.reset(seed=1)
+    assert obs.shape == (4, 115) and both.action_space.nvec.tolist() == [19] * 4
+    both.close()
+
+
+def test_a_player_set_steps_whole_games_and_reports_each_episode_once():
+    from htsrl.envs import EPISODE_KEY, make_env_set
+
+    kwargs = {"left_players": 3, "representation": "simple115"}
+    players = make_env_set("football/academy_3_vs_1_with_keeper", kwargs, "python", range(3, 9))
+    alone = make_env("football/academy_3_vs_1_with_keeper", kwargs, index=3)  # the same game, by itself
+    first = [players.envs[c].reset(seed=11)[0] for c in range(3, 9)]
+    assert np.array_equal(np.stack(first[:3]), alone.reset(seed=11)[0])
+    rng, ends = np.random.default_rng(0), 0
+    for _ in range(200):
+        actions = rng.integers(0, 19, 6)
+        results = players.step(range(3, 9), actions)
+        obs, reward, terminated, _, info = alone.step(actions[:3])
+        assert np.array_equal(np.stack([r[0] for r in results[:3]]), obs)
+        assert [r[1] for r in results[:3]] == reward.tolist()
+        for game in (0, 3):  # a game's columns end together; only its first column carries the episode
+            done = {r[2] for r in results[game : game + 3]}
+            assert len(done) == 1
+            assert [EPISODE_KEY in r[4] for r in results[game : game + 3]] == [done == {True}, False, False]
+            if done == {True}:
+                ends += 1
+                for c in range(3 + game, 6 + game):
+                    players.envs[c].reset(seed=ends)
+                if game == 0:
+                    alone.reset(seed=ends)
+    assert ends >= 2
+    with pytest.raises(RuntimeError, match="reset without its game"):
+        players.envs[4].reset(seed=0)
+    with pytest.raises(RuntimeError, match="split a game"):
+        players.step(range(3, 5), np.zeros(2, np.int64))
+    players.close()
+    alone.close()
+
+
+@pytest.mark.parametrize("mode", ["hts", "sync"])
+def test_three_players_matrix(run, mode):
+    from test_determinism import _key
+
+    ref = run(**THREE, mode=mode, serial=True)
+    assert ref["updates"] == 6 and ref["episodes"] > 0
+    layouts = [(1, 1), (2, 2)] if mode == "hts" else [(1, 1), (2, 1)]
+    for executors, actors in layouts:
+        got = run(**THREE, mode=mode, num_executors=executors, num_actors=actors, envs_per_group=3)
+        assert _key(got) == _key(ref), (executors, actors)
+
+
+def test_episodes_are_counted_once_per_game(run):
+    ended_games = []
+
+    def count(window, bufs, buf):
+        done = bufs.terminated[buf] | bufs.truncated[buf]  # (alpha, columns)
+        games = done.reshape(done.shape[0], -1, 3)
+        assert (games == games[:, :, :1]).all()  # a game's players end together
+        assert np.isnan(bufs.ep_return[buf].reshape(done.shape[0], -1, 3)[:, :, 1:]).all()
+        ended_games.append(int(games[:, :, 0].sum()))
+
+    summary = run(**THREE, on_window=count)
+    assert summary["episodes"] == sum(ended_games) > 0
+
+
+def test_three_players_resume_is_bitwise(tmp_path):
+    from test_resume import _resume
+
+    from htsrl import Config, train
+
+    base = dict(**THREE, progress=False, checkpoint_every=2)
+    full = train(Config(**base, run_dir=str(tmp_path / "full")))
+    half = train(Config(**base, run_dir=str(tmp_path / "half"), stop_at_steps=6 * 32 * 3))
+    assert not half["finished"]
+    resumed = _resume(tmp_path / "half", num_executors=2, num_actors=1)  # another layout: a replay per game
+    keys = ("params_sha256", "rollout_sha256", "episodes", "mean_return_last_100", "updates")
+    assert {k: resumed[k] for k in keys} == {k: full[k] for k in keys}
+
+
+def test_three_players_sigkill_of_an_executor_is_recovered_bitwise(tmp_path):
+    import json
+    import signal
+    import time
+
+    from conftest import assert_all_gone, finish_cli, shm_entries, start_cli, wait_for_pids
+
+    args = [
+        *("--env", THREE["env"], "--env-kwargs", json.dumps(THREE["env_kwargs"]), "--num-envs", "6"),
+        *("--alpha", "32", "--epochs", "1", "--minibatches", "2", "--seed", "4"),
+        *("--total-steps", str(6 * 32 * 16), "--num-executors", "2", "--envs-per-group", "3"),
+    ]
+    assert main(["train", *args, "--run-dir", str(tmp_path / "ref"), "--no-progress"]) == 0
+    reference = json.loads((tmp_path / "ref" / "summary.json").read_text())
+    before = shm_entries()
+    proc = start_cli(args, tmp_path / "killed")
+    pids = wait_for_pids(tmp_path / "killed")
+    progress = tmp_path / "killed" / "progress.csv"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not progress.exists() or len(progress.read_text().splitlines()) < 4):
+        time.sleep(0.05)  # a few windows in: the games are mid-episode, with histories to replay
+    os.kill(pids["executor 1"], signal.SIGKILL)
+    code, _, err = finish_cli(proc, timeout=120)
+    assert code == 0, err
+    s = json.loads((tmp_path / "killed" / "summary.json").read_text())
+    assert s["restarts"] == 1
+    assert s["params_sha256"] == reference["params_sha256"] and s["rollout_sha256"] == reference["rollout_sha256"]
+    assert_all_gone([*pids.values(), *wait_for_pids(tmp_path / "killed").values()])
+    assert shm_entries() == before
+
+
+def test_three_players_predict_and_evaluate(tmp_path, run):
+    import htsrl
+
+    summary = run(**{**THREE, "total_steps": 6 * 32 * 2}, run_dir=str(tmp_path / "r"))
+    assert summary["finished"]
+    policy = htsrl.load(tmp_path / "r")
+    env = policy.make_env(seed=3)
+    obs, _ = env.reset()
+    assert obs.shape == (3, 115)
+    actions, _ = policy.predict(obs, deterministic=True)
+    assert actions.shape == (3,)
+    env.step(actions)
+    env.close()
+    result = htsrl.evaluate(tmp_path / "r", episodes=3)
+    assert len(result["scores"]) == 3 and "mean_score_difference" in result
+    again = htsrl.evaluate(tmp_path / "r", episodes=3)
+    assert again["scores"] == result["scores"]
+
+
+@pytest.mark.parametrize(
+    "kwargs,extra,message",
+    [
+        ({"left_players": 5}, [], "academy_3_vs_1_with_keeper has 4 left and 2 right players"),
+        ({"left_players": 0}, [], "left_players must be an integer >= 1, got 0"),
+        ({"right_players": 3}, [], "right_players 3 cannot be controlled"),
+        ({"left_players": 3}, ["--num-envs", "8"], "must be multiples of 3 (e.g. --num-envs 6 for 2 games)"),
+        ({"left_players": 3}, ["--num-envs", "6", "--envs-per-group", "2"], "must be multiples of 3"),
+    ],
+)
+def test_bad_player_counts_are_refused_before_start(tmp_path, capsys, kwargs, extra, message):
+    args = ["--env", "football/academy_3_vs_1_with_keeper", "--env-kwargs", json.dumps(kwargs), *extra]
+    assert main(["train", "--run-dir", str(tmp_path / "r"), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_preset_counts_games():
+    from htsrl.config import Config, resolve
+
+    one = resolve(Config(env="football/academy_3_vs_1_with_keeper"))
+    three = resolve(Config(env="football/academy_3_vs_1_with_keeper", env_kwargs={"left_players": 3}))
+    assert (one.num_envs, one.envs_per_group) == (16, 4)
+    assert (three.num_envs, three.envs_per_group, three.players) == (48, 12, 3)  # 16 games, 4 per group
+    assert (
+        resolve(Config(env="football/academy_3_vs_1_with_keeper", env_kwargs={"left_players": 3}, num_envs=12)).num_envs
+        == 12
+    )

@@ -56,17 +56,26 @@ class EnvGroups:
                 self.bufs.starts[0, 0, i] = True
                 self.bufs.hidden[0, 0, i] = 0.0
             return
-        buf = self.bufs.slot(last_window)
-        for i in self.env_ids:
-            obs, self.resets[i] = replay(
-                self.envs[i],
+        buf, players = self.bufs.slot(last_window), self.env_set.players
+        for i in self.env_ids[::players]:  # each env, as a whole game: its columns i .. i + players - 1
+            columns = range(i, i + players)
+            actions = history.actions[i] if players == 1 else list(zip(*(history.actions[c] for c in columns)))
+            obs, resets = replay(
+                self.env_set.game(i),
                 lambda k, i=i: reset_seed(self.cfg.seed, self.env_offset + i, k),
                 history.start_reset[i],
-                history.actions[i],
+                actions,
                 history.dones[i],
-                self._replayed_action,
+                self._replayed_action if players == 1 else lambda a: [self._replayed_action(x) for x in a],
             )
-            if self.resets[i] != history.resets[i] or not np.array_equal(obs, self.bufs.obs[buf, self.bufs.alpha, i]):
+            recorded = (
+                self.bufs.obs[buf, self.bufs.alpha, i]
+                if players == 1
+                else self.bufs.obs[buf, self.bufs.alpha, i : i + players]
+            )
+            for c in columns:
+                self.resets[c] = resets
+            if any(history.resets[c] != resets for c in columns) or not np.array_equal(obs, recorded):
                 raise ReplayMismatch(
                     f"env {i} did not return to its recorded state on replay; "
                     f"{self.cfg.env} is not deterministic given its seed"

@@ -16,7 +16,11 @@ from htsrl.errors import ReplayMismatch
 
 
 class EnvHistory:
-    def __init__(self, num_envs: int):
+    """Per buffer column. An env of several players (``players`` columns, ``envs.PlayerSet``) reports its
+    real episode end on its first column only; every column of the env takes that end."""
+
+    def __init__(self, num_envs: int, players: int = 1):
+        self.players = players
         self.resets = [1] * num_envs  # top-level reset calls made so far (the first at start)
         self.start_reset = [0] * num_envs  # index of the reset that began the current real episode
         self.actions: list[list[int]] = [[] for _ in range(num_envs)]
@@ -24,6 +28,8 @@ class EnvHistory:
 
     def record_window(self, actions: np.ndarray, done: np.ndarray, real_end: np.ndarray) -> None:
         """actions, done (terminated|truncated), real_end: (alpha, num_envs) of one finished window."""
+        if self.players > 1:
+            real_end = np.repeat(real_end[:, :: self.players], self.players, axis=1)
         cum_done = np.cumsum(done, axis=0)
         for i in range(actions.shape[1]):
             ends = np.flatnonzero(real_end[:, i])

@@ -236,7 +236,7 @@ class Trainer:
             state_size=self.learner.model.state_size,
         )
         self.streams = ActionStreams(cfg.seed, local.num_envs, env_offset)
-        self.history = EnvHistory(local.num_envs)
+        self.history = EnvHistory(local.num_envs, info.players)
         self.rollout_sha256 = hashlib.sha256(b"htsrl").hexdigest()
         self.first_window = 0  # the first window this process collects or learns
         self.pending: Episodes | None = None  # HTS resume: episodes of the collected, unlearned window

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
-from htsrl.config import ConfigError, is_atari
+from htsrl.config import Config, ConfigError, is_atari
 from htsrl.distributions import BOX, ActionSpec, action_spec
 from htsrl.presets import is_mujoco
 
@@ -24,7 +24,8 @@ class EpisodeStats(gym.Wrapper):
     """Records the raw episode return and length; innermost wrapper, so it sees unclipped rewards.
 
     Where the env reports ``info["score_reward"]`` (football: +1 goal scored, -1 conceded) its sum is
-    the episode's score difference ``"s"``.
+    the episode's score difference ``"s"``. An env of several players (a reward per player) adds the
+    mean of its players' rewards: with shared rewards, one player's return.
     """
 
     def __init__(self, env: gym.Env):
@@ -37,7 +38,7 @@ class EpisodeStats(gym.Wrapper):
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
-        self._ret += float(reward)
+        self._ret += float(np.mean(reward))
         self._len += 1
         if "score_reward" in info:
             self._score = (self._score or 0.0) + float(info["score_reward"])
@@ -75,10 +76,16 @@ def make_env(env_id: str, env_kwargs: dict | None = None, training: bool = True,
 
 class EnvSet:
     """The envs of one process by buffer column: ``envs[i]`` is a Gymnasium env (resets, replay), and
-    :meth:`step` steps several at once (a loop here; one C++ call for EnvPool)."""
+    :meth:`step` steps several at once (a loop here; one C++ call for EnvPool). ``players``: columns
+    per env (:class:`PlayerSet`); :meth:`game` is the env that plays column ``i``, whole."""
+
+    players = 1
 
     def __init__(self, envs: dict[int, gym.Env]):
         self.envs = envs
+
+    def game(self, i: int) -> gym.Env:
+        return self.envs[i]
 
     def step(self, ids: range, actions: np.ndarray) -> list[tuple]:
         return [self.envs[i].step(a if np.ndim(a) else int(a)) for i, a in zip(ids, actions)]
@@ -86,6 +93,77 @@ class EnvSet:
     def close(self) -> None:
         for env in self.envs.values():
             env.close()
+
+
+class PlayerSet(EnvSet):
+    """Envs of several controlled players (football ``left_players``/``right_players``): game ``g`` fills
+    the ``players`` consecutive columns from ``g * players``, one per player, each with its own
+    observation, action (from its own stream) and reward.
+
+    :meth:`step` steps each game once on its columns' actions; only a game's first column reports the
+    episode (``info["htsrl_episode"]``), so an episode is counted once per game. ``envs[i]`` is column
+    ``i`` for resets: the first column's reset resets the game with its seed (the game's seeds are its
+    first column's), the others take their player's observation of that reset, so the executor resets
+    a game's columns in column order as it does any env's. Replay goes through :meth:`game`."""
+
+    def __init__(self, games: dict[int, gym.Env], players: int):
+        self.games, self.players = games, players
+        envs = {}
+        for first, game in games.items():
+            seat = _Seats(game, players)
+            envs.update({first + p: _PlayerColumn(seat, p) for p in range(players)})
+        super().__init__(envs)
+
+    def game(self, i: int) -> gym.Env:
+        return self.games[i - i % self.players]
+
+    def step(self, ids: range, actions: np.ndarray) -> list[tuple]:
+        if ids.start % self.players or ids.stop % self.players:
+            raise RuntimeError(f"columns {ids} split a game of {self.players} players")
+        out = []
+        for first in range(ids.start, ids.stop, self.players):
+            j = first - ids.start
+            obs, reward, terminated, truncated, info = self.games[first].step(actions[j : j + self.players])
+            others = {k: v for k, v in info.items() if k != EPISODE_KEY}
+            for p in range(self.players):
+                out.append((obs[p], float(reward[p]), terminated, truncated, info if p == 0 else others))
+        return out
+
+    def close(self) -> None:
+        for game in self.games.values():
+            game.close()
+
+
+class _Seats:
+    """A game and the observations of its last reset, which its columns other than the first take."""
+
+    def __init__(self, game: gym.Env, players: int):
+        self.game, self.obs, self.waiting = game, None, [False] * players
+
+
+class _PlayerColumn(gym.Env):
+    def __init__(self, seats: _Seats, player: int):
+        self.seats, self.player = seats, player
+        self.observation_space = seats.game.unwrapped.single_observation_space
+        self.action_space = seats.game.unwrapped.single_action_space
+
+    def reset(self, *, seed: int | None = None, options=None):
+        seats = self.seats
+        if self.player == 0:
+            seats.obs, info = seats.game.reset(seed=seed, options=options)
+            seats.waiting = [True] * len(seats.waiting)
+        elif not seats.waiting[self.player]:
+            raise RuntimeError(f"player column {self.player} was reset without its game (reset column 0 first)")
+        else:
+            info = {}
+        seats.waiting[self.player] = False
+        return seats.obs[self.player], info
+
+    def step(self, action):
+        raise RuntimeError("a player column is stepped with its game (PlayerSet.step)")
+
+    def close(self) -> None:
+        pass  # the game is closed by its PlayerSet
 
 
 def make_env_set(
@@ -103,14 +181,26 @@ def make_env_set(
         from htsrl.envs.envpool_atari import EnvPoolAtari
 
         return EnvPoolAtari(env_id, env_kwargs, columns, training=training, num_threads=threads)
+    players = env_players(env_id, env_kwargs)
+    if players > 1:
+        if columns.start % players or len(columns) % players:
+            raise RuntimeError(f"columns {columns} split a game of {players} players")
+        games = range(columns.start, columns.stop, players)
+        return PlayerSet({g: make_env(env_id, env_kwargs, training, env_offset + g) for g in games}, players)
     return EnvSet({i: make_env(env_id, env_kwargs, training=training, index=env_offset + i) for i in columns})
+
+
+def env_players(env_id: str, env_kwargs: dict | None) -> int:
+    """Buffer columns one env fills (see :attr:`htsrl.config.Config.players`)."""
+    return Config(env=env_id, env_kwargs=dict(env_kwargs or {})).players
 
 
 @dataclass(frozen=True)
 class EnvInfo:
-    obs_shape: tuple[int, ...]
+    obs_shape: tuple[int, ...]  # one player's, where an env has several
     obs_dtype: np.dtype
     action_spec: ActionSpec
+    players: int = 1  # buffer columns per env
 
     @property
     def num_actions(self) -> int:
@@ -148,13 +238,15 @@ def probe_env(env_id: str, env_kwargs: dict | None = None, backend: str = "pytho
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(f"{env_id} needs a package that is not installed: {first}{hint}") from None
     try:
-        obs_space, act_space = env.observation_space, env.action_space
+        players = getattr(env.unwrapped, "players", 1)
+        obs_space = env.unwrapped.single_observation_space if players > 1 else env.observation_space
+        act_space = env.unwrapped.single_action_space if players > 1 else env.action_space
     finally:
         env.close()
-    return _env_info(env_id, obs_space, act_space)
+    return _env_info(env_id, obs_space, act_space, players)
 
 
-def _env_info(env_id: str, obs_space: gym.Space, act_space: gym.Space) -> EnvInfo:
+def _env_info(env_id: str, obs_space: gym.Space, act_space: gym.Space, players: int = 1) -> EnvInfo:
     spec = action_spec(act_space)
     if spec is None:
         raise ConfigError(
@@ -172,4 +264,4 @@ def _env_info(env_id: str, obs_space: gym.Space, act_space: gym.Space) -> EnvInf
             f"{env_id} has image observations {obs_space.shape} and Box actions; htsrl's Gaussian policy is "
             "the MLP for vector observations (images: Discrete or MultiDiscrete actions)"
         )
-    return EnvInfo(tuple(obs_space.shape), np.dtype(obs_space.dtype), spec)
+    return EnvInfo(tuple(obs_space.shape), np.dtype(obs_space.dtype), spec, players)

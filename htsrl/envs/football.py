@@ -9,11 +9,21 @@ Options (``--env-kwargs``): ``representation`` ``extracted`` (SMM 72x96, 4 frame
 channels, returned channels-first) or ``simple115`` (115 floats, gfootball's simple115v2);
 ``rewards`` ``scoring`` or ``scoring,checkpoints``. ``info["score_reward"]`` (+1 own goal scored,
 -1 conceded) is summed into the per-episode score difference, the football metric.
+
+Several controlled players (``left_players`` N, default 1; ``right_players`` M, default 0: the right
+team's players too, all by one shared policy, as gfootball's ``number_of_*_players_agent_controls``):
+the env then takes N+M actions (``MultiDiscrete``) and returns N+M observations (``(N+M, *obs)``, each
+from its player's view; right players see the pitch mirrored) and N+M rewards (a float64 vector, each
+player's own as GRF gives it: scoring rewards are shared, a checkpoint reward goes to the player who
+carried the ball there). ``players`` says how many; ``single_observation_space`` and
+``single_action_space`` are one player's. The engine gives each player a buffer column
+(``htsrl.envs.PlayerSet``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import warnings
 
@@ -58,6 +68,31 @@ def check_options(scenario: str, representation: str, rewards: str) -> None:
         raise ValueError(f"unknown football rewards {rewards!r}; choose one of {list(REWARDS)}")
 
 
+@functools.cache
+def team_sizes(scenario: str) -> tuple[int, int]:
+    """Players of the left and right team in a scenario, as gfootball's scenario builder counts them."""
+    _import_gfootball()
+    from gfootball.env import config, scenario_builder
+
+    built = scenario_builder.Scenario(config.Config({"level": scenario})).ScenarioConfig()
+    return len(built.left_team), len(built.right_team)
+
+
+def check_players(scenario: str, left_players, right_players) -> None:
+    """The controlled players must exist in the scenario (ValueError: the engine turns it into exit 2)."""
+    for name, value, least in (("left_players", left_players, 1), ("right_players", right_players, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"football {name} must be an integer >= {least}, got {value!r}")
+    if (left_players, right_players) == (1, 0):
+        return  # every scenario has a left player; the 0.5 s of building its config is spared
+    left, right = team_sizes(scenario)
+    if left_players > left or right_players > right:
+        raise ValueError(
+            f"{scenario} has {left} left and {right} right players; left_players {left_players} and "
+            f"right_players {right_players} cannot be controlled"
+        )
+
+
 def _import_gfootball():
     """Import gfootball, silencing the banner its `gym` dependency prints on import."""
     with open(os.devnull, "w") as null, contextlib.redirect_stderr(null), warnings.catch_warnings():
@@ -82,16 +117,31 @@ class FootballEnv(gym.Env):
         scenario: str = "academy_3_vs_1_with_keeper",
         representation: str = "extracted",
         rewards: str = "scoring,checkpoints",
+        left_players: int = 1,
+        right_players: int = 0,
     ):
         check_options(scenario, representation, rewards)
         if not football_installed():
             raise FootballNotInstalled(INSTALL_HINT)
+        check_players(scenario, left_players, right_players)
         self.scenario, self.representation, self.rewards = scenario, representation, rewards
-        self.action_space = gym.spaces.Discrete(19)
+        self.left_players, self.right_players = left_players, right_players
+        self.players = left_players + right_players
+        self.single_action_space = gym.spaces.Discrete(19)
         if representation == "extracted":
-            self.observation_space = gym.spaces.Box(0, 255, (16, 72, 96), np.uint8)
+            self.single_observation_space = gym.spaces.Box(0, 255, (16, 72, 96), np.uint8)
         else:
-            self.observation_space = gym.spaces.Box(-np.inf, np.inf, (115,), np.float32)
+            self.single_observation_space = gym.spaces.Box(-np.inf, np.inf, (115,), np.float32)
+        if self.players == 1:
+            self.action_space, self.observation_space = self.single_action_space, self.single_observation_space
+        else:
+            self.action_space = gym.spaces.MultiDiscrete([19] * self.players)
+            space = self.single_observation_space
+            self.observation_space = gym.spaces.Box(
+                np.broadcast_to(space.low, (self.players, *space.shape)),
+                np.broadcast_to(space.high, (self.players, *space.shape)),
+                dtype=space.dtype,
+            )
         self._env = None
 
     def _build(self, seed: int):
@@ -103,6 +153,8 @@ class FootballEnv(gym.Env):
                 representation=REPRESENTATIONS[self.representation],
                 stacked=self.representation == "extracted",  # SMM: 4 frames x 4 planes; simple115: one frame
                 rewards=self.rewards,
+                number_of_left_players_agent_controls=self.left_players,
+                number_of_right_players_agent_controls=self.right_players,
                 render=False,
                 write_video=False,
                 write_full_episode_dumps=False,
@@ -111,9 +163,10 @@ class FootballEnv(gym.Env):
 
     def _convert(self, obs) -> np.ndarray:
         obs = np.asarray(obs)
-        if self.representation == "extracted":
-            return np.ascontiguousarray(obs.transpose(2, 0, 1), dtype=np.uint8)  # HWC -> CHW
-        return obs.astype(np.float32).reshape(115)
+        if self.representation == "extracted":  # HWC -> CHW, per player where there are several
+            chw = obs.transpose(2, 0, 1) if self.players == 1 else obs.transpose(0, 3, 1, 2)
+            return np.ascontiguousarray(chw, dtype=np.uint8)
+        return obs.astype(np.float32).reshape(self.observation_space.shape)
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
@@ -132,10 +185,15 @@ class FootballEnv(gym.Env):
         return self._convert(self._env.reset()), {}
 
     def step(self, action):
-        obs, reward, done, info = self._env.step(int(action))
+        if self.players == 1:
+            obs, reward, done, info = self._env.step(int(action))
+            reward = float(reward)
+        else:
+            obs, reward, done, info = self._env.step([int(a) for a in np.asarray(action).reshape(self.players)])
+            reward = np.asarray(reward, np.float64).reshape(self.players)
         info = dict(info)
         # A football episode ends with the game (or the academy situation): a real terminal state.
-        return self._convert(obs), float(reward), bool(done), False, info
+        return self._convert(obs), reward, bool(done), False, info
 
     def close(self):
         if self._env is not None:
