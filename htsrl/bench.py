@@ -10,7 +10,8 @@ Modes, run interleaved (raw sync hts sb3 raw sync hts sb3 ...) so that machine n
 - ``sync-bf16``, ``hts-bf16``, ``async-bf16``: the same with ``--precision bf16`` (image envs), with their
   ratio to the fp32 row of the same mode (``x fp32``).
 Rates are steady state (the first fifth of each run excluded), reported as medians over repetitions,
-in agent steps per second, with emulator frames (steps x frameskip) beside them. For synthetic envs
+in agent steps per second, with emulator frames beside them (Atari: steps x frameskip; football with
+several controlled players: steps / players, one step per player per game frame). For synthetic envs
 it also prints the Claim 1 prediction next to the measured rollout speedup.
 """
 
@@ -184,7 +185,7 @@ def bench(cfg: Config, steps: int, reps: int, modes: list[str], out_dir: Path) -
             r["rep"] = rep
             runs.append(r)
             print(f"[bench]   {r['sps']:,.0f} steps/s", file=sys.stderr, flush=True)
-    frameskip = 4 if is_atari(cfg.env) else 1
+    frames_per_step = (4 if is_atari(cfg.env) else 1) / cfg.players
     med = {m: statistics.median(r["sps"] for r in runs if r["mode"] == m) for m in modes}
     table = []
     for m in modes:
@@ -194,7 +195,7 @@ def bench(cfg: Config, steps: int, reps: int, modes: list[str], out_dir: Path) -
             "sps_median": med[m],
             "sps_min": min(rates),
             "sps_max": max(rates),
-            "frames_per_s": med[m] * frameskip,
+            "frames_per_s": med[m] * frames_per_step,
         }
         for ref in ("raw", "sync", "sb3"):
             if ref in med and ref != m:
@@ -215,7 +216,8 @@ def bench(cfg: Config, steps: int, reps: int, modes: list[str], out_dir: Path) -
         "steps_per_run": steps,
         "reps": reps,
         "cpu_count": os.cpu_count(),
-        "frameskip": frameskip,
+        "frames_per_step": frames_per_step,
+        "players": cfg.players,
         "table": table,
         "runs": runs,
         "time_split": _split(runs, steps),
