@@ -5,6 +5,7 @@ import csv
 import json
 
 import cv2
+import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -142,6 +143,20 @@ def test_plot_groups_seeds_and_names_what_differs(cartpole_run, tmp_path):
         ("ppo hts lr=0.0001", 1),
         ("ppo hts lr=0.00025", 3),
     ]
+
+
+def test_plot_puts_a_run_of_several_players_on_game_frames(cartpole_run, tmp_path):
+    """A football run of 3 players logs 3 steps per game frame; its curve is drawn against frames."""
+    import shutil
+
+    from htsrl.analysis.plots import read_run
+
+    shutil.copytree(cartpole_run, tmp_path / "three")
+    cfg = json.loads((tmp_path / "three" / "config.json").read_text())
+    cfg.update(env="football/academy_3_vs_1_with_keeper", env_kwargs={"left_players": 3})
+    (tmp_path / "three" / "config.json").write_text(json.dumps(cfg))
+    one, three = read_run(cartpole_run), read_run(tmp_path / "three")
+    assert len(one["steps"]) > 0 and np.array_equal(three["steps"] * 3, one["steps"])
 
 
 def test_progress_csv_keeps_columns_aligned_when_one_appears_later(tmp_path):

@@ -27,11 +27,13 @@ def read_run(run_dir: Path, metric: str = METRIC) -> dict:
         raise ConfigError(f"{run_dir} has no progress.csv: not an htsrl run directory")
     cfg = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").is_file() else {}
     cfg = {**dataclasses.asdict(Config()), **cfg}  # runs saved before a field existed had its default
+    # x is env steps, i.e. game frames: a football run of N controlled players counts N steps per frame
+    players = Config(env=cfg["env"], env_kwargs=dict(cfg.get("env_kwargs") or {})).players
     steps, wall, value = [], [], []
     with open(progress) as f:
         for row in csv.DictReader(f):
             if row.get(metric):
-                steps.append(float(row["env_steps"]))
+                steps.append(float(row["env_steps"]) / players)
                 wall.append(float(row["wall_time_s"]))
                 value.append(float(row[metric]))
     return {
@@ -73,7 +75,8 @@ def group_runs(runs: list[dict]) -> dict[str, list[dict]]:
 
 def plot_runs(run_dirs: list[str | Path], out: str | Path, title: str | None = None, metric: str = METRIC) -> Path:
     """Curves of ``metric`` (a progress.csv column; default the mean return of the last 100 episodes)
-    against env steps and wall time; one curve per setting, mean and min-max over its seeds."""
+    against env steps (game frames: a run of several football players is put on the same axis as one
+    of one player) and wall time; one curve per setting, mean and min-max over its seeds."""
     try:
         import matplotlib
 
@@ -99,7 +102,7 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, title: str | None = N
             ax.plot(grid, mean, color=color, label=f"{label} (n={len(members)})")
             if len(members) > 1:
                 ax.fill_between(grid, ys.min(0), ys.max(0), color=color, alpha=0.25)
-    axes[0].set_xlabel("environment steps")
+    axes[0].set_xlabel("environment steps (game frames)")
     axes[0].xaxis.set_major_formatter(EngFormatter(sep=""))  # 200k, 1M: long step counts stay legible
     axes[1].set_xlabel("wall time (s)")
     ylabel = "mean return (last 100 episodes)" if metric == METRIC else metric
