@@ -39,25 +39,46 @@ def main() -> None:
     }
     print(f"device check on {info}", flush=True)
 
-    # 1. Determinism matrix on the device (learner on `device`, actors on CPU)
+    # 1. Determinism matrix on the device: learner on `device` with CPU actors (forked), then with the
+    #    actors on `device` too (spawned; on CPU: spawned CPU actors, which must equal the forked ones)
     envs = [("CartPole-v1", ["--num-envs", "8", "--alpha", "32", "--total-steps", str(8 * 32 * (3 if a.tiny else 20))])]
     if not a.tiny:
         envs.append(("ALE/Breakout-v5", ["--num-envs", "8", "--alpha", "32", "--total-steps", str(8 * 32 * 8)]))
     layouts = [(1, 1), (2, 2)] if a.tiny else list(itertools.product([1, 2, 4], [1, 2, 3]))
+    actor_layouts = [(2, 1)] if a.tiny else [(2, 1), (2, 2), (4, 3)]
+    spawned = ["--actor-device", device, "--start-method", "spawn"]
     matrix = {}
     for env, extra in envs:
-        shas = {}
-        for e, act in layouts:
-            s = train(
-                ["--env", env, "--device", device, "--num-executors", str(e), "--num-actors", str(act), *extra],
-                out / "runs" / f"{env.replace('/', '-')}_{e}x{act}",
+        for actors, runs in (
+            ("cpu-actors", [(e, act, []) for e, act in layouts]),
+            (f"spawned-{device}-actors", [(e, act, spawned) for e, act in actor_layouts]),
+        ):
+            shas = {}
+            for e, act, flags in runs:
+                s = train(
+                    [
+                        "--env",
+                        env,
+                        "--device",
+                        device,
+                        "--num-executors",
+                        str(e),
+                        "--num-actors",
+                        str(act),
+                        *flags,
+                        *extra,
+                    ],
+                    out / "runs" / f"{env.replace('/', '-')}_{actors}_{e}x{act}",
+                )
+                shas[f"{e}x{act}"] = s["params_sha256"]
+            if device == "cpu" and actors != "cpu-actors":  # spawned CPU actors: the forked numbers too
+                shas["forked"] = matrix[env]["layouts"]["1x1"]
+            key = env if actors == "cpu-actors" else f"{env} {actors}"
+            matrix[key] = {"layouts": shas, "all_equal": len(set(shas.values())) == 1}
+            print(
+                f"determinism {key}: {'EQUAL' if matrix[key]['all_equal'] else 'DIFFERENT'} over {len(shas)} layouts",
+                flush=True,
             )
-            shas[f"{e}x{act}"] = s["params_sha256"]
-        matrix[env] = {"layouts": shas, "all_equal": len(set(shas.values())) == 1}
-        print(
-            f"determinism {env}: {'EQUAL' if matrix[env]['all_equal'] else 'DIFFERENT'} over {len(shas)} layouts",
-            flush=True,
-        )
     (out / "matrix.json").write_text(json.dumps({**info, "matrix": matrix}, indent=2))
 
     # 2. Bench: Breakout A2C and PPO, 16 envs, raw / sync / hts (/ sb3 when it imports)
@@ -70,8 +91,15 @@ def main() -> None:
     cores = os.cpu_count() or 2
     executors = "2" if a.tiny else str(min(8, max(2, cores // 2)))
     tables = {}
-    for algo, steps in (("a2c", 16 * 5 * (4 if a.tiny else 600)), ("ppo", 16 * 128 * (3 if a.tiny else 12))):
-        bench_dir = out / f"bench_{algo}"
+    benches = [
+        (algo, steps, modes, [])
+        for algo, steps in (("a2c", 16 * 5 * (4 if a.tiny else 600)), ("ppo", 16 * 128 * (3 if a.tiny else 12)))
+    ]
+    if device == "cuda":  # HTS with the actors' forward on the GPU, beside the rows above (paper's GPU table)
+        benches += [(f"{algo}-gpu-actors", steps, "hts", spawned) for algo, steps, _, _ in benches[:2]]
+    for name, steps, modes, flags in benches:
+        algo = name.split("-")[0]
+        bench_dir = out / f"bench_{name}"
         cmd = [
             sys.executable,
             "-m",
@@ -97,14 +125,15 @@ def main() -> None:
             modes,
             "--out",
             str(bench_dir),
+            *flags,
         ]
         if a.tiny:
             cmd += ["--alpha", "5" if algo == "a2c" else "16", "--epochs", "1"]
         res = subprocess.run(cmd, capture_output=True, text=True)
         print(res.stdout, flush=True)
         if res.returncode != 0:
-            raise RuntimeError(f"bench {algo} failed:\n{res.stderr[-2000:]}")
-        tables[algo] = json.loads((bench_dir / "bench.json").read_text())["table"]
+            raise RuntimeError(f"bench {name} failed:\n{res.stderr[-2000:]}")
+        tables[name] = json.loads((bench_dir / "bench.json").read_text())["table"]
     summary = {
         **info,
         "matrix_all_equal": all(m["all_equal"] for m in matrix.values()),

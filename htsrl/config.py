@@ -34,6 +34,7 @@ def _f(default: Any, help: str, kind: str = NUMERICS, **kw: Any) -> Any:
 
 
 ENV_BACKENDS = ("python", "envpool")
+START_METHODS = ("fork", "spawn")
 
 
 @dataclass
@@ -80,7 +81,11 @@ class Config:
         None, "inference batch: envs always inferred together (default: largest divisor of num_envs <= num_envs/4)"
     )
     device: str = _f("cpu", "learner device: cpu, cuda or cuda:N (deterministic CUDA settings are applied)")
-    actor_device: str = _f("cpu", "actor device (cpu; actors are forked processes and cannot share a CUDA context)")
+    actor_device: str = _f(
+        "cpu",
+        "actor inference device: cpu, or cuda / cuda:N (needs --start-method spawn: a CUDA context does not "
+        "survive fork; deterministic kernels, so the layout matrix holds on one device type)",
+    )
     env_backend: str = _f(
         "python",
         "what steps the envs: python (Gymnasium wrappers) or envpool (EnvPool's C++ "
@@ -104,6 +109,13 @@ class Config:
     num_executors: int = _f(2, "processes that step environments", kind=LAYOUT)
     num_actors: int = _f(1, "inference processes (hts mode; sync mode infers in the learner)", kind=LAYOUT)
     serial: bool = _f(False, "run every role in one process (for pdb); same numbers as parallel", kind=LAYOUT)
+    start_method: str = _f(
+        "fork",
+        "how role processes start: fork, or spawn (a fresh interpreter per role that maps the shared "
+        "buffers and pipes from the descriptors it is passed; slower to start, needed for CUDA actors)",
+        kind=LAYOUT,
+        choices=START_METHODS,
+    )
     # --- run control (never changes the numbers)
     stop_at_steps: int | None = _f(
         None,
@@ -320,10 +332,14 @@ def validate(c: Config) -> None:
             raise ConfigError(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(c, name)!r}")
     if not (c.device == "cpu" or c.device == "cuda" or c.device.startswith("cuda:")):
         raise ConfigError(f"--device must be cpu, cuda or cuda:N, got {c.device!r}")
-    if c.actor_device != "cpu":
+    if c.start_method not in START_METHODS:
+        raise ConfigError(f"--start-method must be one of {', '.join(START_METHODS)}, got {c.start_method!r}")
+    if not (c.actor_device == "cpu" or c.actor_device == "cuda" or c.actor_device.startswith("cuda:")):
+        raise ConfigError(f"--actor-device must be cpu, cuda or cuda:N, got {c.actor_device!r}")
+    if c.actor_device != "cpu" and c.start_method != "spawn":
         raise ConfigError(
-            "--actor-device must be cpu: actors are forked processes, and a CUDA context does not "
-            "survive fork; run the learner on the GPU with --device cuda"
+            f"--actor-device {c.actor_device} needs --start-method spawn: forked actors cannot hold a CUDA "
+            "context (it does not survive fork)"
         )
     if c.max_restarts < 0:
         raise ConfigError(f"--max-restarts must be >= 0, got {c.max_restarts}")

@@ -15,6 +15,8 @@ def test_device_check_cpu_fallback(tmp_path):
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     matrix = json.loads((tmp_path / "matrix.json").read_text())
     assert matrix["device"] == "cpu" and matrix["matrix"]["CartPole-v1"]["all_equal"]
+    spawned = matrix["matrix"]["CartPole-v1 spawned-cpu-actors"]  # spawned CPU actors, checked against forked ones
+    assert spawned["all_equal"] and set(spawned["layouts"]) == {"2x1", "forked"}
     summary = json.loads((tmp_path / "device_check.json").read_text())
     assert summary["matrix_all_equal"]
     for algo in ("a2c", "ppo"):

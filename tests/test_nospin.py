@@ -19,7 +19,7 @@ def test_blocked_roles_burn_no_cpu(run):
     assert wall > 2.0
     split = s["time_split"]
     assert split["actors"]["cpu_s"] / 2 < 0.05 * wall, split
-    assert split["executors"]["cpu_s"] < 0.05 * wall + 0.5, split  # +0.5 s: env construction and reset
+    assert split["executors"]["cpu_s"] < 0.05 * wall + 0.5, split  # +0.5 s: slack on a loaded machine
     learner_wait_cpu = split["learner"]["cpu_s"] - split["learner"]["learn_s"]
     assert split["learner"]["wait_s"] > 0.5 * wall
     assert learner_wait_cpu < 0.05 * wall, split

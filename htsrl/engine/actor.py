@@ -1,7 +1,9 @@
 """Actors: observation in, action, log-probability and value out, for one inference group at a time.
 
-Any actor serves any group whose observation is ready. The parameters are views into the current
-slot of the shared ``params`` array, so an actor never copies weights. In HTS and lock-step mode they are
+Any actor serves any group whose observation is ready. On CPU the parameters are views into the current
+slot of the shared ``params`` array, so an actor never copies weights; on a GPU (``--actor-device
+cuda``, spawned actors) it copies each published version to the device once, runs the forward there
+with deterministic kernels, and samples on CPU from the logits it brings back. In HTS and lock-step mode they are
 published only at barriers. In async mode the learner publishes while actors run: it writes the other
 slot and then switches, and an actor whose slot was rewritten during its forward (the slot's sequence
 number moved) runs the forward again on the new current slot, so no action comes from a mix of two
@@ -22,19 +24,39 @@ from htsrl.nn import bind_params, build_model
 class Policy:
     """Inference with the published parameters; shared by actors, the lock-step loop and serial mode."""
 
-    def __init__(self, obs_shape, action_spec: ActionSpec | int, bufs: RolloutBuffers, network_options: dict):
+    def __init__(
+        self,
+        obs_shape,
+        action_spec: ActionSpec | int,
+        bufs: RolloutBuffers,
+        network_options: dict,
+        device: str = "cpu",
+    ):
         self.bufs = bufs
+        self.device = torch.device(device)
         self.model = build_model(obs_shape, action_spec, **network_options)  # the learner's network, bound below
-        self.bound = -1  # the params slot the model's parameters view
+        self.bound: object = -1  # what the model's parameters hold: a params slot (CPU), (slot, seq) (GPU)
+        if self.device.type != "cpu":
+            from htsrl.engine.runner import deterministic_cuda
+
+            deterministic_cuda(device)
+            self.model.to(self.device)
+            self.on_device = torch.empty(bufs.params.shape[1], device=self.device)
+            bind_params(self.model, self.on_device)
         self.model.eval()
 
     def _bind_current(self) -> tuple[int, int]:
-        """View the current params slot; returns ``(slot, its sequence number)`` as read before use."""
+        """View (CPU) or copy (GPU) the current params slot; returns ``(slot, its sequence number)`` as read
+        before use."""
         slot = int(self.bufs.params_slot[0])
         seq = int(self.bufs.params_seq[slot])
-        if slot != self.bound:
-            bind_params(self.model, self.bufs.params_tensor(slot))
-            self.bound = slot
+        if self.device.type == "cpu":
+            if slot != self.bound:
+                bind_params(self.model, self.bufs.params_tensor(slot))
+                self.bound = slot
+        elif (slot, seq) != self.bound:  # a version not on the device yet: one copy per published version
+            self.on_device.copy_(self.bufs.params_tensor(slot))
+            self.bound = (slot, seq)
         return slot, seq
 
     @torch.inference_mode()
@@ -45,19 +67,25 @@ class Policy:
         state it used (zeroed where ``starts[t]``) back to row t and its new state to row t + 1."""
         bufs = self.bufs
         recurrent = bufs.state_size > 0
-        obs = torch.from_numpy(bufs.obs[buf, t, envs])
+        device = self.device
+        obs = torch.from_numpy(bufs.obs[buf, t, envs]).to(device)
         while True:
             slot, seq = self._bind_current()
             version = int(bufs.params_version[slot])
             if recurrent:  # from the state the env's previous step left (zeroed where an episode begins)
-                state = torch.from_numpy(bufs.hidden[buf, t, envs])
-                logits, value, state_in, state_out = self.model.step(
-                    obs, state, torch.from_numpy(bufs.starts[buf, t, envs])
-                )
+                state = torch.from_numpy(bufs.hidden[buf, t, envs]).to(device)
+                starts = torch.from_numpy(bufs.starts[buf, t, envs]).to(device)
+                outputs = self.model.step(obs, state, starts)
             else:
-                logits, value = self.model(obs)
+                outputs = self.model(obs)
             if seq % 2 == 0 and bufs.params_seq[slot] == seq:  # the slot did not change under the forward
                 break
+        if device.type != "cpu":
+            outputs = tuple(x.cpu() for x in outputs)
+        if recurrent:
+            logits, value, state_in, state_out = outputs
+        else:
+            logits, value = outputs
         if recurrent:
             bufs.hidden[buf, t, envs] = state_in.numpy()
             bufs.hidden[buf, t + 1, envs] = state_out.numpy()

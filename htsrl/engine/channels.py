@@ -24,12 +24,24 @@ class _Pipe:
     def __init__(self) -> None:
         self.r, self.w = os.pipe()
 
+    def __reduce__(self):
+        """Pickled only while a child is spawned: ``multiprocessing`` passes both ends to it."""
+        from multiprocessing.reduction import DupFd
+
+        return _reopen, (type(self), DupFd(self.r), DupFd(self.w))
+
     def close(self) -> None:
         for fd in (self.r, self.w):
             try:
                 os.close(fd)
             except OSError:
                 pass
+
+
+def _reopen(cls, r, w) -> _Pipe:
+    pipe = cls.__new__(cls)
+    pipe.r, pipe.w = r.detach(), w.detach()
+    return pipe
 
 
 class Channel(_Pipe):

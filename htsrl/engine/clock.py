@@ -4,7 +4,7 @@ The names are ``shm.STAT_NAMES`` and end up in ``summary.json`` (``time_split``)
 
 | name | seconds spent |
 |---|---|
-| cpu_s | CPU time of the process (``time.process_time``) |
+| cpu_s | CPU time of the role's loop (``time.process_time`` since its clock was made; not start-up) |
 | env_s | stepping envs (executors) |
 | infer_s | forward passes (actors; the main process in lock-step mode) |
 | wait_s | blocked on a channel |
@@ -13,8 +13,8 @@ The names are ``shm.STAT_NAMES`` and end up in ``summary.json`` (``time_split``)
 
 A role's loop runs its phases back to back, so one clock reading ends a phase and starts the next:
 ``mark()`` starts timing, each ``lap(name)`` charges the time since the previous mark or lap to
-``name``. Laps add to plain floats (about 0.2 us each); ``flush()`` adds them to the shared row, once
-per window or so.
+``name``. Start-up (a spawned interpreter's imports, building envs) is not in ``cpu_s``. Laps add to
+plain floats (about 0.2 us each); ``flush()`` adds them to the shared row, once per window or so.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from htsrl.engine.shm import STAT, STAT_NAMES
 
 
 class RoleClock:
-    __slots__ = ("_acc", "_since", "cpu", "row")
+    __slots__ = ("_acc", "_cpu0", "_since", "cpu", "row")
 
     def __init__(self, row: np.ndarray, cpu: bool = True) -> None:
         """``row``: this process's row of ``RolloutBuffers.stats``. ``cpu``: each flush also records the
@@ -35,6 +35,7 @@ class RoleClock:
         self.row, self.cpu = row, cpu
         self._acc = dict.fromkeys(STAT_NAMES, 0.0)
         self._since = perf_counter()
+        self._cpu0 = process_time()
 
     def mark(self) -> None:
         """Start timing here; the time since the last mark or lap is not charged to anything."""
@@ -53,4 +54,4 @@ class RoleClock:
                 self.row[STAT[name]] += seconds
                 self._acc[name] = 0.0
         if self.cpu:
-            self.row[STAT["cpu_s"]] = process_time()
+            self.row[STAT["cpu_s"]] = process_time() - self._cpu0

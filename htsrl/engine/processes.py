@@ -1,6 +1,7 @@
 """Role processes: forking, supervising and stopping them. Nothing here knows what a rollout is.
 
-``Roles`` forks a set of named functions as child processes (with the parent's objects frozen) and
+``Roles`` starts a set of named functions as child processes (forked with the parent's objects frozen,
+or spawned: ``--start-method``) and
 owns the error pipe they report on. Every wait of the parent goes through ``Roles.get``, which
 returns a channel's next message but raises ``RoleFailed`` as soon as a child reports an exception or
 dies, and ``RolloutHang`` (after dumping every role's stack) when nothing arrives within the watchdog
@@ -129,17 +130,19 @@ class Roles:
     """Named role processes forked together, the error pipe they report on, and the parent's
     supervised waits on them. One ``Roles`` per start: a restart makes a new one (fresh pipes)."""
 
-    def __init__(self, watchdog_s: float) -> None:
+    def __init__(self, watchdog_s: float, start_method: str = "fork") -> None:
         self.previous_sigcont = watch_for_suspension()
-        self.watchdog_s = watchdog_s
+        self.watchdog_s, self.start_method = watchdog_s, start_method
         self.errors = ErrorChannel()  # opened before the fork, so every child inherits it
         self.procs: dict[str, mp.process.BaseProcess] = {}
         self.stack_dir: Path | None = None
 
     def start(self, targets: dict[str, Target], stack_dir: Path | None = None) -> None:
-        """Fork ``fn(*args)`` for every ``role: (fn, args)`` (Linux only: the children share the parent's
-        anonymous mappings and pipes); ``stack_dir``: where they dump their stacks on SIGUSR1."""
-        ctx = mp.get_context("fork")
+        """Start ``fn(*args)`` for every ``role: (fn, args)`` (Linux only). Forked, the children share the
+        parent's mappings and pipes; spawned, each is a fresh interpreter that is passed ``fn`` and its
+        arguments pickled, the shared buffers and pipes as file descriptors (``shm.SharedArrays``,
+        ``channels._Pipe``). ``stack_dir``: where they dump their stacks on SIGUSR1."""
+        ctx = mp.get_context(self.start_method)
         parent = os.getpid()
         self.stack_dir = stack_dir
         self.procs = {

@@ -69,7 +69,7 @@ class SerialRollout:
         self.cfg, self.bufs, self.env_offset = cfg, bufs, env_offset
         self.num_groups = cfg.num_envs // cfg.envs_per_group
         self.envs = EnvGroups(cfg, bufs, range(self.num_groups), env_offset)
-        self.policy = Policy(obs_shape, action_spec, bufs, cfg.network_options)
+        self.policy = Policy(obs_shape, action_spec, bufs, cfg.network_options, cfg.actor_device)
         self.stack_dir: Path | None = None  # unused: there are no role processes
 
     @property
@@ -110,6 +110,40 @@ class SerialRollout:
         self.envs.close()
 
 
+def run_executor(
+    cfg: Config,
+    bufs: RolloutBuffers,
+    e: int,
+    groups: range,
+    env_offset: int,
+    history: EnvHistory | None,
+    last_window: int,
+    num_groups: int,
+    inboxes: list[Channel],
+    ready: Channel,
+    done: Channel,
+) -> None:
+    """Executor ``e``'s process: build its envs, start them (fresh, or rebuilt from ``history``), serve."""
+    envs = EnvGroups(cfg, bufs, groups, env_offset)
+    try:
+        envs.start(history, last_window)
+        executor_loop(e, envs, inboxes[e], ready, done, num_groups, cfg.num_executors, raw=cfg.mode == "raw")
+    finally:
+        envs.close()
+
+
+def run_actor(
+    stat_row: int,
+    policy_args: tuple,
+    ready: Channel,
+    inboxes: list[Channel],
+    group_owner: list[int],
+    envs_per_group: int,
+) -> None:
+    """An actor's process: the network (on its device), then serve ready groups until STOP."""
+    actor_loop(stat_row, Policy(*policy_args), ready, inboxes, group_owner, envs_per_group)
+
+
 def _quiet_put(ch: Channel, msg: int) -> None:
     try:
         ch.put(msg)
@@ -133,14 +167,16 @@ class ParallelRollout:
         per_exec = self.num_groups // cfg.num_executors
         self.group_owner = [g // per_exec for g in range(self.num_groups)]
         self._open_channels()
-        self.policy = Policy(obs_shape, action_spec, bufs, cfg.network_options) if cfg.mode == "sync" else None
+        self.policy = (
+            Policy(obs_shape, action_spec, bufs, cfg.network_options, cfg.actor_device) if cfg.mode == "sync" else None
+        )
         self._clock = RoleClock(bufs.stats[-1], cpu=False)  # the lock-step loop's seconds, main process row
         self.stack_dir: Path | None = None  # where children dump their stacks on SIGUSR1 (watchdog)
 
     def _open_channels(self) -> None:
         self.inboxes = [Channel() for _ in range(self.cfg.num_executors)]
         self.ready, self.done = Channel(), Channel()
-        self.roles = Roles(self.cfg.watchdog_s)  # the processes and their error pipe
+        self.roles = Roles(self.cfg.watchdog_s, self.cfg.start_method)  # the processes and their error pipe
 
     @property
     def pids(self) -> dict[str, int]:
@@ -148,40 +184,27 @@ class ParallelRollout:
 
     # -- start and stop
     def start(self, history: EnvHistory | None = None, last_window: int = -1) -> None:
-        """Fork the roles; executors start their envs fresh or, given ``history``, rebuild them at
-        their state after ``last_window``."""
-        self._start_args = (history, last_window)
+        """Start the roles; executors start their envs fresh or, given ``history``, rebuild them at
+        their state after ``last_window``. Every argument of a role is named here (the role functions
+        are module-level), so that a spawned role is passed exactly these: the shared buffers and pipes
+        travel as file descriptors."""
         cfg, per_exec = self.cfg, self.num_groups // self.cfg.num_executors
+        channels = (self.inboxes, self.ready, self.done)
         targets: dict[str, Target] = {}
         for e in range(cfg.num_executors):
-            targets[f"executor {e}"] = (self._run_executor, (e, range(e * per_exec, (e + 1) * per_exec)))
+            groups = range(e * per_exec, (e + 1) * per_exec)
+            targets[f"executor {e}"] = (
+                run_executor,
+                (cfg, self.bufs, e, groups, self.env_offset, history, last_window, self.num_groups, *channels),
+            )
         if cfg.lagged:
             for a in range(cfg.num_actors):
-                targets[f"actor {a}"] = (self._run_actor, (cfg.num_executors + a,))
+                policy_args = (self.obs_shape, self.action_spec, self.bufs, cfg.network_options, cfg.actor_device)
+                serving = (self.ready, self.inboxes, self.group_owner, cfg.envs_per_group)
+                targets[f"actor {a}"] = (run_actor, (cfg.num_executors + a, policy_args, *serving))
         self.roles.start(targets, self.stack_dir)
         self.done_upto = [-2] * cfg.num_executors  # the last window each executor finished (-1: started)
         self._wait_done(-1, "environment start-up", self._startup_timeout(history))
-
-    def _run_executor(self, e: int, groups: range) -> None:
-        envs = EnvGroups(self.cfg, self.bufs, groups, self.env_offset)
-        try:
-            envs.start(*self._start_args)
-            executor_loop(
-                e,
-                envs,
-                self.inboxes[e],
-                self.ready,
-                self.done,
-                self.num_groups,
-                self.cfg.num_executors,
-                raw=self.cfg.mode == "raw",
-            )
-        finally:
-            envs.close()
-
-    def _run_actor(self, stat_row: int) -> None:
-        policy = Policy(self.obs_shape, self.action_spec, self.bufs, self.cfg.network_options)
-        actor_loop(stat_row, policy, self.ready, self.inboxes, self.group_owner, self.cfg.envs_per_group)
 
     def _startup_timeout(self, history: EnvHistory | None) -> float:
         """Rebuilding envs replays their episodes one after another: allow 50 ms per replayed step."""

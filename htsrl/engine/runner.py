@@ -107,12 +107,17 @@ def train(cfg: Config, on_window: WindowHook | None = None, resume: bool = False
         raise ConfigError(f"--num-envs {cfg.num_envs} is not divisible by the world size {world}")
     local = dataclasses.replace(cfg, num_envs=cfg.num_envs // world)  # this rank's envs
     validate(local)
-    if cfg.device != "cpu":
-        deterministic_cuda(cfg.device)
-    if launched_by_torchrun() and cfg.device == "cuda":
-        # one GPU per rank of a node, for this rank's learner; the run's config keeps "cuda", so a resume
-        # (which compares configs) gives every rank its own GPU again
-        local = dataclasses.replace(local, device=f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
+    for device in {cfg.device, cfg.actor_device} - {"cpu"}:
+        deterministic_cuda(device)
+    if launched_by_torchrun():
+        # one GPU per rank of a node, for this rank's learner and actors; the run's config keeps "cuda", so a
+        # resume (which compares configs) gives every rank its own GPU again
+        gpu = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+        local = dataclasses.replace(
+            local,
+            device=gpu if cfg.device == "cuda" else cfg.device,
+            actor_device=gpu if cfg.actor_device == "cuda" else cfg.actor_device,
+        )
     dp = DataParallel(cfg.watchdog_s, cfg.device) if launched_by_torchrun() else SingleProcess()
     clean = False  # every rank ends the same way: finished, or stopped at one barrier
     try:
@@ -130,7 +135,7 @@ def deterministic_cuda(device: str) -> None:
     """What PyTorch needs for bitwise-repeatable CUDA results (costs some speed: no cuDNN autotuning,
     deterministic kernels where they exist, a fixed cuBLAS workspace)."""
     if not torch.cuda.is_available():
-        raise ConfigError(f"--device {device}: no CUDA device is visible to torch")
+        raise ConfigError(f"device {device} (--device / --actor-device): no CUDA device is visible to torch")
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = True

@@ -1,7 +1,9 @@
 """Shared memory: the rollout buffers, the published parameters and per-process counters.
 
-Everything lives in one anonymous ``MAP_SHARED`` mapping made before the roles are forked, so it is
-shared with every child and has no name in /dev/shm: nothing can leak, even on SIGKILL.
+Everything lives in one shared mapping of an anonymous memory file (``memfd_create``), made before the
+roles start: a forked child inherits the mapping, a spawned one (``--start-method spawn``) maps the
+file from the descriptor it is passed when it is started (``SharedArrays.__reduce__``). The file has no
+name in /dev/shm and is freed with its last descriptor and mapping: nothing can leak, even on SIGKILL.
 
 Buffer ``buf`` holds one window of ``alpha`` steps for ``num_envs`` envs; window ``window`` lives in
 buffer ``slot(window) == window % num_slots`` (two in HTS and lock-step mode, ``--async-slots`` in async
@@ -20,6 +22,8 @@ written) tells an actor that the slot it used was rewritten during its forward (
 from __future__ import annotations
 
 import mmap
+import os
+import weakref
 
 import numpy as np
 import torch
@@ -35,18 +39,49 @@ CARRIED_ROWS = ("obs", "starts", "hidden")
 
 
 class SharedArrays:
-    """Numpy arrays carved out of one anonymous shared mapping (64-byte aligned)."""
+    """Numpy arrays carved out of one shared mapping of an anonymous memory file (64-byte aligned).
+
+    Pickled (only while a child is spawned: ``multiprocessing`` passes the descriptor to it), it is the
+    same memory in the child: the file is mapped again there and the arrays are laid out alike."""
 
     def __init__(self, specs: dict[str, tuple[tuple[int, ...], np.dtype]]):
-        offsets, size = {}, 0
+        layout, size = {}, 0
         for name, (shape, dtype) in specs.items():
             size = (size + 63) // 64 * 64
-            offsets[name] = size
+            layout[name] = (tuple(shape), np.dtype(dtype), size)
             size += int(np.prod(shape)) * np.dtype(dtype).itemsize
-        self._mm = mmap.mmap(-1, max(size, 1))  # MAP_SHARED | MAP_ANONYMOUS on Linux
-        self.nbytes = size
-        for name, (shape, dtype) in specs.items():
-            setattr(self, name, np.ndarray(shape, dtype, buffer=self._mm, offset=offsets[name]))
+        fd = os.memfd_create("htsrl-buffers", os.MFD_CLOEXEC)
+        os.ftruncate(fd, max(size, 1))
+        self._map(fd, layout, size)
+
+    def _map(self, fd: int, layout: dict, size: int) -> None:
+        self._fd, self._layout, self.nbytes = fd, layout, size
+        weakref.finalize(self, _close_fd, fd)
+        self._mm = mmap.mmap(fd, max(size, 1))  # MAP_SHARED
+        for name, (shape, dtype, offset) in layout.items():
+            setattr(self, name, np.ndarray(shape, dtype, buffer=self._mm, offset=offset))
+
+    def __reduce__(self):
+        from multiprocessing.reduction import DupFd
+
+        arrays = set(self._layout) | {"_fd", "_layout", "nbytes", "_mm"}
+        plain = {k: v for k, v in self.__dict__.items() if k not in arrays}  # e.g. RolloutBuffers' sizes
+        return _attach, (type(self), DupFd(self._fd), self._layout, self.nbytes, plain)
+
+
+def _attach(cls, fd, layout: dict, size: int, plain: dict) -> SharedArrays:
+    """The other side of ``SharedArrays.__reduce__``: map the file a spawned child was passed."""
+    obj = cls.__new__(cls)
+    obj.__dict__.update(plain)
+    obj._map(fd.detach(), layout, size)
+    return obj
+
+
+def _close_fd(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
 
 
 class RolloutBuffers(SharedArrays):
