@@ -190,8 +190,8 @@ class Config:
         """Buffer columns one env fills: the players a football env controls (``--env-kwargs``
         ``left_players`` + ``right_players``, each a column), else 1. Values of the wrong type count as
         1 here; building the env refuses them (``envs.football.check_players``)."""
-        if not is_football(self.env):
-            return 1
+        if not is_football(self.env) or not isinstance(self.env_kwargs, dict):
+            return 1  # (validate refuses env_kwargs that are not a dict)
         left, right = self.env_kwargs.get("left_players", 1), self.env_kwargs.get("right_players", 0)
         if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (left, right)):
             return 1
@@ -336,7 +336,7 @@ def validate(c: Config) -> None:
         raise ConfigError(f"--start-method must be one of {', '.join(START_METHODS)}, got {c.start_method!r}")
     if not (c.actor_device == "cpu" or c.actor_device == "cuda" or c.actor_device.startswith("cuda:")):
         raise ConfigError(f"--actor-device must be cpu, cuda or cuda:N, got {c.actor_device!r}")
-    if c.actor_device != "cpu" and c.start_method != "spawn":
+    if c.actor_device != "cpu" and c.lagged and not c.serial and c.start_method != "spawn":
         raise ConfigError(
             f"--actor-device {c.actor_device} needs --start-method spawn: forked actors cannot hold a CUDA "
             "context (it does not survive fork)"

@@ -164,6 +164,8 @@ def test_an_env_of_three_players_gives_three_of_everything():
     )
     obs, _ = both.reset(seed=1)
     assert obs.shape == (4, 115) and both.action_space.nvec.tolist() == [19] * 4
+    # a goal gives the right team's players the negated reward; the episode's return is the left team's
+    assert both.unwrapped.team_reward(np.array([1.0, 1.0, -1.0, -1.0])) == 1.0
     both.close()
 
 

@@ -6,6 +6,7 @@ without spinning and leave no orphan and nothing in /dev/shm."""
 import json
 import os
 import signal
+import subprocess
 import time
 
 import psutil
@@ -85,6 +86,32 @@ def test_spawned_roles_die_with_a_killed_main_and_on_ctrl_c(tmp_path):
     assert code == 130 and "Traceback" not in err, err
     assert_all_gone(pids.values())
     assert shm_entries() == before
+
+
+def test_ctrl_c_while_spawned_roles_start_is_a_clean_stop(tmp_path):
+    """A spawned role imports torch for seconds before its first line ignores Ctrl-C: the parent's
+    signals are blocked from before each start until then, so a Ctrl-C then is the parent's alone."""
+    proc = start_cli([*FAULTY, *SLOW, "--start-method", "spawn"], tmp_path)
+    deadline, children = time.monotonic() + 60, []
+    while time.monotonic() < deadline:
+        try:
+            children = psutil.Process(proc.pid).children()
+        except psutil.NoSuchProcess:
+            break
+        if any("spawn_main" in " ".join(c.cmdline()) for c in children):
+            break
+        time.sleep(0.01)
+    time.sleep(0.2)  # the children are starting up
+    for _ in range(3):  # again if this one came while the parent was spawning (ignored then, by design)
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=5)
+            break
+        except subprocess.TimeoutExpired:
+            pass
+    code, _, err = finish_cli(proc, timeout=60)
+    assert code == 130 and "KeyboardInterrupt" not in err and "Traceback" not in err, err
+    assert_all_gone([c.pid for c in children])
 
 
 def test_spawned_roles_burn_no_cpu_while_blocked(run):

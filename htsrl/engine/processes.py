@@ -43,15 +43,34 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def start_roles(procs: Iterable[mp.process.BaseProcess]) -> None:
-    """Fork the roles with every object of the parent frozen, so that no child ever garbage-collects
-    what it inherited: the destructor of an object that owns threads (an EnvPool the parent left to its
-    collector) would run in the child, where those threads do not exist, and crash it."""
+# Ctrl-C and a group-wide SIGTERM are the parent's to handle; a child ignores them from its first line
+# (``_child``). Before that line they must not kill it. A forked child gets there in microseconds: the
+# signals stay blocked from before the fork until then (the mask is inherited; the parent gets a
+# signal that arrived meanwhile after the forks). A spawned child imports torch first, and exec resets
+# the mask, but not an ignored disposition: the parent ignores them while it spawns (a Ctrl-C in those
+# moments is lost; the next one stops the run).
+_PARENTS_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def start_roles(procs: Iterable[mp.process.BaseProcess], method: str = "fork") -> None:
+    """Start the roles with every object of the parent frozen, so that no forked child ever
+    garbage-collects what it inherited: the destructor of an object that owns threads (an EnvPool the
+    parent left to its collector) would run in the child, where those threads do not exist, and crash
+    it. The parent's signals are held off meanwhile (see ``_PARENTS_SIGNALS``)."""
     gc.freeze()
+    if method == "fork":
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _PARENTS_SIGNALS)
+    else:
+        handlers = {sig: signal.signal(sig, signal.SIG_IGN) for sig in _PARENTS_SIGNALS}
     try:
         for p in procs:
             p.start()
     finally:
+        if method == "fork":
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        else:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
         gc.unfreeze()
 
 
@@ -63,6 +82,7 @@ def _child(role: str, parent: int, errors: ErrorChannel, stack_dir: Path | None,
     _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a group-wide SIGTERM is the parent's to handle too
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _PARENTS_SIGNALS)  # forked: blocked since before the fork
     signal.signal(signal.SIGCONT, signal.SIG_DFL)  # the parent's watchdog handler: no EINTR in env C code
     try:  # a crash in native env code still prints this child's Python stack
         faulthandler.enable(file=sys.__stderr__)
@@ -151,7 +171,7 @@ class Roles:
             )
             for role, (fn, args) in targets.items()
         }
-        start_roles(self.procs.values())
+        start_roles(self.procs.values(), self.start_method)
 
     @property
     def pids(self) -> dict[str, int]:

@@ -107,8 +107,10 @@ def train(cfg: Config, on_window: WindowHook | None = None, resume: bool = False
         raise ConfigError(f"--num-envs {cfg.num_envs} is not divisible by the world size {world}")
     local = dataclasses.replace(cfg, num_envs=cfg.num_envs // world)  # this rank's envs
     validate(local)
-    for device in {cfg.device, cfg.actor_device} - {"cpu"}:
-        deterministic_cuda(device)
+    if cfg.device != "cpu":
+        deterministic_cuda(cfg.device)
+    if cfg.actor_device != "cpu" and not torch.cuda.is_available():  # whoever infers sets its own modes
+        raise ConfigError(f"--actor-device {cfg.actor_device}: no CUDA device is visible to torch")
     if launched_by_torchrun():
         # one GPU per rank of a node, for this rank's learner and actors; the run's config keeps "cuda", so a
         # resume (which compares configs) gives every rank its own GPU again
@@ -135,7 +137,7 @@ def deterministic_cuda(device: str) -> None:
     """What PyTorch needs for bitwise-repeatable CUDA results (costs some speed: no cuDNN autotuning,
     deterministic kernels where they exist, a fixed cuBLAS workspace)."""
     if not torch.cuda.is_available():
-        raise ConfigError(f"device {device} (--device / --actor-device): no CUDA device is visible to torch")
+        raise ConfigError(f"--device {device}: no CUDA device is visible to torch")
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = True

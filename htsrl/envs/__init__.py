@@ -24,8 +24,8 @@ class EpisodeStats(gym.Wrapper):
     """Records the raw episode return and length; innermost wrapper, so it sees unclipped rewards.
 
     Where the env reports ``info["score_reward"]`` (football: +1 goal scored, -1 conceded) its sum is
-    the episode's score difference ``"s"``. An env of several players (a reward per player) adds the
-    mean of its players' rewards: with shared rewards, one player's return.
+    the episode's score difference ``"s"``. An env of several players (a reward per player) adds what its
+    ``team_reward(rewards)`` says (football: the mean over the controlled left players).
     """
 
     def __init__(self, env: gym.Env):
@@ -38,7 +38,7 @@ class EpisodeStats(gym.Wrapper):
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
-        self._ret += float(np.mean(reward))
+        self._ret += float(reward) if np.ndim(reward) == 0 else self.env.unwrapped.team_reward(reward)
         self._len += 1
         if "score_reward" in info:
             self._score = (self._score or 0.0) + float(info["score_reward"])
@@ -238,7 +238,7 @@ def probe_env(env_id: str, env_kwargs: dict | None = None, backend: str = "pytho
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(f"{env_id} needs a package that is not installed: {first}{hint}") from None
     try:
-        players = getattr(env.unwrapped, "players", 1)
+        players = env_players(env_id, env_kwargs)
         obs_space = env.unwrapped.single_observation_space if players > 1 else env.observation_space
         act_space = env.unwrapped.single_action_space if players > 1 else env.action_space
     finally:

@@ -14,10 +14,11 @@ Several controlled players (``left_players`` N, default 1; ``right_players`` M, 
 team's players too, all by one shared policy, as gfootball's ``number_of_*_players_agent_controls``):
 the env then takes N+M actions (``MultiDiscrete``) and returns N+M observations (``(N+M, *obs)``, each
 from its player's view; right players see the pitch mirrored) and N+M rewards (a float64 vector, each
-player's own as GRF gives it: scoring rewards are shared, a checkpoint reward goes to the player who
-carried the ball there). ``players`` says how many; ``single_observation_space`` and
-``single_action_space`` are one player's. The engine gives each player a buffer column
-(``htsrl.envs.PlayerSet``).
+player's own as GRF gives it: scoring rewards are shared within a team and negated for the right team,
+a checkpoint reward goes to the player who carried the ball there). An episode's return is the left
+team's (``team_reward``: the mean over its controlled players). ``players`` says how many;
+``single_observation_space`` and ``single_action_space`` are one player's. The engine gives each
+player a buffer column (``htsrl.envs.PlayerSet``).
 """
 
 from __future__ import annotations
@@ -194,6 +195,11 @@ class FootballEnv(gym.Env):
         info = dict(info)
         # A football episode ends with the game (or the academy situation): a real terminal state.
         return self._convert(obs), reward, bool(done), False, info
+
+    def team_reward(self, rewards: np.ndarray) -> float:
+        """The reward an episode's return adds up: the mean over the controlled left players (the right
+        team's get the negated scoring reward, so a mean over every player would cancel goals out)."""
+        return float(np.mean(rewards[: self.left_players]))
 
     def close(self):
         if self._env is not None:
