@@ -77,3 +77,23 @@ def kill_group(proc: subprocess.Popen) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def assert_sigkill_recovered(args: list[str], run_dir: Path, victim: str, reference: dict, when=None) -> str:
+    """Start ``htsrl train ARGS``, SIGKILL role ``victim`` once ``when()`` returns (default: 1 s after the
+    roles started), and check the run finished after one restart with ``reference``'s numbers, leaving
+    no orphan and nothing in /dev/shm. Returns the run's stderr."""
+    before = shm_entries()
+    proc = start_cli(args, run_dir)
+    pids = wait_for_pids(run_dir)
+    (when or (lambda: time.sleep(1.0)))()
+    os.kill(pids[victim], signal.SIGKILL)
+    code, _, err = finish_cli(proc, timeout=120)
+    assert code == 0, err
+    assert f"{victim} (pid {pids[victim]}) died unexpectedly (killed by SIGKILL); restarting" in err
+    s = json.loads((run_dir / "summary.json").read_text())
+    assert s["restarts"] == 1
+    assert s["params_sha256"] == reference["params_sha256"] and s["rollout_sha256"] == reference["rollout_sha256"]
+    assert_all_gone([*pids.values(), *wait_for_pids(run_dir).values()])
+    assert shm_entries() == before
+    return err

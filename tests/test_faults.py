@@ -11,7 +11,7 @@ import time
 import gymnasium as gym
 import numpy as np
 import pytest
-from conftest import assert_all_gone, finish_cli, shm_entries, start_cli, wait_for_pids
+from conftest import assert_all_gone, assert_sigkill_recovered, finish_cli, shm_entries, start_cli, wait_for_pids
 
 from htsrl.cli import main
 from htsrl.envs.debug import FaultyEnv
@@ -78,19 +78,7 @@ def test_transient_env_exception_is_recovered_bitwise(tmp_path, reference):
 
 @pytest.mark.parametrize("victim", ["executor 1", "actor 0"])
 def test_sigkill_of_a_role_is_recovered_bitwise(tmp_path, victim, reference):
-    before = shm_entries()
-    proc = start_cli([*FAULTY, *SLOW, *LONG], tmp_path)
-    pids = wait_for_pids(tmp_path)
-    time.sleep(1.0)
-    os.kill(pids[victim], signal.SIGKILL)
-    code, _, err = _finish(proc)
-    assert code == 0, err
-    assert f"{victim} (pid {pids[victim]}) died unexpectedly (killed by SIGKILL); restarting" in err
-    s = _summary(tmp_path)
-    assert s["restarts"] == 1
-    assert s["params_sha256"] == reference["params_sha256"] and s["rollout_sha256"] == reference["rollout_sha256"]
-    assert_all_gone([*pids.values(), *wait_for_pids(tmp_path).values()])
-    assert shm_entries() == before
+    assert_sigkill_recovered([*FAULTY, *SLOW, *LONG], tmp_path, victim, reference)
 
 
 def test_sigkill_of_main_then_resume(tmp_path, reference):

@@ -244,11 +244,9 @@ def test_three_players_resume_is_bitwise(tmp_path):
 
 
 def test_three_players_sigkill_of_an_executor_is_recovered_bitwise(tmp_path):
-    import json
-    import signal
     import time
 
-    from conftest import assert_all_gone, finish_cli, shm_entries, start_cli, wait_for_pids
+    from conftest import assert_sigkill_recovered
 
     args = [
         *("--env", THREE["env"], "--env-kwargs", json.dumps(THREE["env_kwargs"]), "--num-envs", "6"),
@@ -257,21 +255,14 @@ def test_three_players_sigkill_of_an_executor_is_recovered_bitwise(tmp_path):
     ]
     assert main(["train", *args, "--run-dir", str(tmp_path / "ref"), "--no-progress"]) == 0
     reference = json.loads((tmp_path / "ref" / "summary.json").read_text())
-    before = shm_entries()
-    proc = start_cli(args, tmp_path / "killed")
-    pids = wait_for_pids(tmp_path / "killed")
     progress = tmp_path / "killed" / "progress.csv"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (not progress.exists() or len(progress.read_text().splitlines()) < 4):
-        time.sleep(0.05)  # a few windows in: the games are mid-episode, with histories to replay
-    os.kill(pids["executor 1"], signal.SIGKILL)
-    code, _, err = finish_cli(proc, timeout=120)
-    assert code == 0, err
-    s = json.loads((tmp_path / "killed" / "summary.json").read_text())
-    assert s["restarts"] == 1
-    assert s["params_sha256"] == reference["params_sha256"] and s["rollout_sha256"] == reference["rollout_sha256"]
-    assert_all_gone([*pids.values(), *wait_for_pids(tmp_path / "killed").values()])
-    assert shm_entries() == before
+
+    def a_few_windows_in():  # the games are mid-episode, with histories to replay
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (not progress.exists() or len(progress.read_text().splitlines()) < 4):
+            time.sleep(0.05)
+
+    assert_sigkill_recovered(args, tmp_path / "killed", "executor 1", reference, when=a_few_windows_in)
 
 
 def test_three_players_predict_and_evaluate(tmp_path, run):

@@ -1,9 +1,13 @@
 """Invariant 4: waiting processes block. With an env that sleeps 20 ms per step, every role spends
-almost all its time waiting, and must burn under 5% of a core doing it."""
+almost all its time waiting, and must burn under 5% of a core doing it, forked or spawned."""
+
+import pytest
 
 
-def test_blocked_roles_burn_no_cpu(run):
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_blocked_roles_burn_no_cpu(run, start_method):
     s = run(
+        start_method=start_method,
         env="htsrl/Counter-v0",
         env_kwargs={"sleep_s": 0.02},
         preset="classic-ppo",

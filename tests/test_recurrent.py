@@ -5,14 +5,11 @@ determinism matrix, bitwise resume and crash recovery, and one acting path for p
 """
 
 import json
-import os
-import signal
-import time
 
 import numpy as np
 import pytest
 import torch
-from conftest import assert_all_gone, finish_cli, shm_entries, start_cli, wait_for_pids
+from conftest import assert_sigkill_recovered
 from test_determinism import _key
 from test_resume import _resume
 
@@ -129,18 +126,7 @@ def test_sigkill_of_an_actor_is_recovered_bitwise(tmp_path):
     ]
     assert main(["train", *args, "--run-dir", str(tmp_path / "ref"), "--no-progress"]) == 0
     reference = json.loads((tmp_path / "ref" / "summary.json").read_text())
-    before = shm_entries()
-    proc = start_cli(args, tmp_path / "killed")
-    pids = wait_for_pids(tmp_path / "killed")
-    time.sleep(1.0)
-    os.kill(pids["actor 0"], signal.SIGKILL)
-    code, _, err = finish_cli(proc, timeout=60)
-    assert code == 0, err
-    s = json.loads((tmp_path / "killed" / "summary.json").read_text())
-    assert s["restarts"] == 1
-    assert s["params_sha256"] == reference["params_sha256"] and s["rollout_sha256"] == reference["rollout_sha256"]
-    assert_all_gone([*pids.values(), *wait_for_pids(tmp_path / "killed").values()])
-    assert shm_entries() == before
+    assert_sigkill_recovered(args, tmp_path / "killed", "actor 0", reference)
 
 
 def test_async_mode_runs_recurrent(run):
