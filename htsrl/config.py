@@ -190,12 +190,7 @@ class Config:
         """Buffer columns one env fills: the players a football env controls (``--env-kwargs``
         ``left_players`` + ``right_players``, each a column), else 1. Values of the wrong type count as
         1 here; building the env refuses them (``envs.football.check_players``)."""
-        if not is_football(self.env) or not isinstance(self.env_kwargs, dict):
-            return 1  # (validate refuses env_kwargs that are not a dict)
-        left, right = self.env_kwargs.get("left_players", 1), self.env_kwargs.get("right_players", 0)
-        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (left, right)):
-            return 1
-        return max(1, left + right)
+        return env_players(self.env, self.env_kwargs)
 
     @property
     def network_options(self) -> dict:
@@ -245,6 +240,16 @@ def check_resume(saved: Config, given: Config) -> None:
             f"run-control flags may differ ({', '.join(map(flag, fields_of_kind(LAYOUT, RUN_CONTROL)))})"
             f"{extra}"
         )
+
+
+def env_players(env: str, env_kwargs) -> int:
+    """:attr:`Config.players` of an env id and its ``--env-kwargs``."""
+    if not is_football(env) or not isinstance(env_kwargs, dict):
+        return 1  # (validate refuses env_kwargs that are not a dict)
+    left, right = env_kwargs.get("left_players", 1), env_kwargs.get("right_players", 0)
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (left, right)):
+        return 1
+    return max(1, left + right)
 
 
 ALGOS = ("ppo", "a2c", "impala")
@@ -330,12 +335,12 @@ def validate(c: Config) -> None:
     for name in ["gamma", "gae_lambda"]:
         if not 0.0 <= getattr(c, name) <= 1.0:
             raise ConfigError(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(c, name)!r}")
-    if not (c.device == "cpu" or c.device == "cuda" or c.device.startswith("cuda:")):
-        raise ConfigError(f"--device must be cpu, cuda or cuda:N, got {c.device!r}")
+    for name in ["device", "actor_device"]:
+        v = getattr(c, name)
+        if not (v == "cpu" or v == "cuda" or v.startswith("cuda:")):
+            raise ConfigError(f"--{name.replace('_', '-')} must be cpu, cuda or cuda:N, got {v!r}")
     if c.start_method not in START_METHODS:
         raise ConfigError(f"--start-method must be one of {', '.join(START_METHODS)}, got {c.start_method!r}")
-    if not (c.actor_device == "cpu" or c.actor_device == "cuda" or c.actor_device.startswith("cuda:")):
-        raise ConfigError(f"--actor-device must be cpu, cuda or cuda:N, got {c.actor_device!r}")
     if c.actor_device != "cpu" and c.lagged and not c.serial and c.start_method != "spawn":
         raise ConfigError(
             f"--actor-device {c.actor_device} needs --start-method spawn: forked actors cannot hold a CUDA "

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from htsrl.config import IDENTITY, LAYOUT, RUN_CONTROL, Config, fields_of_kind
+from htsrl.config import IDENTITY, LAYOUT, RUN_CONTROL, Config, env_players, fields_of_kind
 from htsrl.errors import ConfigError
 from htsrl.presets import PRESETS
 
@@ -28,7 +28,7 @@ def read_run(run_dir: Path, metric: str = METRIC) -> dict:
     cfg = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").is_file() else {}
     cfg = {**dataclasses.asdict(Config()), **cfg}  # runs saved before a field existed had its default
     # x is env steps, i.e. game frames: a football run of N controlled players counts N steps per frame
-    players = Config(env=cfg["env"], env_kwargs=dict(cfg.get("env_kwargs") or {})).players
+    players = env_players(cfg["env"], cfg.get("env_kwargs"))
     steps, wall, value = [], [], []
     with open(progress) as f:
         for row in csv.DictReader(f):

@@ -84,11 +84,10 @@ class Policy:
             outputs = tuple(x.cpu() for x in outputs)
         if recurrent:
             logits, value, state_in, state_out = outputs
-        else:
-            logits, value = outputs
-        if recurrent:
             bufs.hidden[buf, t, envs] = state_in.numpy()
             bufs.hidden[buf, t + 1, envs] = state_out.numpy()
+        else:
+            logits, value = outputs
         dist = distribution(self.model.action_spec, logits)
         actions, logp = dist.sample(torch.from_numpy(bufs.uniforms[buf, t, envs]))
         bufs.actions[buf, t, envs] = actions.numpy()

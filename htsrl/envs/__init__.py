@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
-from htsrl.config import Config, ConfigError, is_atari
+from htsrl.config import ConfigError, env_players, is_atari
 from htsrl.distributions import BOX, ActionSpec, action_spec
 from htsrl.presets import is_mujoco
 
@@ -188,11 +188,6 @@ def make_env_set(
         games = range(columns.start, columns.stop, players)
         return PlayerSet({g: make_env(env_id, env_kwargs, training, env_offset + g) for g in games}, players)
     return EnvSet({i: make_env(env_id, env_kwargs, training=training, index=env_offset + i) for i in columns})
-
-
-def env_players(env_id: str, env_kwargs: dict | None) -> int:
-    """Buffer columns one env fills (see :attr:`htsrl.config.Config.players`)."""
-    return Config(env=env_id, env_kwargs=dict(env_kwargs or {})).players
 
 
 @dataclass(frozen=True)
