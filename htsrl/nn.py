@@ -15,6 +15,7 @@ an episode, and the state is zeroed before it. ``forward`` is for feed-forward n
 
 from __future__ import annotations
 
+import copy
 import hashlib
 
 import numpy as np
@@ -109,6 +110,9 @@ class NatureCNN(ActorCritic):
     def __init__(self, obs_shape: tuple[int, ...], num_actions: int, bf16: bool = False, recurrent: str = "none"):
         super().__init__()
         self.bf16 = bf16
+        # inference only (cache_bf16_trunk); a plain list, not a submodule: parameters(), state_dict() and
+        # bind_params never see it
+        self.trunk_bf16: list[nn.Module] = []
         c, h, w = obs_shape
         g = nn.init.calculate_gain("relu")
         self.body = nn.Sequential(
@@ -128,9 +132,23 @@ class NatureCNN(ActorCritic):
         if recurrent != "none":  # 512 -> 512 cell between the hidden layer and the heads
             self.core = RecurrentCore(recurrent, 512, 512)
 
+    def cache_bf16_trunk(self) -> None:
+        """Inference with ``bf16``: keep a bfloat16 copy of the trunk (convolutions and hidden layer) and run
+        it instead of autocast. Autocast casts the weights again at every call (1.6M of them, the cost of a
+        forward of 2 observations); the copy gives the same numbers bitwise (tests/test_precision.py).
+        The owner refreshes it whenever the weights change; actors do so once per published version."""
+        trunk = nn.Sequential(self.body, self.fc)
+        if not self.trunk_bf16:
+            self.trunk_bf16.append(copy.deepcopy(trunk).to(torch.bfloat16))
+        with torch.no_grad():
+            for mine, theirs in zip(self.trunk_bf16[0].parameters(), trunk.parameters()):
+                mine.copy_(theirs)
+
     def encode(self, obs: torch.Tensor) -> torch.Tensor:
         # channels_last input: oneDNN's convolutions (and backward) run ~1.5x faster on CPU with it
         x = (obs.float() / 255.0).contiguous(memory_format=torch.channels_last)
+        if self.trunk_bf16:
+            return self.trunk_bf16[0](x.to(torch.bfloat16)).float()
         with torch.autocast(obs.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             x = self.fc(self.body(x))
         return x.float()  # a no-op in float32

@@ -1,26 +1,65 @@
-"""--precision bf16 (issue 14): the CNN trunk under bfloat16 autocast in the learner and the actors. A
-numerics setting: it changes the numbers, and with it fixed the layout still does not."""
+"""--precision bf16 (issue 14): the CNN trunk in bfloat16 in the learner (autocast) and the actors (a bfloat16
+copy per published version). A numerics setting: it changes the numbers, and with it fixed the layout still does not."""
 
 import itertools
 import json
 
+import numpy as np
 import pytest
 import torch
 from test_determinism import ATARI, _key
 
 from htsrl.cli import main
-from htsrl.nn import build_model
+from htsrl.config import Config, default_envs_per_group, resolve
+from htsrl.distributions import ActionSpec
+from htsrl.engine.actor import Policy
+from htsrl.engine.shm import RolloutBuffers
+from htsrl.nn import build_model, num_params
 
 
 @pytest.mark.parametrize("mode", ["hts", "sync"])
-def test_bf16_atari_matrix(run, mode):
-    ref = run(**ATARI, mode=mode, precision="bf16", serial=True)
+def test_both_precisions_keep_the_atari_matrix_and_differ(run, mode):
+    """test_determinism's Atari matrix runs the default precision (bf16 on a CPU that has it); here both,
+    given explicitly."""
     layouts = itertools.product([1, 2], [1, 2]) if mode == "hts" else [(2, 1)]
-    for executors, actors in layouts:
-        got = run(**ATARI, mode=mode, precision="bf16", num_executors=executors, num_actors=actors)
-        assert _key(got) == _key(ref), (executors, actors)
-    fp32 = run(**ATARI, mode=mode, serial=True)
-    assert fp32["params_sha256"] != ref["params_sha256"]
+    refs = {}
+    for precision in ("fp32", "bf16"):
+        refs[precision] = ref = run(**ATARI, mode=mode, precision=precision, serial=True)
+        for executors, actors in layouts:
+            got = run(**ATARI, mode=mode, precision=precision, num_executors=executors, num_actors=actors)
+            assert _key(got) == _key(ref), (precision, executors, actors)
+    assert refs["fp32"]["params_sha256"] != refs["bf16"]["params_sha256"]
+
+
+def test_defaults_bf16_for_atari_ppo_and_a2c_where_the_cpu_has_it_fp32_elsewhere_and_old_runs_keep_fp32():
+    native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert resolve(Config(env="ALE/Breakout-v5")).precision == ("bf16" if native else "fp32")
+    assert resolve(Config(env="ALE/Breakout-v5", device="cuda")).precision == "bf16"
+    assert resolve(Config(env="ALE/Breakout-v5", precision="fp32")).precision == "fp32"  # a flag wins
+    assert resolve(Config(env="ALE/Breakout-v5", algo="a2c")).precision == ("bf16" if native else "fp32")
+    assert resolve(Config(env="ALE/Breakout-v5", algo="impala", mode="async")).precision == "fp32"  # not measured
+    assert resolve(Config(env="CartPole-v1")).precision == "fp32"
+    # a run saved before --precision existed trained in fp32 and resumes so; threads were 2 then
+    saved = json.loads(resolve(Config(env="ALE/Breakout-v5")).to_json())
+    for key in ("precision", "learner_threads"):
+        del saved[key]
+    old = resolve(Config.from_saved(saved))
+    assert (old.precision, old.learner_threads) == ("fp32", 2)
+
+
+def test_default_learner_threads_and_inference_groups():
+    assert resolve(Config(env="ALE/Breakout-v5")).learner_threads == 1  # hts: the rollout holds the other core
+    assert resolve(Config(env="ALE/Breakout-v5", mode="async")).learner_threads == 1
+    assert resolve(Config(env="ALE/Breakout-v5", mode="sync")).learner_threads == 2  # the rollout waits
+    assert resolve(Config(env="ALE/Breakout-v5", learner_threads=3)).learner_threads == 3
+    # at most num_envs / 4; in bf16, groups of 4 from 8 to 15 envs (cheaper per sample than 2)
+    fp32 = {n: default_envs_per_group(n) for n in (1, 2, 4, 8, 12, 16, 32)}
+    assert fp32 == {1: 1, 2: 1, 4: 1, 8: 2, 12: 3, 16: 4, 32: 8}
+    bf16 = {n: default_envs_per_group(n, bf16=True) for n in (1, 2, 4, 6, 8, 12, 16, 32)}
+    assert bf16 == {1: 1, 2: 1, 4: 1, 6: 1, 8: 4, 12: 4, 16: 4, 32: 8}
+    assert default_envs_per_group(24, players=3, bf16=True) == 12  # 8 games: groups of 4 games
+    groups = resolve(Config(env="ALE/Breakout-v5", precision="bf16")).envs_per_group  # atari-ppo: 8 envs
+    assert groups == 4 and resolve(Config(env="ALE/Breakout-v5", precision="fp32")).envs_per_group == 2
 
 
 def test_bf16_trunk_is_close_to_fp32_and_heads_stay_fp32():
@@ -63,3 +102,24 @@ def test_bench_bf16_modes_on_vector_observations_are_refused(tmp_path, capsys):
     assert main(["bench", "--env", "CartPole-v1", "--modes", "hts-bf16", "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err.strip()
     assert "-bf16 modes run the CNN in bfloat16" in err and len(err.splitlines()) == 1, err
+
+
+def test_actors_bf16_trunk_copy_equals_autocast_bitwise_and_follows_each_published_version():
+    """Actors run a bfloat16 copy of the trunk, refreshed once per published version, instead of autocast
+    (which recasts the weights at every call): the same numbers, and never the weights of an older version."""
+    torch.manual_seed(0)
+    shape, n = (4, 84, 84), 4
+    first, second = (build_model(shape, 4, precision="bf16").eval() for _ in range(2))
+    bufs = RolloutBuffers(n, 2, shape, np.uint8, num_params(first), 1, action_spec=ActionSpec.discrete(4))
+    bufs.obs[0, :2] = np.random.default_rng(0).integers(0, 255, (2, n, *shape), dtype=np.uint8)
+    bufs.uniforms[0] = 0.5
+    policy = Policy(shape, ActionSpec.discrete(4), bufs, {"precision": "bf16"})
+    for t, model in enumerate((first, second)):
+        bufs.publish(torch.nn.utils.parameters_to_vector(model.parameters()).detach(), t + 1)
+        policy.act(0, t, slice(0, n))
+        with torch.inference_mode():
+            _, value = model(torch.from_numpy(bufs.obs[0, t]))  # autocast
+        assert np.array_equal(bufs.value[0, t], value.numpy()), t
+        assert (bufs.version[0, t] == t + 1).all()
+    with torch.inference_mode():  # the two versions give different values: a stale copy would be caught
+        assert not torch.equal(first(torch.from_numpy(bufs.obs[0, 1]))[1], second(torch.from_numpy(bufs.obs[0, 1]))[1])

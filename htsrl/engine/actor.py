@@ -44,6 +44,9 @@ class Policy:
             self.on_device = torch.empty(bufs.params.shape[1], device=self.device)
             bind_params(self.model, self.on_device)
         self.model.eval()
+        # --precision bf16: a bfloat16 copy of the trunk, made once per published version
+        self.cast_bf16 = getattr(self.model, "bf16", False)
+        self.cast_version: tuple[int, int] | None = None
 
     def _bind_current(self) -> tuple[int, int]:
         """View (CPU) or copy (GPU) the current params slot; returns ``(slot, its sequence number)`` as read
@@ -57,6 +60,9 @@ class Policy:
         elif (slot, seq) != self.bound:  # a version not on the device yet: one copy per published version
             self.on_device.copy_(self.bufs.params_tensor(slot))
             self.bound = (slot, seq)
+        if self.cast_bf16 and self.cast_version != (slot, seq):
+            self.model.cache_bf16_trunk()
+            self.cast_version = (slot, seq)
         return slot, seq
 
     @torch.inference_mode()
