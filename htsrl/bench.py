@@ -8,7 +8,10 @@ Modes, run interleaved (raw sync hts sb3 raw sync hts sb3 ...) so that machine n
 - ``raw-envpool``, ``sync-envpool``, ``hts-envpool``: the same on EnvPool executors (Atari), with their
   ratio to the Python-env row of the same mode (``x python``);
 - ``sync-bf16``, ``hts-bf16``, ``async-bf16``: the same with ``--precision bf16`` (image envs), with their
-  ratio to the fp32 row of the same mode (``x fp32``).
+  ratio to the fp32 row of the same mode (``x fp32``); beside them the plain modes run fp32, otherwise
+  they run the default precision (bf16 for Atari PPO and A2C where the CPU has it).
+Each mode takes its own default learner threads (hts 1, sync 2) unless ``--learner-threads`` is given;
+``sb3`` gets lock-step's.
 Rates are steady state (the first fifth of each run excluded), reported as medians over repetitions,
 in agent steps per second, with emulator frames beside them (Atari: steps x frameskip; football with
 several controlled players: steps / players, one step per player per game frame). For synthetic envs
@@ -27,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from htsrl.config import Config, ConfigError, resolve
+from htsrl.config import Config, ConfigError, default_learner_threads, resolve
 from htsrl.envs import is_atari
 
 ENGINE_MODES = ("raw", "sync", "hts", "async")
@@ -63,13 +66,16 @@ def steady_rate(run_dir: Path) -> tuple[float, float]:
     return (steps[-1] - steps[k]) / (wall[-1] - wall[k]), statistics.median(rollout)
 
 
-def run_htsrl(cfg: Config, mode: str, run_dir: Path) -> dict:
+def run_htsrl(cfg: Config, mode: str, run_dir: Path, per_mode: dict) -> dict:
+    """``per_mode``: settings whose default depends on the mode (``learner_threads``: None lets each mode
+    take its own) or on the modes compared (``precision``)."""
     from htsrl.engine.runner import train
 
     base, suffix = split_mode(mode)
     cfg = Config.from_dict(
         {
             **cfg.__dict__,
+            **per_mode,
             **(VARIANTS[suffix][0] if suffix else {}),
             "mode": base,
             "run_dir": str(run_dir),
@@ -89,7 +95,7 @@ def run_htsrl(cfg: Config, mode: str, run_dir: Path) -> dict:
     }
 
 
-def run_sb3(cfg: Config, steps: int) -> dict:
+def run_sb3(cfg: Config, steps: int, threads: int) -> dict:
     cmd = [
         sys.executable,
         "-m",
@@ -107,7 +113,7 @@ def run_sb3(cfg: Config, steps: int) -> dict:
         "--seed",
         str(cfg.seed),
         "--threads",
-        str(cfg.learner_threads),
+        str(threads),
         "--device",
         cfg.device,
     ]
@@ -137,7 +143,14 @@ def claim1_prediction(cfg: Config) -> dict | None:
 
 
 def bench(cfg: Config, steps: int, reps: int, modes: list[str], out_dir: Path) -> dict:
+    # each mode its own default learner threads (hts 1, sync 2), unless given; SB3, a lock-step trainer,
+    # gets what lock-step gets
+    user_threads, user_precision = cfg.learner_threads, cfg.precision
     cfg = resolve(Config.from_dict({**cfg.__dict__, "total_steps": steps}))
+    sb3_threads = user_threads or default_learner_threads("sync")
+    # the -bf16 rows are compared with the plain rows in fp32; without them, plain rows take the default
+    with_bf16 = any(m.endswith(BF16) for m in modes)
+    per_mode = {"learner_threads": user_threads, "precision": "fp32" if with_bf16 else user_precision}
     unknown = [m for m in modes if m not in MODES]
     if unknown:
         raise ConfigError(f"unknown bench modes {unknown}; choose from {list(MODES)}")
@@ -156,10 +169,10 @@ def bench(cfg: Config, steps: int, reps: int, modes: list[str], out_dir: Path) -
             import stable_baselines3  # noqa: F401
         except ImportError:
             raise ConfigError("the sb3 mode needs Stable-Baselines3: pip install 'htsrl[bench]'") from None
-    if any(m.endswith(BF16) for m in modes):
+    if with_bf16:
         from htsrl.envs import probe_env
 
-        if cfg.precision != "fp32":
+        if user_precision not in (None, "fp32"):
             raise ConfigError(
                 f"the {BF16} modes are compared with the same modes in fp32; leave --precision at fp32 "
                 "(or give plain modes only)"
@@ -181,7 +194,12 @@ def bench(cfg: Config, steps: int, reps: int, modes: list[str], out_dir: Path) -
     for rep in range(reps):
         for mode in modes:
             print(f"[bench] rep {rep + 1}/{reps} {mode} ...", file=sys.stderr, flush=True)
-            r = run_sb3(cfg, steps) if mode == "sb3" else run_htsrl(cfg, mode, out_dir / f"{mode}_{rep}")
+            if mode == "sb3":
+                r = run_sb3(cfg, steps, sb3_threads)
+            else:
+                r = run_htsrl(cfg, mode, out_dir / f"{mode}_{rep}", per_mode)
+                saved = json.loads((out_dir / f"{mode}_{rep}" / "config.json").read_text())
+                r.update(learner_threads=saved["learner_threads"], precision=saved["precision"])
             r["rep"] = rep
             runs.append(r)
             print(f"[bench]   {r['sps']:,.0f} steps/s", file=sys.stderr, flush=True)
@@ -212,7 +230,8 @@ def bench(cfg: Config, steps: int, reps: int, modes: list[str], out_dir: Path) -
         "num_executors": cfg.num_executors,
         "num_actors": cfg.num_actors,
         "envs_per_group": cfg.envs_per_group,
-        "learner_threads": cfg.learner_threads,
+        "learner_threads": {r["mode"]: r.get("learner_threads", sb3_threads) for r in runs},
+        "precision": {r["mode"]: r["precision"] for r in runs if "precision" in r},
         "steps_per_run": steps,
         "reps": reps,
         "cpu_count": os.cpu_count(),
@@ -289,9 +308,15 @@ def format_table(result: dict) -> str:
         f"{result['env']} {result['algo']} | {result['num_envs']} envs, alpha {result['alpha']}, "
         f"{result['num_executors']} executors, {result['num_actors']} actors | "
         f"{result['reps']} reps x {result['steps_per_run']} steps",
-        head,
-        "-" * len(head),
     ]
+    threads, precision = result.get("learner_threads", {}), result.get("precision", {})
+    if isinstance(threads, dict) and threads:  # older bench.json: one number
+        lines.append(
+            "learner threads: "
+            + ", ".join(f"{m} {t}" for m, t in threads.items())
+            + (" | precision: " + ", ".join(f"{m} {p}" for m, p in precision.items()) if precision else "")
+        )
+    lines += [head, "-" * len(head)]
     for row in result["table"]:
         ratios = " ".join(f"{row[f'x_{r}']:>7.2f}" if f"x_{r}" in row else f"{'':>7}" for r in refs)
         lines.append(

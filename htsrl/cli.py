@@ -172,7 +172,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         raise ConfigError(f"--resume {args.resume}: no config.json there (is it a run directory?)")
     if "run_dir" in given and Path(given["run_dir"]).resolve() != Path(args.resume).resolve():
         raise ConfigError(f"--run-dir {given['run_dir']} is not the run being resumed ({args.resume})")
-    base = json.loads(saved.read_text())
+    base = dataclasses.asdict(Config.from_saved(json.loads(saved.read_text())))
     base["stop_at_steps"] = None  # a stop point belongs to one invocation, not to the run
     base.update(given)
     base["run_dir"] = args.resume

@@ -92,11 +92,18 @@ class Config:
         "Atari, one batched call per group; see docs/ARCHITECTURE.md for its semantics)",
         choices=ENV_BACKENDS,
     )
-    learner_threads: int = _f(2, "torch threads of the learner (reduction order may change with it)")
-    precision: str = _f(
-        "fp32",
-        "fp32, or bf16: the CNN's convolutions and hidden layer under bfloat16 autocast in the learner and "
-        "the actors (image observations; weights and optimizer stay fp32; heads fp32); eval and export run fp32",
+    learner_threads: int | None = _f(
+        None,
+        "torch threads of the learner (reduction order may change with it); default 1 in hts and async mode, "
+        "where executors and actors use the other cores while it learns, 2 in sync mode, where they wait for "
+        "it; on machines with more cores, raise it",
+    )
+    precision: str | None = _f(
+        None,
+        "fp32, or bf16: the CNN's convolutions and hidden layer in bfloat16 in the learner (autocast) and the "
+        "actors (image observations; weights and optimizer stay fp32; heads fp32); eval and export run fp32. "
+        "default: bf16 for Atari PPO and A2C where the learner's device runs bfloat16 natively "
+        "(measured in BENCHMARKS.md), fp32 otherwise",
         choices=("fp32", "bf16"),
     )
     recurrent: str = _f(
@@ -212,6 +219,16 @@ class Config:
             raise ConfigError(f"unknown config keys: {sorted(unknown)}")
         return cls(**d)
 
+    @classmethod
+    def from_saved(cls, d: dict) -> Config:
+        """A run's ``config.json``. A setting added (or given a new default) after the run was written
+        takes the value every run had then, so an old run resumes with its own numbers."""
+        return cls.from_dict({**FORMER_DEFAULTS, **d})
+
+
+# what runs saved before these settings existed (or were written on save) ran with
+FORMER_DEFAULTS = {"precision": "fp32", "learner_threads": 2}
+
 
 def fields_of_kind(*kinds: str) -> list[str]:
     return [f.name for f in dataclasses.fields(Config) if f.metadata["kind"] in kinds]
@@ -256,14 +273,39 @@ ALGOS = ("ppo", "a2c", "impala")
 MODES = ("hts", "sync", "async", "raw")
 
 
-def default_envs_per_group(num_envs: int, players: int = 1) -> int:
-    """Largest divisor of num_envs that is at most num_envs / 4: four or more groups, so two
-    executors each pipeline two groups while an actor infers the other. With several players per env,
-    the same count of whole games (a game's columns are stepped together)."""
+def default_envs_per_group(num_envs: int, players: int = 1, bf16: bool = False) -> int:
+    """Largest divisor of num_envs that is at most num_envs / 4: four or more groups, so two executors
+    each pipeline two groups while an actor infers the other. ``bf16`` (``--precision bf16``): at most 4
+    with 8 to 15 envs, as a bfloat16 forward over 4 observations costs a third less per sample than over 2
+    (BENCHMARKS.md) and two groups still keep two executors busy. With several players per env, the same
+    count of whole games (a game's columns are stepped together)."""
     if players > 1 and num_envs % players == 0:
-        return players * default_envs_per_group(num_envs // players)
-    limit = max(1, num_envs // 4)
+        return players * default_envs_per_group(num_envs // players, bf16=bf16)
+    limit = max(1, num_envs // 4, 4 if bf16 and num_envs >= 8 else 0)
     return max(d for d in range(1, limit + 1) if num_envs % d == 0)
+
+
+def default_learner_threads(mode: str) -> int:
+    """hts/async/raw: 1, since executors and actors run while the learner learns, and on few cores a second
+    learner thread only contends with them (Breakout PPO on 2 cores: BENCHMARKS.md); sync: 2, as the
+    rollout waits while the learner learns."""
+    return 2 if mode == "sync" else 1
+
+
+def default_precision(algo: str, env: str, device: str) -> str:
+    """bf16 for Atari PPO and A2C (the settings whose learning comparisons in BENCHMARKS.md support it) where
+    the learner's device runs bfloat16 natively (a CUDA GPU, or a CPU whose oneDNN has bf16 kernels:
+    AVX512-BF16/AMX, or AVX512 with emulation); fp32 otherwise. Everything else keeps fp32 until measured."""
+    if algo not in ("ppo", "a2c") or not is_atari(env):
+        return "fp32"
+    import torch
+
+    if device.startswith("cuda"):
+        return "bf16"
+    try:
+        return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+    except (AttributeError, RuntimeError):  # a torch without oneDNN
+        return "fp32"
 
 
 def resolve(cfg: Config) -> Config:
@@ -283,8 +325,12 @@ def resolve(cfg: Config) -> Config:
     out = Config(**values)
     if cfg.num_envs is None and isinstance(out.num_envs, int):
         out.num_envs *= out.players  # a preset counts games (HTS-RL: --num-processes games of N agents)
+    if out.precision is None:
+        out.precision = default_precision(out.algo, out.env, out.device)
     if out.envs_per_group is None and out.num_envs is not None and out.num_envs > 0:
-        out.envs_per_group = default_envs_per_group(out.num_envs, out.players)
+        out.envs_per_group = default_envs_per_group(out.num_envs, out.players, out.precision == "bf16")
+    if out.learner_threads is None:
+        out.learner_threads = default_learner_threads(out.mode)
     validate(out)
     # here, not in validate: that also checks one rank's share of the envs, and columns span the ranks
     if out.recurrent != "none" and out.algo == "ppo" and out.num_envs % out.minibatches:

@@ -290,7 +290,7 @@ def read_config(run_dir: Path) -> Config:
     if not path.is_file():
         raise ConfigError(f"{run_dir} has no config.json: not an htsrl run directory")
     try:
-        return Config.from_dict(json.loads(path.read_text()))
+        return Config.from_saved(json.loads(path.read_text()))
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path} is not valid JSON: {e}") from None
 

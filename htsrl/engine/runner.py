@@ -88,7 +88,7 @@ def train(cfg: Config, on_window: WindowHook | None = None, resume: bool = False
         saved = Path(cfg.run_dir) / "config.json"
         if not saved.is_file():
             raise ConfigError(f"--resume {cfg.run_dir}: no config.json there (is it a run directory?)")
-        check_resume(resolve(Config.from_dict(json.loads(saved.read_text()))), cfg)
+        check_resume(resolve(Config.from_saved(json.loads(saved.read_text()))), cfg)
     info = probe_env(cfg.env, cfg.env_kwargs, cfg.env_backend)
     if cfg.precision == "bf16" and len(info.obs_shape) != 3:
         raise ConfigError(
