@@ -145,12 +145,16 @@ def claim1_prediction(cfg: Config) -> dict | None:
 def bench(cfg: Config, steps: int, reps: int, modes: list[str], out_dir: Path) -> dict:
     # each mode its own default learner threads (hts 1, sync 2), unless given; SB3, a lock-step trainer,
     # gets what lock-step gets
-    user_threads, user_precision = cfg.learner_threads, cfg.precision
+    user_threads, user_precision, user_groups = cfg.learner_threads, cfg.precision, cfg.envs_per_group
     cfg = resolve(Config.from_dict({**cfg.__dict__, "total_steps": steps}))
     sb3_threads = user_threads or default_learner_threads("sync")
     # the -bf16 rows are compared with the plain rows in fp32; without them, plain rows take the default
     with_bf16 = any(m.endswith(BF16) for m in modes)
-    per_mode = {"learner_threads": user_threads, "precision": "fp32" if with_bf16 else user_precision}
+    per_mode = {
+        "learner_threads": user_threads,
+        "precision": "fp32" if with_bf16 else user_precision,
+        "envs_per_group": user_groups,  # the default depends on the precision
+    }
     unknown = [m for m in modes if m not in MODES]
     if unknown:
         raise ConfigError(f"unknown bench modes {unknown}; choose from {list(MODES)}")
@@ -199,7 +203,7 @@ def bench(cfg: Config, steps: int, reps: int, modes: list[str], out_dir: Path) -
             else:
                 r = run_htsrl(cfg, mode, out_dir / f"{mode}_{rep}", per_mode)
                 saved = json.loads((out_dir / f"{mode}_{rep}" / "config.json").read_text())
-                r.update(learner_threads=saved["learner_threads"], precision=saved["precision"])
+                r.update({k: saved[k] for k in ("learner_threads", "precision", "envs_per_group")})
             r["rep"] = rep
             runs.append(r)
             print(f"[bench]   {r['sps']:,.0f} steps/s", file=sys.stderr, flush=True)
@@ -229,7 +233,8 @@ def bench(cfg: Config, steps: int, reps: int, modes: list[str], out_dir: Path) -
         "alpha": cfg.alpha,
         "num_executors": cfg.num_executors,
         "num_actors": cfg.num_actors,
-        "envs_per_group": cfg.envs_per_group,
+        # per mode, as each resolves its own defaults
+        "envs_per_group": {r["mode"]: r["envs_per_group"] for r in runs if "envs_per_group" in r},
         "learner_threads": {r["mode"]: r.get("learner_threads", sb3_threads) for r in runs},
         "precision": {r["mode"]: r["precision"] for r in runs if "precision" in r},
         "steps_per_run": steps,
@@ -309,13 +314,14 @@ def format_table(result: dict) -> str:
         f"{result['num_executors']} executors, {result['num_actors']} actors | "
         f"{result['reps']} reps x {result['steps_per_run']} steps",
     ]
-    threads, precision = result.get("learner_threads", {}), result.get("precision", {})
-    if isinstance(threads, dict) and threads:  # older bench.json: one number
-        lines.append(
-            "learner threads: "
-            + ", ".join(f"{m} {t}" for m, t in threads.items())
-            + (" | precision: " + ", ".join(f"{m} {p}" for m, p in precision.items()) if precision else "")
-        )
+    per_mode = [("learner threads", "learner_threads"), ("precision", "precision"), ("groups of", "envs_per_group")]
+    parts = [
+        f"{label}: " + ", ".join(f"{m} {v}" for m, v in result[key].items())
+        for label, key in per_mode
+        if isinstance(result.get(key), dict) and result[key]  # older bench.json: one number
+    ]
+    if parts:
+        lines.append(" | ".join(parts))
     lines += [head, "-" * len(head)]
     for row in result["table"]:
         ratios = " ".join(f"{row[f'x_{r}']:>7.2f}" if f"x_{r}" in row else f"{'':>7}" for r in refs)

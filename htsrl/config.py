@@ -78,7 +78,9 @@ class Config:
         "players each player is a column: N players x G games (the preset's default: its env count in games)",
     )
     envs_per_group: int | None = _f(
-        None, "inference batch: envs always inferred together (default: largest divisor of num_envs <= num_envs/4)"
+        None,
+        "inference batch: envs always inferred together (default: largest divisor of num_envs <= num_envs/4; "
+        "with --precision bf16, up to 4 where that leaves an even number of groups: 8 envs -> 2 groups of 4)",
     )
     device: str = _f("cpu", "learner device: cpu, cuda or cuda:N (deterministic CUDA settings are applied)")
     actor_device: str = _f(
@@ -102,8 +104,8 @@ class Config:
         None,
         "fp32, or bf16: the CNN's convolutions and hidden layer in bfloat16 in the learner (autocast) and the "
         "actors (image observations; weights and optimizer stay fp32; heads fp32); eval and export run fp32. "
-        "default: bf16 for Atari PPO and A2C where the learner's device runs bfloat16 natively "
-        "(measured in BENCHMARKS.md), fp32 otherwise",
+        "default: bf16 for Atari PPO and A2C on a CPU with native bfloat16 (measured in BENCHMARKS.md), "
+        "fp32 otherwise (and on CUDA)",
         choices=("fp32", "bf16"),
     )
     recurrent: str = _f(
@@ -223,7 +225,8 @@ class Config:
     def from_saved(cls, d: dict) -> Config:
         """A run's ``config.json``. A setting added (or given a new default) after the run was written
         takes the value every run had then, so an old run resumes with its own numbers."""
-        return cls.from_dict({**FORMER_DEFAULTS, **d})
+        given = {k: v for k, v in d.items() if not (k in FORMER_DEFAULTS and v is None)}
+        return cls.from_dict({**FORMER_DEFAULTS, **given})
 
 
 # what runs saved before these settings existed (or were written on save) ran with
@@ -275,13 +278,18 @@ MODES = ("hts", "sync", "async", "raw")
 
 def default_envs_per_group(num_envs: int, players: int = 1, bf16: bool = False) -> int:
     """Largest divisor of num_envs that is at most num_envs / 4: four or more groups, so two executors
-    each pipeline two groups while an actor infers the other. ``bf16`` (``--precision bf16``): at most 4
-    with 8 to 15 envs, as a bfloat16 forward over 4 observations costs a third less per sample than over 2
-    (BENCHMARKS.md) and two groups still keep two executors busy. With several players per env, the same
+    each pipeline two groups while an actor infers the other. ``bf16`` (``--precision bf16``): groups of
+    up to 4 where that leaves an even number of groups (8 envs: 2 groups of 4, not 4 of 2), as a bfloat16
+    forward over 4 observations costs a third less per sample than over 2 (BENCHMARKS.md) and two groups
+    still keep two executors busy. With several players per env, the same
     count of whole games (a game's columns are stepped together)."""
     if players > 1 and num_envs % players == 0:
         return players * default_envs_per_group(num_envs // players, bf16=bf16)
-    limit = max(1, num_envs // 4, 4 if bf16 and num_envs >= 8 else 0)
+    limit = max(1, num_envs // 4)
+    if bf16:  # up to 4 envs a group, in an even number of groups (two executors): 8 envs -> 2 groups of 4
+        even = [d for d in range(1, 5) if num_envs % d == 0 and (num_envs // d) % 2 == 0]
+        if even and max(even) > limit:
+            return max(even)
     return max(d for d in range(1, limit + 1) if num_envs % d == 0)
 
 
@@ -292,16 +300,16 @@ def default_learner_threads(mode: str) -> int:
     return 2 if mode == "sync" else 1
 
 
-def default_precision(algo: str, env: str, device: str) -> str:
+def default_precision(algo: str, env: str, device: str, actor_device: str = "cpu") -> str:
     """bf16 for Atari PPO and A2C (the settings whose learning comparisons in BENCHMARKS.md support it) where
-    the learner's device runs bfloat16 natively (a CUDA GPU, or a CPU whose oneDNN has bf16 kernels:
-    AVX512-BF16/AMX, or AVX512 with emulation); fp32 otherwise. Everything else keeps fp32 until measured."""
-    if algo not in ("ppo", "a2c") or not is_atari(env):
+    learner and actors run on a CPU whose oneDNN has bf16 kernels (AVX512-BF16/AMX, or AVX512 with
+    emulation); fp32 otherwise. On CUDA, fp32 by default: not every GPU has bf16 (pre-Ampere), and asking
+    would initialise CUDA in the process that forks the executors; pass --precision bf16 there.
+    Everything else keeps fp32 until measured."""
+    if algo not in ("ppo", "a2c") or not is_atari(env) or device != "cpu" or actor_device != "cpu":
         return "fp32"
     import torch
 
-    if device.startswith("cuda"):
-        return "bf16"
     try:
         return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
     except (AttributeError, RuntimeError):  # a torch without oneDNN
@@ -326,7 +334,7 @@ def resolve(cfg: Config) -> Config:
     if cfg.num_envs is None and isinstance(out.num_envs, int):
         out.num_envs *= out.players  # a preset counts games (HTS-RL: --num-processes games of N agents)
     if out.precision is None:
-        out.precision = default_precision(out.algo, out.env, out.device)
+        out.precision = default_precision(out.algo, out.env, out.device, out.actor_device)
     if out.envs_per_group is None and out.num_envs is not None and out.num_envs > 0:
         out.envs_per_group = default_envs_per_group(out.num_envs, out.players, out.precision == "bf16")
     if out.learner_threads is None:

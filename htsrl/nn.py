@@ -147,7 +147,7 @@ class NatureCNN(ActorCritic):
     def encode(self, obs: torch.Tensor) -> torch.Tensor:
         # channels_last input: oneDNN's convolutions (and backward) run ~1.5x faster on CPU with it
         x = (obs.float() / 255.0).contiguous(memory_format=torch.channels_last)
-        if self.trunk_bf16:
+        if self.trunk_bf16 and not torch.is_grad_enabled():  # the copy has no gradient path to the weights
             return self.trunk_bf16[0](x.to(torch.bfloat16)).float()
         with torch.autocast(obs.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             x = self.fc(self.body(x))

@@ -90,10 +90,10 @@ def test_bench_runs_on_synthetic_env(tmp_path, capsys):
     result = json.loads((tmp_path / "bench.json").read_text())
     assert [row["mode"] for row in result["table"]] == ["raw", "sync", "hts"]
     assert all(row["sps_median"] > 0 for row in result["table"])
-    assert result["num_executors"] == 8 and result["envs_per_group"] == 1
+    assert result["num_executors"] == 8 and result["envs_per_group"] == {"raw": 1, "sync": 1, "hts": 1}
     # each mode ran with its own default learner threads (the lock-step learner has the cores to itself)
     assert result["learner_threads"] == {"raw": 1, "sync": 2, "hts": 1}
-    assert "learner threads: raw 1, sync 2, hts 1" in out
+    assert "learner threads: raw 1, sync 2, hts 1 | precision: raw fp32" in out
     assert (tmp_path / "bench.png").read_bytes()[:4] == b"\x89PNG"
 
 

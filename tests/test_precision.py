@@ -34,7 +34,9 @@ def test_both_precisions_keep_the_atari_matrix_and_differ(run, mode):
 def test_defaults_bf16_for_atari_ppo_and_a2c_where_the_cpu_has_it_fp32_elsewhere_and_old_runs_keep_fp32():
     native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
     assert resolve(Config(env="ALE/Breakout-v5")).precision == ("bf16" if native else "fp32")
-    assert resolve(Config(env="ALE/Breakout-v5", device="cuda")).precision == "bf16"
+    # on CUDA fp32 unless asked: not every GPU has bf16, and asking would initialise CUDA before the fork
+    assert resolve(Config(env="ALE/Breakout-v5", device="cuda")).precision == "fp32"
+    assert resolve(Config(env="ALE/Breakout-v5", actor_device="cuda", start_method="spawn")).precision == "fp32"
     assert resolve(Config(env="ALE/Breakout-v5", precision="fp32")).precision == "fp32"  # a flag wins
     assert resolve(Config(env="ALE/Breakout-v5", algo="a2c")).precision == ("bf16" if native else "fp32")
     assert resolve(Config(env="ALE/Breakout-v5", algo="impala", mode="async")).precision == "fp32"  # not measured
@@ -45,6 +47,8 @@ def test_defaults_bf16_for_atari_ppo_and_a2c_where_the_cpu_has_it_fp32_elsewhere
         del saved[key]
     old = resolve(Config.from_saved(saved))
     assert (old.precision, old.learner_threads) == ("fp32", 2)
+    nulls = resolve(Config.from_saved({**saved, "precision": None, "learner_threads": None}))
+    assert (nulls.precision, nulls.learner_threads) == ("fp32", 2)
 
 
 def test_default_learner_threads_and_inference_groups():
@@ -55,8 +59,11 @@ def test_default_learner_threads_and_inference_groups():
     # at most num_envs / 4; in bf16, groups of 4 from 8 to 15 envs (cheaper per sample than 2)
     fp32 = {n: default_envs_per_group(n) for n in (1, 2, 4, 8, 12, 16, 32)}
     assert fp32 == {1: 1, 2: 1, 4: 1, 8: 2, 12: 3, 16: 4, 32: 8}
-    bf16 = {n: default_envs_per_group(n, bf16=True) for n in (1, 2, 4, 6, 8, 12, 16, 32)}
-    assert bf16 == {1: 1, 2: 1, 4: 1, 6: 1, 8: 4, 12: 4, 16: 4, 32: 8}
+    # in bf16, up to 4 where that leaves an even number of groups (12 envs: 4 groups of 3, which two
+    # executors share, not 3 groups of 4, which they could not)
+    bf16 = {n: default_envs_per_group(n, bf16=True) for n in (1, 2, 4, 6, 8, 9, 10, 12, 16, 32)}
+    assert bf16 == {1: 1, 2: 1, 4: 2, 6: 3, 8: 4, 9: 1, 10: 2, 12: 3, 16: 4, 32: 8}
+    assert resolve(Config(env="ALE/Breakout-v5", num_envs=12, precision="bf16")).envs_per_group == 3
     assert default_envs_per_group(24, players=3, bf16=True) == 12  # 8 games: groups of 4 games
     groups = resolve(Config(env="ALE/Breakout-v5", precision="bf16")).envs_per_group  # atari-ppo: 8 envs
     assert groups == 4 and resolve(Config(env="ALE/Breakout-v5", precision="fp32")).envs_per_group == 2
@@ -87,7 +94,8 @@ def test_bf16_on_vector_observations_is_one_line_exit_2(tmp_path, capsys):
 
 
 def test_bench_compares_bf16_with_fp32_side_by_side(tmp_path, capsys):
-    args = ["bench", "--env", "ALE/Breakout-v5", "--num-envs", "4", "--alpha", "16", "--steps", str(4 * 16 * 4)]
+    # 8 envs: the fp32 row infers in its own default groups (2), the bf16 row in bf16's (4)
+    args = ["bench", "--env", "ALE/Breakout-v5", "--num-envs", "8", "--alpha", "8", "--steps", str(8 * 8 * 4)]
     args += ["--reps", "1", "--epochs", "1", "--minibatches", "2", "--modes", "hts,hts-bf16", "--out", str(tmp_path)]
     assert main(args) == 0
     out = capsys.readouterr().out
@@ -95,7 +103,10 @@ def test_bench_compares_bf16_with_fp32_side_by_side(tmp_path, capsys):
     result = json.loads((tmp_path / "bench.json").read_text())
     rows = {row["mode"]: row for row in result["table"]}
     assert rows["hts-bf16"]["x_fp32"] == pytest.approx(rows["hts-bf16"]["sps_median"] / rows["hts"]["sps_median"])
-    assert json.loads((tmp_path / "hts-bf16_0" / "config.json").read_text())["precision"] == "bf16"
+    assert result["precision"] == {"hts": "fp32", "hts-bf16": "bf16"}
+    assert result["envs_per_group"] == {"hts": 2, "hts-bf16": 4}
+    for mode, precision in (("hts", "fp32"), ("hts-bf16", "bf16")):
+        assert json.loads((tmp_path / f"{mode}_0" / "config.json").read_text())["precision"] == precision
 
 
 def test_bench_bf16_modes_on_vector_observations_are_refused(tmp_path, capsys):
@@ -114,12 +125,22 @@ def test_actors_bf16_trunk_copy_equals_autocast_bitwise_and_follows_each_publish
     bufs.obs[0, :2] = np.random.default_rng(0).integers(0, 255, (2, n, *shape), dtype=np.uint8)
     bufs.uniforms[0] = 0.5
     policy = Policy(shape, ActionSpec.discrete(4), bufs, {"precision": "bf16"})
-    for t, model in enumerate((first, second)):
-        bufs.publish(torch.nn.utils.parameters_to_vector(model.parameters()).detach(), t + 1)
+    # versions 1, 2, 3 go to slots 1, 0, 1; the actor acts on 1 and 3 only, so it sees slot 1 twice with
+    # other weights: a copy kept per slot rather than per published version would be stale there
+    for version, model in enumerate((first, second, first), start=1):
+        with torch.no_grad():  # a new version of the same network: every weight moves
+            for p in model.parameters():
+                p.mul_(1.0 + 0.01 * version)
+        bufs.publish(torch.nn.utils.parameters_to_vector(model.parameters()).detach(), version)
+        if version == 2:
+            continue
+        t = version // 2
         policy.act(0, t, slice(0, n))
+        slot = int(bufs.params_slot[0])
+        assert policy.model.trunk_bf16 and policy.cast_version == (slot, int(bufs.params_seq[slot]))
         with torch.inference_mode():
             _, value = model(torch.from_numpy(bufs.obs[0, t]))  # autocast
-        assert np.array_equal(bufs.value[0, t], value.numpy()), t
-        assert (bufs.version[0, t] == t + 1).all()
-    with torch.inference_mode():  # the two versions give different values: a stale copy would be caught
-        assert not torch.equal(first(torch.from_numpy(bufs.obs[0, 1]))[1], second(torch.from_numpy(bufs.obs[0, 1]))[1])
+            _, before = second(torch.from_numpy(bufs.obs[0, t]))
+        assert np.array_equal(bufs.value[0, t], value.numpy()), version
+        assert not np.array_equal(bufs.value[0, t], before.numpy())  # other weights give other values
+        assert (bufs.version[0, t] == version).all()
