@@ -80,7 +80,8 @@ class Config:
     envs_per_group: int | None = _f(
         None,
         "inference batch: envs always inferred together (default: largest divisor of num_envs <= num_envs/4; "
-        "with --precision bf16, up to 4 where that leaves an even number of groups: 8 envs -> 2 groups of 4)",
+        "with --precision bf16 and 8 or more envs, up to 4 where that leaves an even number of groups: 8 envs -> "
+        "2 groups of 4)",
     )
     device: str = _f("cpu", "learner device: cpu, cuda or cuda:N (deterministic CUDA settings are applied)")
     actor_device: str = _f(
@@ -104,7 +105,7 @@ class Config:
         None,
         "fp32, or bf16: the CNN's convolutions and hidden layer in bfloat16 in the learner (autocast) and the "
         "actors (image observations; weights and optimizer stay fp32; heads fp32); eval and export run fp32. "
-        "default: bf16 for Atari PPO and A2C on a CPU with native bfloat16 (measured in BENCHMARKS.md), "
+        "default: bf16 for Atari PPO on a CPU with native bfloat16 (measured in BENCHMARKS.md), "
         "fp32 otherwise (and on CUDA)",
         choices=("fp32", "bf16"),
     )
@@ -278,15 +279,15 @@ MODES = ("hts", "sync", "async", "raw")
 
 def default_envs_per_group(num_envs: int, players: int = 1, bf16: bool = False) -> int:
     """Largest divisor of num_envs that is at most num_envs / 4: four or more groups, so two executors
-    each pipeline two groups while an actor infers the other. ``bf16`` (``--precision bf16``): groups of
-    up to 4 where that leaves an even number of groups (8 envs: 2 groups of 4, not 4 of 2), as a bfloat16
-    forward over 4 observations costs a third less per sample than over 2 (BENCHMARKS.md) and two groups
-    still keep two executors busy. With several players per env, the same
-    count of whole games (a game's columns are stepped together)."""
+    each pipeline two groups while an actor infers the other. ``bf16`` (``--precision bf16``), from 8
+    envs: groups of up to 4 where that leaves an even number of groups (8 envs: 2 groups of 4, not 4 of
+    2), as a bfloat16 forward over 4 observations costs a third less per sample than over 2
+    (BENCHMARKS.md) and two groups still keep two executors busy. With several players per env, the
+    same count of whole games (a game's columns are stepped together)."""
     if players > 1 and num_envs % players == 0:
         return players * default_envs_per_group(num_envs // players, bf16=bf16)
     limit = max(1, num_envs // 4)
-    if bf16:  # up to 4 envs a group, in an even number of groups (two executors): 8 envs -> 2 groups of 4
+    if bf16 and num_envs >= 8:  # up to 4 envs a group, an even number of groups: 8 envs -> 2 groups of 4
         even = [d for d in range(1, 5) if num_envs % d == 0 and (num_envs // d) % 2 == 0]
         if even and max(even) > limit:
             return max(even)
@@ -301,12 +302,13 @@ def default_learner_threads(mode: str) -> int:
 
 
 def default_precision(algo: str, env: str, device: str, actor_device: str = "cpu") -> str:
-    """bf16 for Atari PPO and A2C (the settings whose learning comparisons in BENCHMARKS.md support it) where
-    learner and actors run on a CPU whose oneDNN has bf16 kernels (AVX512-BF16/AMX, or AVX512 with
-    emulation); fp32 otherwise. On CUDA, fp32 by default: not every GPU has bf16 (pre-Ampere), and asking
-    would initialise CUDA in the process that forks the executors; pass --precision bf16 there.
-    Everything else keeps fp32 until measured."""
-    if algo not in ("ppo", "a2c") or not is_atari(env) or device != "cpu" or actor_device != "cpu":
+    """bf16 for Atari PPO (the setting whose learning comparison in BENCHMARKS.md supports it) where learner
+    and actors run on a CPU whose oneDNN has bf16 kernels (AVX512-BF16/AMX, or AVX512 with emulation); fp32
+    otherwise. Atari A2C stays fp32: in bf16 all 3 seeds ended lower (4.45 vs 5.10 mean return at 204,800
+    steps, not significant), so it waits for more seeds. On CUDA, fp32 by default: not every GPU has bf16
+    (pre-Ampere), and asking would initialise CUDA in the process that forks the executors; pass
+    --precision bf16 there. Everything else keeps fp32 until measured."""
+    if algo != "ppo" or not is_atari(env) or device != "cpu" or actor_device != "cpu":
         return "fp32"
     import torch
 

@@ -31,14 +31,14 @@ def test_both_precisions_keep_the_atari_matrix_and_differ(run, mode):
     assert refs["fp32"]["params_sha256"] != refs["bf16"]["params_sha256"]
 
 
-def test_defaults_bf16_for_atari_ppo_and_a2c_where_the_cpu_has_it_fp32_elsewhere_and_old_runs_keep_fp32():
+def test_defaults_bf16_for_atari_ppo_where_the_cpu_has_it_fp32_elsewhere_and_old_runs_keep_fp32():
     native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
     assert resolve(Config(env="ALE/Breakout-v5")).precision == ("bf16" if native else "fp32")
     # on CUDA fp32 unless asked: not every GPU has bf16, and asking would initialise CUDA before the fork
     assert resolve(Config(env="ALE/Breakout-v5", device="cuda")).precision == "fp32"
     assert resolve(Config(env="ALE/Breakout-v5", actor_device="cuda", start_method="spawn")).precision == "fp32"
     assert resolve(Config(env="ALE/Breakout-v5", precision="fp32")).precision == "fp32"  # a flag wins
-    assert resolve(Config(env="ALE/Breakout-v5", algo="a2c")).precision == ("bf16" if native else "fp32")
+    assert resolve(Config(env="ALE/Breakout-v5", algo="a2c")).precision == "fp32"  # its comparison: not yet
     assert resolve(Config(env="ALE/Breakout-v5", algo="impala", mode="async")).precision == "fp32"  # not measured
     assert resolve(Config(env="CartPole-v1")).precision == "fp32"
     # a run saved before --precision existed trained in fp32 and resumes so; threads were 2 then
@@ -62,7 +62,7 @@ def test_default_learner_threads_and_inference_groups():
     # in bf16, up to 4 where that leaves an even number of groups (12 envs: 4 groups of 3, which two
     # executors share, not 3 groups of 4, which they could not)
     bf16 = {n: default_envs_per_group(n, bf16=True) for n in (1, 2, 4, 6, 8, 9, 10, 12, 16, 32)}
-    assert bf16 == {1: 1, 2: 1, 4: 2, 6: 3, 8: 4, 9: 1, 10: 2, 12: 3, 16: 4, 32: 8}
+    assert bf16 == {1: 1, 2: 1, 4: 1, 6: 1, 8: 4, 9: 1, 10: 2, 12: 3, 16: 4, 32: 8}
     assert resolve(Config(env="ALE/Breakout-v5", num_envs=12, precision="bf16")).envs_per_group == 3
     assert default_envs_per_group(24, players=3, bf16=True) == 12  # 8 games: groups of 4 games
     groups = resolve(Config(env="ALE/Breakout-v5", precision="bf16")).envs_per_group  # atari-ppo: 8 envs

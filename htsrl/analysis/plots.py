@@ -103,7 +103,10 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, title: str | None = N
             ax.plot(grid, mean, color=color, label=f"{label} (n={len(members)})")
             if len(members) > 1:
                 ax.fill_between(grid, ys.min(0), ys.max(0), color=color, alpha=0.25)
-    axes[0].set_xlabel("environment steps (game frames)")
+    several = any(env_players(r["env"], r["config"].get("env_kwargs")) > 1 for r in runs)
+    axes[0].set_xlabel(
+        "environment steps (game frames: one step of all controlled players)" if several else "environment steps"
+    )
     axes[0].xaxis.set_major_formatter(EngFormatter(sep=""))  # 200k, 1M: long step counts stay legible
     axes[1].set_xlabel("wall time (s)")
     ylabel = "mean return (last 100 episodes)" if metric == METRIC else metric
