@@ -85,7 +85,9 @@ def run_htsrl(cfg: Config, mode: str, run_dir: Path, per_mode: dict) -> dict:
     )
     summary = train(cfg)
     sps, rollout_s = steady_rate(run_dir)
+    saved = json.loads((run_dir / "config.json").read_text())  # the defaults this mode resolved to
     return {
+        **{k: saved[k] for k in ("learner_threads", "precision", "envs_per_group")},
         "mode": mode,
         "sps": sps,
         "rollout_s": rollout_s,
@@ -202,8 +204,6 @@ def bench(cfg: Config, steps: int, reps: int, modes: list[str], out_dir: Path) -
                 r = run_sb3(cfg, steps, sb3_threads)
             else:
                 r = run_htsrl(cfg, mode, out_dir / f"{mode}_{rep}", per_mode)
-                saved = json.loads((out_dir / f"{mode}_{rep}" / "config.json").read_text())
-                r.update({k: saved[k] for k in ("learner_threads", "precision", "envs_per_group")})
             r["rep"] = rep
             runs.append(r)
             print(f"[bench]   {r['sps']:,.0f} steps/s", file=sys.stderr, flush=True)

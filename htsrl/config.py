@@ -224,14 +224,19 @@ class Config:
 
     @classmethod
     def from_saved(cls, d: dict) -> Config:
-        """A run's ``config.json``. A setting added (or given a new default) after the run was written
-        takes the value every run had then, so an old run resumes with its own numbers."""
-        given = {k: v for k, v in d.items() if not (k in FORMER_DEFAULTS and v is None)}
-        return cls.from_dict({**FORMER_DEFAULTS, **given})
+        """A run's ``config.json`` (see :func:`saved_values`)."""
+        return cls.from_dict(saved_values(d))
 
 
 # what runs saved before these settings existed (or were written on save) ran with
 FORMER_DEFAULTS = {"precision": "fp32", "learner_threads": 2}
+
+
+def saved_values(d: dict) -> dict:
+    """The values of a run's ``config.json``: a setting added (or given a new default) after the run was
+    written takes the value every run had then, so an old run resumes, loads and plots with its own."""
+    given = {k: v for k, v in d.items() if not (k in FORMER_DEFAULTS and v is None)}
+    return {**FORMER_DEFAULTS, **given}
 
 
 def fields_of_kind(*kinds: str) -> list[str]:

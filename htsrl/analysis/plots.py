@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from htsrl.config import FORMER_DEFAULTS, IDENTITY, LAYOUT, RUN_CONTROL, Config, env_players, fields_of_kind
+from htsrl.config import IDENTITY, LAYOUT, RUN_CONTROL, Config, env_players, fields_of_kind, saved_values
 from htsrl.errors import ConfigError
 from htsrl.presets import PRESETS
 
@@ -26,8 +26,7 @@ def read_run(run_dir: Path, metric: str = METRIC) -> dict:
     if not progress.is_file():
         raise ConfigError(f"{run_dir} has no progress.csv: not an htsrl run directory")
     cfg = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").is_file() else {}
-    # runs saved before a field existed had its default then (Config.from_saved), else today's
-    cfg = {**dataclasses.asdict(Config()), **FORMER_DEFAULTS, **cfg}
+    cfg = {**dataclasses.asdict(Config()), **saved_values(cfg)}  # fields added since: their value then
     # x is env steps, i.e. game frames: a football run of N controlled players counts N steps per frame
     players = env_players(cfg["env"], cfg.get("env_kwargs"))
     steps, wall, value = [], [], []
