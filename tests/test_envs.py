@@ -66,6 +66,22 @@ def test_atari_preprocessing_and_true_score(backend):
     assert true_score is not None and true_score >= clipped  # raw score: bricks are worth 1, 4 or 7
 
 
+def test_atari_inner_observation_type_does_not_change_the_preprocessed_game():
+    """The inner env makes a grayscale observation per emulator frame (cheaper; AtariPreprocessing
+    drops it and reads the emulator's screen): every preprocessed step equals the RGB-based one."""
+    envs = [make_env("ALE/Breakout-v5", kw) for kw in ({}, {"obs_type": "rgb"})]
+    assert envs[0].unwrapped._obs_type == "grayscale"
+    first = [env.reset(seed=3)[0] for env in envs]
+    assert np.array_equal(*first)
+    rng = np.random.default_rng(1)
+    for _ in range(1500):
+        a = int(rng.integers(4))
+        steps = [env.step(a) for env in envs]
+        assert np.array_equal(steps[0][0], steps[1][0]) and steps[0][1:4] == steps[1][1:4]
+        if steps[0][2] or steps[0][3]:
+            assert np.array_equal(*(env.reset(seed=4)[0] for env in envs))
+
+
 def test_atari_episode_rebuilds_from_its_seed_and_actions():
     """The replay that resume and crash recovery rely on: after several games with cheap reseeding,
     a fresh env reset with the current game's seed and given the same actions is in the same state."""
