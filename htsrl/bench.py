@@ -9,7 +9,7 @@ Modes, run interleaved (raw sync hts sb3 raw sync hts sb3 ...) so that machine n
   ratio to the Python-env row of the same mode (``x python``);
 - ``sync-bf16``, ``hts-bf16``, ``async-bf16``: the same with ``--precision bf16`` (image envs), with their
   ratio to the fp32 row of the same mode (``x fp32``); beside them the plain modes run fp32, otherwise
-  they run the default precision (bf16 for Atari PPO where the CPU has it).
+  they run the default precision (bf16 for Atari PPO and A2C where the CPU has it).
 Each mode takes its own default learner threads (hts 1, sync 2) unless ``--learner-threads`` is given;
 ``sb3`` gets lock-step's.
 Rates are steady state (the first fifth of each run excluded), reported as medians over repetitions,

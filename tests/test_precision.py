@@ -31,14 +31,15 @@ def test_both_precisions_keep_the_atari_matrix_and_differ(run, mode):
     assert refs["fp32"]["params_sha256"] != refs["bf16"]["params_sha256"]
 
 
-def test_defaults_bf16_for_atari_ppo_where_the_cpu_has_it_fp32_elsewhere_and_old_runs_keep_fp32():
+def test_defaults_bf16_for_atari_ppo_and_a2c_where_the_cpu_has_it_fp32_elsewhere_and_old_runs_keep_fp32():
     native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
     assert resolve(Config(env="ALE/Breakout-v5")).precision == ("bf16" if native else "fp32")
     # on CUDA fp32 unless asked: not every GPU has bf16, and asking would initialise CUDA before the fork
     assert resolve(Config(env="ALE/Breakout-v5", device="cuda")).precision == "fp32"
     assert resolve(Config(env="ALE/Breakout-v5", actor_device="cuda", start_method="spawn")).precision == "fp32"
     assert resolve(Config(env="ALE/Breakout-v5", precision="fp32")).precision == "fp32"  # a flag wins
-    assert resolve(Config(env="ALE/Breakout-v5", algo="a2c")).precision == "fp32"  # its comparison: not yet
+    assert resolve(Config(env="ALE/Breakout-v5", algo="a2c")).precision == ("bf16" if native else "fp32")
+    assert resolve(Config(env="ALE/Breakout-v5", algo="a2c", mode="sync")).precision == ("bf16" if native else "fp32")
     assert resolve(Config(env="ALE/Breakout-v5", algo="impala", mode="async")).precision == "fp32"  # not measured
     assert resolve(Config(env="CartPole-v1")).precision == "fp32"
     # a run saved before --precision existed trained in fp32 and resumes so; threads were 2 then
