@@ -83,7 +83,7 @@ class SignReward(gym.RewardWrapper):
 def make_atari(env_id: str, env_kwargs: dict, training: bool = True) -> gym.Env:
     kwargs = dict(env_kwargs)
     # AtariPreprocessing reads the screen from the emulator itself and drops the observation that the
-    # inner env makes at every emulator frame; a grayscale one costs a third of an RGB one.
+    # inner env makes at every emulator frame; a grayscale one is a third of the bytes of an RGB one.
     kwargs.setdefault("obs_type", "grayscale")
     if env_id.startswith("ALE/"):
         kwargs.setdefault("frameskip", 1)
