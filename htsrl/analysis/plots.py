@@ -39,6 +39,7 @@ def read_run(run_dir: Path, metric: str = METRIC) -> dict:
     return {
         "config": cfg,
         "env": cfg.get("env", "?"),
+        "players": players,
         "steps": np.array(steps),
         "wall": np.array(wall),
         "value": np.array(value),
@@ -102,7 +103,7 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, title: str | None = N
             ax.plot(grid, mean, color=color, label=f"{label} (n={len(members)})")
             if len(members) > 1:
                 ax.fill_between(grid, ys.min(0), ys.max(0), color=color, alpha=0.25)
-    several = any(env_players(r["env"], r["config"].get("env_kwargs")) > 1 for r in runs)
+    several = any(r["players"] > 1 for r in runs)
     axes[0].set_xlabel(
         "environment steps (game frames: one step of all controlled players)" if several else "environment steps"
     )
