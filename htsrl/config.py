@@ -101,6 +101,13 @@ class Config:
         "where executors and actors use the other cores while it learns, 2 in sync mode, where they wait for "
         "it; on machines with more cores, raise it",
     )
+    learner_shards: int | None = _f(
+        None,
+        "PPO: compute each minibatch's gradient in K parts of its rows, each part's forward and backward on "
+        "its own thread with one torch thread, summed in part order: the numbers depend on K only, not on the "
+        "cores, and the K threads fill the cores the rollout leaves idle (K > 1 needs --learner-threads 1 and "
+        "a CPU learner); default 1",
+    )
     precision: str | None = _f(
         None,
         "fp32, or bf16: the CNN's convolutions and hidden layer in bfloat16 in the learner (autocast) and the "
@@ -229,7 +236,7 @@ class Config:
 
 
 # what runs saved before these settings existed (or were written on save) ran with
-FORMER_DEFAULTS = {"precision": "fp32", "learner_threads": 2}
+FORMER_DEFAULTS = {"precision": "fp32", "learner_threads": 2, "learner_shards": 1}
 
 
 def saved_values(d: dict) -> dict:
@@ -306,6 +313,11 @@ def default_learner_threads(mode: str) -> int:
     return 2 if mode == "sync" else 1
 
 
+def default_learner_shards(cfg: Config) -> int:
+    """1: the minibatch's gradient in one pass on --learner-threads threads."""
+    return 1
+
+
 def default_precision(algo: str, env: str, device: str, actor_device: str = "cpu") -> str:
     """bf16 for Atari PPO and A2C (the settings whose learning comparisons in BENCHMARKS.md support it) where
     learner and actors run on a CPU whose oneDNN has bf16 kernels (AVX512-BF16/AMX, or AVX512 with
@@ -345,8 +357,10 @@ def resolve(cfg: Config) -> Config:
         out.precision = default_precision(out.algo, out.env, out.device, out.actor_device)
     if out.envs_per_group is None and out.num_envs is not None and out.num_envs > 0:
         out.envs_per_group = default_envs_per_group(out.num_envs, out.players, out.precision == "bf16")
+    if out.learner_shards is None:
+        out.learner_shards = default_learner_shards(out)
     if out.learner_threads is None:
-        out.learner_threads = default_learner_threads(out.mode)
+        out.learner_threads = 1 if out.learner_shards > 1 else default_learner_threads(out.mode)
     validate(out)
     # here, not in validate: that also checks one rank's share of the envs, and columns span the ranks
     if out.recurrent != "none" and out.algo == "ppo" and out.num_envs % out.minibatches:
@@ -367,6 +381,7 @@ def validate(c: Config) -> None:
         "envs_per_group",
         "alpha",
         "learner_threads",
+        "learner_shards",
         "epochs",
         "minibatches",
     ]
@@ -383,6 +398,23 @@ def validate(c: Config) -> None:
             "--mode async runs the roles in processes that never wait for each other; --serial has no such "
             "schedule (use --mode hts or sync with --serial)"
         )
+    if c.learner_shards > 1:
+        if c.algo != "ppo":
+            raise ConfigError(
+                f"--learner-shards {c.learner_shards} splits PPO's minibatches; --algo {c.algo} takes one step "
+                "per window (leave --learner-shards 1)"
+            )
+        if c.learner_threads != 1:
+            raise ConfigError(
+                f"--learner-shards {c.learner_shards} runs each part on its own thread with one torch thread, so "
+                f"the numbers do not depend on the cores; --learner-threads {c.learner_threads} would change "
+                "them (leave it at 1)"
+            )
+        if c.device != "cpu":
+            raise ConfigError(
+                f"--learner-shards {c.learner_shards} spreads the learner over CPU cores; on --device {c.device} "
+                "leave it at 1"
+            )
     if c.proximal not in ("behaviour", "current"):
         raise ConfigError(f"--proximal must be 'behaviour' or 'current', got {c.proximal!r}")
     if not c.max_is_weight >= 1.0:
@@ -436,6 +468,13 @@ def validate(c: Config) -> None:
     batch = c.num_envs * c.alpha
     if c.algo == "ppo" and batch % c.minibatches:
         raise ConfigError(f"batch num_envs*alpha = {batch} is not divisible by --minibatches {c.minibatches}")
+    if c.algo == "ppo" and c.learner_shards > 1:
+        parts_of = "envs" if c.recurrent != "none" else "rows"  # recurrent minibatches are whole env columns
+        per_minibatch = (c.num_envs if c.recurrent != "none" else batch) // c.minibatches
+        if c.learner_shards > per_minibatch:
+            raise ConfigError(
+                f"--learner-shards {c.learner_shards} is more than the {per_minibatch} {parts_of} of a minibatch"
+            )
     if not isinstance(c.env_kwargs, dict):
         raise ConfigError("--env-kwargs must be a JSON object")
     if c.env_backend not in ENV_BACKENDS:

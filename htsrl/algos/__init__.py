@@ -8,7 +8,7 @@ import torch
 from htsrl.algos.a2c import a2c_update
 from htsrl.algos.impala import impala_update
 from htsrl.algos.ppo import ppo_update
-from htsrl.algos.step import optimizer_step  # noqa: F401
+from htsrl.algos.step import ONE_PASS, LearnerShards, optimizer_step  # noqa: F401
 from htsrl.config import Config
 from htsrl.distributed import SINGLE_PROCESS
 
@@ -27,9 +27,17 @@ def learning_rate(cfg: Config, update: int, total_updates: int) -> float:
     return cfg.lr * (1.0 - update / total_updates)
 
 
-def update(cfg: Config, model, optimizer, batch, generator: torch.Generator, dp=SINGLE_PROCESS) -> dict[str, float]:
+def update(
+    cfg: Config,
+    model,
+    optimizer,
+    batch,
+    generator: torch.Generator,
+    dp=SINGLE_PROCESS,
+    shards: LearnerShards = ONE_PASS,
+) -> dict[str, float]:
     if cfg.algo == "a2c":
         return a2c_update(cfg, model, optimizer, batch, dp)
     if cfg.algo == "impala":
         return impala_update(cfg, model, optimizer, batch, dp)
-    return ppo_update(cfg, model, optimizer, batch, generator, dp)
+    return ppo_update(cfg, model, optimizer, batch, generator, dp, shards)

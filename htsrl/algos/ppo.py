@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 
 from htsrl.algos.returns import Window, gae, is_recurrent, lag_metrics, lag_terms, update_start
-from htsrl.algos.step import optimizer_step
+from htsrl.algos.step import ONE_PASS, LearnerShards, step_on_gradients
 from htsrl.distributed import SINGLE_PROCESS
 from htsrl.distributions import distribution, spec_of
 
@@ -35,12 +35,19 @@ def clipped_surrogate(
     return loss if weight is None else weight * loss
 
 
-def _minibatches(cfg, model, w: Window, generator: torch.Generator, n_global: int, col0: int):
-    """Every epoch's minibatches in order, as ``(idx, forward)``: ``idx`` the flat rows (t * N + env) of
-    this rank's envs in the minibatch, ``forward()`` the network's ``(head, value)`` on those rows, with
-    gradient. Feed-forward: ``B / minibatches`` rows drawn over the global batch. Recurrent: whole env
-    columns (``n_global / minibatches`` envs drawn over all envs), each re-run over the window from its
-    state at the window start, as Kostrikov's recurrent generator."""
+def _split(rows: torch.Tensor, shards: int) -> list[torch.Tensor]:
+    """``rows`` in up to ``shards`` contiguous parts (none empty unless ``rows`` is)."""
+    parts = [r for r in rows.tensor_split(shards) if len(r)]
+    return parts or [rows]
+
+
+def _minibatches(cfg, model, w: Window, generator: torch.Generator, n_global: int, col0: int, shards: int = 1):
+    """Every epoch's minibatches in order, each as its parts ``[(idx, forward), ...]`` (``--learner-shards``;
+    one part by default): ``idx`` the flat rows (t * N + env) of this rank's envs in the part, ``forward()``
+    the network's ``(head, value)`` on those rows, with gradient. Feed-forward: ``B / minibatches`` rows
+    drawn over the global batch. Recurrent: whole env columns (``n_global / minibatches`` envs drawn over
+    all envs), each re-run over the window from its state at the window start, as Kostrikov's recurrent
+    generator. The draw does not depend on ``shards``: the parts split the same minibatch."""
     T, N = w.reward.shape
     device = w.obs.device
     if not is_recurrent(model):
@@ -53,25 +60,27 @@ def _minibatches(cfg, model, w: Window, generator: torch.Generator, n_global: in
                 g = perm[start : start + mb_size]  # global rows (t * n_global + env)
                 t, env = g // n_global, g % n_global - col0
                 idx = (t * N + env)[(env >= 0) & (env < N)]  # the rows this rank owns
-                yield idx, lambda idx=idx: model(obs[idx])
+                yield [(part, lambda part=part: model(obs[part])) for part in _split(idx, shards)]
         return
     envs_per_mb = n_global // cfg.minibatches
     steps = torch.arange(T, device=device).unsqueeze(1)
+
+    def forward(cols):
+        head, value, _ = model.sequence(w.obs[:T, cols], w.hidden[0, cols], w.starts[:T, cols])
+        return head.flatten(0, 1), value.flatten()
+
     for _ in range(cfg.epochs):
         perm = torch.randperm(n_global, generator=generator).to(device)
         for start in range(0, n_global, envs_per_mb):
             env = perm[start : start + envs_per_mb] - col0
             cols = env[(env >= 0) & (env < N)]  # the envs this rank owns
-            idx = (steps * N + cols).flatten()  # row order (t, env), as the flat tensors
-
-            def forward(cols=cols):
-                head, value, _ = model.sequence(w.obs[:T, cols], w.hidden[0, cols], w.starts[:T, cols])
-                return head.flatten(0, 1), value.flatten()
-
-            yield idx, forward
+            # row order (t, env), as the flat tensors
+            yield [((steps * N + part).flatten(), lambda part=part: forward(part)) for part in _split(cols, shards)]
 
 
-def ppo_update(cfg, model, optimizer, w: Window, generator: torch.Generator, dp=SINGLE_PROCESS) -> dict[str, float]:
+def ppo_update(
+    cfg, model, optimizer, w: Window, generator: torch.Generator, dp=SINGLE_PROCESS, shards: LearnerShards = ONE_PASS
+) -> dict[str, float]:
     T, N = w.reward.shape
     lagged = cfg.lagged  # collected by older parameters than the learner's
     pre = update_start(model, w, lagged and cfg.proximal == "current", cfg.max_is_weight)
@@ -93,17 +102,16 @@ def ppo_update(cfg, model, optimizer, w: Window, generator: torch.Generator, dp=
         adv = ((adv - mean) / (std + 1e-8)).float()
 
     mb_size = B // cfg.minibatches
-    stats: dict[str, list[float]] = {}
-    for idx, forward in _minibatches(cfg, model, w, generator, n_global, col0):
+
+    def part_of_minibatch(idx: torch.Tensor, forward, with_lag: bool) -> tuple:
+        """One part's loss (its rows' terms over the whole minibatch's size: the parts' losses add up to the
+        minibatch's) and its detached sums: the metrics row, and (``with_lag``) the lag terms of its rows."""
         logits, v = forward()
         dist = distribution(spec_of(model), logits)
         logp = dist.log_prob(actions[idx])
         log_ratio = logp - old_logp[idx]
         ratio = log_ratio.exp()
-        a = adv[idx]
-        if lagged and lag is None:  # behaviour is proximal: theta == theta_w at the first minibatch
-            lag = lag_terms(logp.detach(), old_logp[idx], cfg.clip_coef, cfg.max_is_weight)
-        surrogate = clipped_surrogate(ratio, a, cfg.clip_coef, weight[idx] if weight is not None else None)
+        surrogate = clipped_surrogate(ratio, adv[idx], cfg.clip_coef, weight[idx] if weight is not None else None)
         policy_loss = surrogate.sum() / mb_size
         if cfg.clip_value_loss:
             v_clip = old_values[idx] + (v - old_values[idx]).clamp(-cfg.clip_coef, cfg.clip_coef)
@@ -112,21 +120,36 @@ def ppo_update(cfg, model, optimizer, w: Window, generator: torch.Generator, dp=
             value_loss = 0.5 * ((v - returns[idx]) ** 2).sum() / mb_size
         entropy = dist.entropy_sum() / mb_size
         loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy  # entropy is a bonus
-        grad_norm = optimizer_step(
-            model, optimizer, loss, cfg.max_grad_norm, dp, policy=policy_loss, value=value_loss, entropy=entropy
-        )
         with torch.no_grad():
-            row = dp.sum_(
-                torch.stack(
-                    [
-                        policy_loss,
-                        value_loss,
-                        entropy,
-                        ((ratio - 1) - log_ratio).sum() / mb_size,
-                        ((ratio - 1).abs() > cfg.clip_coef).float().sum() / mb_size,
-                    ]
-                ).detach()
+            row = torch.stack(
+                [
+                    policy_loss,
+                    value_loss,
+                    entropy,
+                    ((ratio - 1) - log_ratio).sum() / mb_size,
+                    ((ratio - 1).abs() > cfg.clip_coef).float().sum() / mb_size,
+                ]
             )
+            lag_row = lag_terms(logp, old_logp[idx], cfg.clip_coef, cfg.max_is_weight) if with_lag else None
+        return loss, row, lag_row
+
+    stats: dict[str, list[float]] = {}
+    for parts in _minibatches(cfg, model, w, generator, n_global, col0, shards.shards):
+        # behaviour is proximal: theta == theta_w at the first minibatch, whose lag terms are kept
+        with_lag = lagged and lag is None
+        calls = [lambda p=p, lag_too=with_lag: part_of_minibatch(*p, lag_too) for p in parts]
+        outputs = shards.backward(model, optimizer, calls)
+        row = outputs[0][0]
+        for other, _ in outputs[1:]:
+            row = row + other  # in part order
+        if with_lag:
+            lag = outputs[0][1]
+            for _, other in outputs[1:]:
+                lag = lag + other
+        grad_norm = step_on_gradients(
+            model, optimizer, cfg.max_grad_norm, dp, policy=row[0], value=row[1], entropy=row[2]
+        )
+        row = dp.sum_(row)
         for k, val in zip(
             ("losses/policy", "losses/value", "losses/entropy", "losses/approx_kl", "losses/clipfrac"), row.tolist()
         ):

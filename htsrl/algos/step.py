@@ -1,11 +1,68 @@
-"""The one optimizer step every algorithm takes: backward, cross-rank gradient sum, finiteness check,
-gradient-norm clip, step; and the whole-window actor-critic step A2C and IMPALA share."""
+"""The one optimizer step every algorithm takes: backward (in one pass, or in parts on threads),
+cross-rank gradient sum, finiteness check, gradient-norm clip, step; and the whole-window actor-critic
+step A2C and IMPALA share."""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
 from htsrl.algos.guards import check_finite
+
+# one part of a minibatch: returns its loss (its rows' terms over the whole minibatch's size) and any
+# further outputs the caller wants back (detached statistics)
+Part = Callable[[], tuple]
+
+
+class LearnerShards:
+    """``--learner-shards K``: a minibatch's gradient as the sum of K parts, each part's forward and backward
+    on its own thread with one torch thread (``torch.autograd.grad``: nothing accumulates into ``.grad``
+    concurrently), added in part order. Each part's numbers depend only on its rows, so the result is the
+    same bitwise however many cores run the threads, and the threads take whatever CPU the rollout leaves
+    (HTS learns while executors and actors collect). One torch thread a part is also cheaper per sample
+    than one pass on two OpenMP threads (BENCHMARKS.md). K = 1: one pass on the caller's thread."""
+
+    def __init__(self, shards: int = 1):
+        self.shards = shards
+        self._pool: ThreadPoolExecutor | None = None
+
+    def backward(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, parts: Sequence[Part]) -> list:
+        """Zero the gradients, then leave in ``.grad`` the sum of the parts' gradients; returns each part's
+        further outputs, in part order."""
+        optimizer.zero_grad(set_to_none=False)
+        if len(parts) == 1:
+            loss, *rest = parts[0]()
+            loss.backward()
+            return [rest]
+        if self._pool is None:  # made at the first update: after the learner forked its roles
+            self._pool = ThreadPoolExecutor(
+                self.shards, thread_name_prefix="htsrl-shard", initializer=torch.set_num_threads, initargs=(1,)
+            )
+        params = [p for p in model.parameters() if p.requires_grad]
+
+        def run(part: Part):
+            loss, *rest = part()
+            return torch.autograd.grad(loss, params, allow_unused=True), rest
+
+        results = list(self._pool.map(run, parts))
+        with torch.no_grad():
+            for i, p in enumerate(params):
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+                for grads, _ in results:  # in part order: the sum does not depend on which thread ended first
+                    if grads[i] is not None:
+                        p.grad.add_(grads[i])
+        return [rest for _, rest in results]
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+
+ONE_PASS = LearnerShards(1)
 
 
 def optimizer_step(
@@ -23,6 +80,13 @@ def optimizer_step(
     before clipping (a 0-d tensor)."""
     optimizer.zero_grad(set_to_none=False)
     loss.backward()
+    return step_on_gradients(model, optimizer, max_grad_norm, dp, **terms)
+
+
+def step_on_gradients(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, max_grad_norm: float, dp, /, **terms: torch.Tensor
+) -> torch.Tensor:
+    """The rest of :func:`optimizer_step`, once ``.grad`` holds this rank's gradient."""
     dp.sum_grads(model)
     check_finite(model, **terms)
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)

@@ -34,6 +34,7 @@ class Learner:
         self.optimizer = algos.make_optimizer(cfg, self.model)
         self.normalization = Normalization(cfg, self.model, cfg.num_envs // dp.world_size)  # this rank's envs
         self.generator = minibatch_generator(cfg.seed)
+        self.shards = algos.LearnerShards(cfg.learner_shards)
         self.updates = 0
 
     def publish(self, bufs: RolloutBuffers) -> None:
@@ -70,7 +71,7 @@ class Learner:
             )
         try:
             learned = self.normalization.before_update(window, self.dp)  # --norm-reward: scaled rewards
-            metrics = algos.update(self.cfg, self.model, self.optimizer, learned, self.generator, self.dp)
+            metrics = algos.update(self.cfg, self.model, self.optimizer, learned, self.generator, self.dp, self.shards)
             self.normalization.after_update(window, self.dp)  # --norm-obs: the statistics of the next weights
         except NonFiniteError as e:
             raise NonFiniteError(f"update {self.updates}: {e}") from None

@@ -545,6 +545,7 @@ class Trainer:
             finally:
                 self.rollout.close()
                 self.monitor.close()
+                self.learner.shards.close()
         self.bufs.stats[-1][STAT["cpu_s"]] = time.process_time() - cpu_loop  # this process's CPU in training
         summary = self.summary(finished, wall, t_loop - t_start)
         torch.save(self.learner.model.state_dict(), self.run_dir / "model.pt")

@@ -1,0 +1,145 @@
+"""``--learner-shards K`` (issue 14): each PPO minibatch's gradient as the sum of K parts, each part's forward
+and backward on its own thread with one torch thread, added in part order. A numerics setting: K changes
+the numbers; with K fixed, neither the layout nor the cores nor which thread ends first does."""
+
+import itertools
+import json
+import threading
+import time
+
+import pytest
+import torch
+from test_determinism import ATARI, _key
+
+from htsrl.algos.step import LearnerShards
+from htsrl.cli import main
+from htsrl.config import Config, resolve
+from htsrl.nn import build_model
+
+CARTPOLE = dict(env="CartPole-v1", preset="classic-ppo", num_envs=8, alpha=32, total_steps=8 * 32 * 4, seed=3)
+
+
+def test_shards_keep_the_atari_matrix_and_change_the_numbers(run):
+    one_pass = run(**ATARI, serial=True)
+    ref = run(**ATARI, learner_shards=2, serial=True)
+    for executors, actors in itertools.product([1, 2], [1, 2]):
+        got = run(**ATARI, learner_shards=2, num_executors=executors, num_actors=actors)
+        assert _key(got) == _key(ref), (executors, actors)
+    assert ref["params_sha256"] != one_pass["params_sha256"]
+    assert run(**ATARI, learner_shards=3, serial=True)["params_sha256"] != ref["params_sha256"]
+
+
+@pytest.mark.parametrize("recurrent", ["none", "gru"])
+def test_shards_matrix_on_vector_observations_and_recurrent_columns(run, recurrent):
+    ref = run(**CARTPOLE, recurrent=recurrent, learner_shards=2, serial=True)
+    assert ref["updates"] == 4
+    for executors, actors in [(1, 1), (4, 3)]:
+        got = run(**CARTPOLE, recurrent=recurrent, learner_shards=2, num_executors=executors, num_actors=actors)
+        assert _key(got) == _key(ref), (executors, actors)
+    assert ref["params_sha256"] != run(**CARTPOLE, recurrent=recurrent, serial=True)["params_sha256"]
+
+
+def test_the_parts_add_up_in_part_order_whichever_thread_ends_first():
+    """Three parts, the first one slowed down so it ends last: the gradient is still (g0 + g1) + g2, bitwise
+    the parts' gradients summed in order on one thread, and close to the one-pass gradient."""
+    torch.manual_seed(0)
+    model = build_model((4, 84, 84), 4, precision="bf16")
+    params = list(model.parameters())
+    optimizer = torch.optim.Adam(params)
+    obs = torch.randint(0, 255, (48, 4, 84, 84), dtype=torch.uint8)
+    parts_rows = torch.arange(48).tensor_split(3)
+    threads = []
+
+    def part(rows, delay):
+        def run():
+            time.sleep(delay)
+            threads.append((threading.current_thread().name, torch.get_num_threads()))
+            logits, value = model(obs[rows])
+            return (logits.logsumexp(-1).sum() + value.pow(2).sum()) / 48, rows[0].item()
+
+        return run
+
+    shards = LearnerShards(3)
+    try:
+        firsts = shards.backward(model, optimizer, [part(r, 0.3 if i == 0 else 0.0) for i, r in enumerate(parts_rows)])
+    finally:
+        shards.close()
+    assert firsts == [[0], [16], [32]]  # each part's further outputs, in part order
+    assert {n for n, _ in threads} != {threading.current_thread().name}  # the parts ran on the pool
+    assert all(t == 1 for _, t in threads), threads  # one torch thread each, whatever the learner had
+    got = [p.grad.clone() for p in params]
+
+    def alone(rows):
+        logits, value = model(obs[rows])
+        return torch.autograd.grad((logits.logsumexp(-1).sum() + value.pow(2).sum()) / 48, params)
+
+    torch.set_num_threads(1)
+    g = [alone(r) for r in parts_rows]
+    in_order = [(a + b) + c for a, b, c in zip(*g)]
+    completion_order = [(c + b) + a for a, b, c in zip(*g)]
+    assert all(torch.equal(x, y) for x, y in zip(got, in_order))
+    assert not all(torch.equal(x, y) for x, y in zip(in_order, completion_order))  # the order is visible
+    # the one-pass gradient differs by bfloat16 rounding only (other batch sizes, other sums)
+    one_pass = torch.cat([x.flatten() for x in alone(torch.arange(48))])
+    assert (torch.cat([x.flatten() for x in got]) - one_pass).norm() < 0.02 * one_pass.norm()
+
+
+def test_one_shard_is_the_one_pass_step():
+    """K = 1 computes on the caller's thread, with its threads, exactly as before the setting existed."""
+    torch.manual_seed(0)
+    model = build_model((4,), 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    obs = torch.randn(16, 4)
+    seen = []
+
+    def part():
+        seen.append(threading.current_thread().name)
+        logits, value = model(obs)
+        return logits.sum() + value.sum(), None
+
+    LearnerShards(1).backward(model, optimizer, [part])
+    got = [p.grad.clone() for p in model.parameters()]
+    optimizer.zero_grad()
+    logits, value = model(obs)
+    (logits.sum() + value.sum()).backward()
+    assert seen == [threading.current_thread().name]
+    assert all(torch.equal(x, p.grad) for x, p in zip(got, model.parameters()))
+
+
+def test_the_shard_threads_end_with_the_run(run):
+    before = {t.name for t in threading.enumerate()}
+    run(**CARTPOLE, learner_shards=2, serial=True)
+    left = {t.name for t in threading.enumerate()} - before
+    assert not [n for n in left if n.startswith("htsrl-shard")], left
+
+
+def test_default_is_one_shard_and_old_runs_keep_it():
+    cfg = resolve(Config(env="ALE/Breakout-v5"))
+    assert cfg.learner_shards == 1
+    assert resolve(Config(env="ALE/Breakout-v5", learner_shards=2, mode="sync")).learner_threads == 1
+    saved = json.loads(cfg.to_json())
+    del saved["learner_shards"]
+    assert resolve(Config.from_saved(saved)).learner_shards == 1
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--algo", "a2c", "--learner-shards", "2"], "--learner-shards 2 splits PPO's minibatches; --algo a2c"),
+        (["--learner-shards", "2", "--learner-threads", "2"], "--learner-threads 2 would change them"),
+        (["--learner-shards", "0"], "--learner-shards must be a positive integer"),
+        (["--learner-shards", "65", "--num-envs", "4", "--alpha", "64", "--minibatches", "4"], "more than the 64 rows"),
+        (["--learner-shards", "3", "--recurrent", "gru", "--num-envs", "8"], "more than the 2 envs of a minibatch"),
+    ],
+)
+def test_bad_shards_are_refused_with_one_line(tmp_path, capsys, args, message):
+    run_dir = tmp_path / "run"
+    code = main(["train", "--env", "CartPole-v1", "--run-dir", str(run_dir), "--no-progress", *args])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1, err
+    assert not run_dir.exists()
+
+
+def test_shards_on_cuda_are_refused():
+    with pytest.raises(Exception, match="spreads the learner over CPU cores"):
+        resolve(Config(env="CartPole-v1", learner_shards=2, device="cuda"))
