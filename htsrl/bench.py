@@ -67,8 +67,8 @@ def steady_rate(run_dir: Path) -> tuple[float, float]:
 
 
 def run_htsrl(cfg: Config, mode: str, run_dir: Path, per_mode: dict) -> dict:
-    """``per_mode``: settings whose default depends on the mode (``learner_threads``: None lets each mode
-    take its own) or on the modes compared (``precision``)."""
+    """``per_mode``: settings whose default depends on the mode (``learner_threads``, ``learner_shards``: None
+    lets each mode take its own) or on the modes compared (``precision``)."""
     from htsrl.engine.runner import train
 
     base, suffix = split_mode(mode)
@@ -87,7 +87,7 @@ def run_htsrl(cfg: Config, mode: str, run_dir: Path, per_mode: dict) -> dict:
     sps, rollout_s = steady_rate(run_dir)
     saved = json.loads((run_dir / "config.json").read_text())  # the defaults this mode resolved to
     return {
-        **{k: saved[k] for k in ("learner_threads", "precision", "envs_per_group")},
+        **{k: saved[k] for k in ("learner_threads", "learner_shards", "precision", "envs_per_group")},
         "mode": mode,
         "sps": sps,
         "rollout_s": rollout_s,
@@ -145,15 +145,17 @@ def claim1_prediction(cfg: Config) -> dict | None:
 
 
 def bench(cfg: Config, steps: int, reps: int, modes: list[str], out_dir: Path) -> dict:
-    # each mode its own default learner threads (hts 1, sync 2), unless given; SB3, a lock-step trainer,
-    # gets what lock-step gets
+    # each mode its own default learner threads and shards, unless given; SB3, a lock-step trainer, gets the
+    # threads lock-step gets
     user_threads, user_precision, user_groups = cfg.learner_threads, cfg.precision, cfg.envs_per_group
+    user_shards = cfg.learner_shards
     cfg = resolve(Config.from_dict({**cfg.__dict__, "total_steps": steps}))
     sb3_threads = user_threads or default_learner_threads("sync")
     # the -bf16 rows are compared with the plain rows in fp32; without them, plain rows take the default
     with_bf16 = any(m.endswith(BF16) for m in modes)
     per_mode = {
         "learner_threads": user_threads,
+        "learner_shards": user_shards,
         "precision": "fp32" if with_bf16 else user_precision,
         "envs_per_group": user_groups,  # the default depends on the precision
     }
@@ -236,6 +238,7 @@ def bench(cfg: Config, steps: int, reps: int, modes: list[str], out_dir: Path) -
         # per mode, as each resolves its own defaults
         "envs_per_group": {r["mode"]: r["envs_per_group"] for r in runs if "envs_per_group" in r},
         "learner_threads": {r["mode"]: r.get("learner_threads", sb3_threads) for r in runs},
+        "learner_shards": {r["mode"]: r["learner_shards"] for r in runs if "learner_shards" in r},
         "precision": {r["mode"]: r["precision"] for r in runs if "precision" in r},
         "steps_per_run": steps,
         "reps": reps,
@@ -314,7 +317,12 @@ def format_table(result: dict) -> str:
         f"{result['num_executors']} executors, {result['num_actors']} actors | "
         f"{result['reps']} reps x {result['steps_per_run']} steps",
     ]
-    per_mode = [("learner threads", "learner_threads"), ("precision", "precision"), ("groups of", "envs_per_group")]
+    per_mode = [
+        ("learner threads", "learner_threads"),
+        ("shards", "learner_shards"),
+        ("precision", "precision"),
+        ("groups of", "envs_per_group"),
+    ]
     parts = [
         f"{label}: " + ", ".join(f"{m} {v}" for m, v in result[key].items())
         for label, key in per_mode

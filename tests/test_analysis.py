@@ -93,7 +93,8 @@ def test_bench_runs_on_synthetic_env(tmp_path, capsys):
     assert result["num_executors"] == 8 and result["envs_per_group"] == {"raw": 1, "sync": 1, "hts": 1}
     # each mode ran with its own default learner threads (the lock-step learner has the cores to itself)
     assert result["learner_threads"] == {"raw": 1, "sync": 2, "hts": 1}
-    assert "learner threads: raw 1, sync 2, hts 1 | precision: raw fp32" in out
+    assert result["learner_shards"] == {"raw": 1, "sync": 1, "hts": 1}  # a vector env: one pass
+    assert "learner threads: raw 1, sync 2, hts 1 | shards: raw 1, sync 1, hts 1 | precision: raw fp32" in out
     assert (tmp_path / "bench.png").read_bytes()[:4] == b"\x89PNG"
 
 

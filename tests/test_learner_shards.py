@@ -143,3 +143,10 @@ def test_bad_shards_are_refused_with_one_line(tmp_path, capsys, args, message):
 def test_shards_on_cuda_are_refused():
     with pytest.raises(Exception, match="spreads the learner over CPU cores"):
         resolve(Config(env="CartPole-v1", learner_shards=2, device="cuda"))
+
+
+def test_shards_in_async_mode(run):
+    """Async mode is not layout-deterministic (timing decides which weights act), but its learner splits the
+    minibatches the same way."""
+    summary = run(**CARTPOLE, mode="async", learner_shards=2)
+    assert summary["updates"] == 4 and summary["episodes"] > 0
