@@ -5,7 +5,7 @@ the numbers; with K fixed, neither the layout nor the cores nor which thread end
 import itertools
 import json
 import threading
-import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -39,49 +39,79 @@ def test_shards_matrix_on_vector_observations_and_recurrent_columns(run, recurre
     assert ref["params_sha256"] != run(**CARTPOLE, recurrent=recurrent, serial=True)["params_sha256"]
 
 
-def test_the_parts_add_up_in_part_order_whichever_thread_ends_first():
-    """Three parts, the first one slowed down so it ends last: the gradient is still (g0 + g1) + g2, bitwise
-    the parts' gradients summed in order on one thread, and close to the one-pass gradient."""
+class _ReversedOnOneThread:
+    """An executor that runs the parts one after another on a single thread, last part first: one core, and
+    the opposite completion order to the pool's usual one."""
+
+    def __init__(self):
+        self.pool = ThreadPoolExecutor(1, initializer=torch.set_num_threads, initargs=(1,))
+
+    def map(self, fn, items):
+        items = list(items)
+        futures = [self.pool.submit(fn, x) for x in reversed(items)]
+        return list(reversed([f.result() for f in futures]))
+
+    def shutdown(self, wait=True):
+        self.pool.shutdown(wait)
+
+
+def test_the_parts_add_up_in_part_order_whatever_the_cores_and_the_completion_order():
+    """Three parts on three threads, and the same parts on one thread in reverse order: the gradient is
+    (g0 + g1) + g2 bitwise either way, each part computed with one torch thread while the caller has two,
+    and close to the one-pass gradient."""
     torch.manual_seed(0)
     model = build_model((4, 84, 84), 4, precision="bf16")
     params = list(model.parameters())
     optimizer = torch.optim.Adam(params)
     obs = torch.randint(0, 255, (48, 4, 84, 84), dtype=torch.uint8)
     parts_rows = torch.arange(48).tensor_split(3)
-    threads = []
+    seen = []
 
-    def part(rows, delay):
+    def part(rows):
         def run():
-            time.sleep(delay)
-            threads.append((threading.current_thread().name, torch.get_num_threads()))
+            seen.append((threading.current_thread().name, torch.get_num_threads()))
             logits, value = model(obs[rows])
             return (logits.logsumexp(-1).sum() + value.pow(2).sum()) / 48, rows[0].item()
 
         return run
 
-    shards = LearnerShards(3)
+    def gradients(shards):
+        try:
+            firsts = shards.backward(model, optimizer, [part(r) for r in parts_rows])
+        finally:
+            shards.close()
+        assert firsts == [[0], [16], [32]]  # each part's further outputs, in part order
+        return [p.grad.clone() for p in params]
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
     try:
-        firsts = shards.backward(model, optimizer, [part(r, 0.3 if i == 0 else 0.0) for i, r in enumerate(parts_rows)])
+        pooled = gradients(LearnerShards(3))
+        one_core = LearnerShards(3)
+        one_core._pool = _ReversedOnOneThread()
+        reversed_on_one_thread = gradients(one_core)
     finally:
-        shards.close()
-    assert firsts == [[0], [16], [32]]  # each part's further outputs, in part order
-    assert {n for n, _ in threads} != {threading.current_thread().name}  # the parts ran on the pool
-    assert all(t == 1 for _, t in threads), threads  # one torch thread each, whatever the learner had
-    got = [p.grad.clone() for p in params]
+        torch.set_num_threads(threads)
+    assert {n for n, _ in seen} != {threading.current_thread().name}  # the parts ran on the pools
+    assert all(t == 1 for _, t in seen), seen  # one torch thread each, while the caller had two
+    assert all(torch.equal(x, y) for x, y in zip(pooled, reversed_on_one_thread))
 
     def alone(rows):
         logits, value = model(obs[rows])
         return torch.autograd.grad((logits.logsumexp(-1).sum() + value.pow(2).sum()) / 48, params)
 
     torch.set_num_threads(1)
-    g = [alone(r) for r in parts_rows]
+    try:
+        g = [alone(r) for r in parts_rows]
+        one_pass = torch.cat([x.flatten() for x in alone(torch.arange(48))])
+    finally:
+        torch.set_num_threads(threads)
     in_order = [(a + b) + c for a, b, c in zip(*g)]
     completion_order = [(c + b) + a for a, b, c in zip(*g)]
-    assert all(torch.equal(x, y) for x, y in zip(got, in_order))
+    assert all(torch.equal(x, y) for x, y in zip(pooled, in_order))
     assert not all(torch.equal(x, y) for x, y in zip(in_order, completion_order))  # the order is visible
     # the one-pass gradient differs by bfloat16 rounding only (other batch sizes, other sums)
-    one_pass = torch.cat([x.flatten() for x in alone(torch.arange(48))])
-    assert (torch.cat([x.flatten() for x in got]) - one_pass).norm() < 0.02 * one_pass.norm()
+    assert (torch.cat([x.flatten() for x in pooled]) - one_pass).norm() < 0.02 * one_pass.norm()
 
 
 def test_one_shard_is_the_one_pass_step():
@@ -106,11 +136,24 @@ def test_one_shard_is_the_one_pass_step():
     assert all(torch.equal(x, p.grad) for x, p in zip(got, model.parameters()))
 
 
-def test_the_shard_threads_end_with_the_run(run):
-    before = {t.name for t in threading.enumerate()}
-    run(**CARTPOLE, learner_shards=2, serial=True)
-    left = {t.name for t in threading.enumerate()} - before
-    assert not [n for n in left if n.startswith("htsrl-shard")], left
+def test_the_shard_threads_run_during_training_and_end_with_it(run, monkeypatch):
+    made, during = [], set()
+    init = LearnerShards.__init__
+
+    def recording_init(self, shards=1):
+        init(self, shards)
+        made.append(self)
+
+    monkeypatch.setattr(LearnerShards, "__init__", recording_init)
+    run(
+        **CARTPOLE,
+        learner_shards=2,
+        serial=True,
+        on_window=lambda *_: during.update(t.name for t in threading.enumerate()),
+    )
+    assert any(n.startswith("htsrl-shard") for n in during), during
+    assert made and all(s._pool is None for s in made)  # closed by the run, not left to the collector
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("htsrl-shard")]
 
 
 def test_default_is_one_shard_and_old_runs_keep_it():

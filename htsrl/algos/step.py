@@ -22,7 +22,8 @@ class LearnerShards:
     concurrently), added in part order. Each part's numbers depend only on its rows, so the result is the
     same bitwise however many cores run the threads, and the threads take whatever CPU the rollout leaves
     (HTS learns while executors and actors collect). One torch thread a part is also cheaper per sample
-    than one pass on two OpenMP threads (BENCHMARKS.md). K = 1: one pass on the caller's thread."""
+    than one pass on two OpenMP threads (``benchmarks/learner_shards_cost.py``). K = 1: one pass on the
+    caller's thread."""
 
     def __init__(self, shards: int = 1):
         self.shards = shards
@@ -49,11 +50,12 @@ class LearnerShards:
         results = list(self._pool.map(run, parts))
         with torch.no_grad():
             for i, p in enumerate(params):
-                if p.grad is None:
-                    p.grad = torch.zeros_like(p)
                 for grads, _ in results:  # in part order: the sum does not depend on which thread ended first
-                    if grads[i] is not None:
-                        p.grad.add_(grads[i])
+                    if grads[i] is None:  # no part used p: its .grad stays as one pass would leave it
+                        continue
+                    if p.grad is None:
+                        p.grad = torch.zeros_like(p)
+                    p.grad.add_(grads[i])
         return [rest for _, rest in results]
 
     def close(self) -> None:

@@ -370,6 +370,7 @@ class Trainer:
                     # async: executors that ran ahead may have reused this slot for their own envs
                     for name, row in self.carried.items():
                         getattr(self.bufs, name)[self.bufs.slot(window - 1), self.bufs.alpha] = row
+                self.learner.shards.close()  # fork from a process without idle threads; remade at the next update
                 self.rollout.restart(self.history if window > 0 else None, window - 1)
                 write_pids(self.run_dir, self.rollout.pids)
                 for w in range(window, max(self.begun, window + 1)):  # async: every window begun
@@ -543,9 +544,9 @@ class Trainer:
                 if finished and self.cfg.mode != "raw":
                     self.save_checkpoint(last_window=self.windows - 1, next_window=self.windows, finished=True)
             finally:
+                self.learner.shards.close()
                 self.rollout.close()
                 self.monitor.close()
-                self.learner.shards.close()
         self.bufs.stats[-1][STAT["cpu_s"]] = time.process_time() - cpu_loop  # this process's CPU in training
         summary = self.summary(finished, wall, t_loop - t_start)
         torch.save(self.learner.model.state_dict(), self.run_dir / "model.pt")
