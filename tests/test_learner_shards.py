@@ -20,7 +20,7 @@ CARTPOLE = dict(env="CartPole-v1", preset="classic-ppo", num_envs=8, alpha=32, t
 
 
 def test_shards_keep_the_atari_matrix_and_change_the_numbers(run):
-    one_pass = run(**ATARI, serial=True)
+    one_pass = run(**ATARI, learner_shards=1, serial=True)
     ref = run(**ATARI, learner_shards=2, serial=True)
     for executors, actors in itertools.product([1, 2], [1, 2]):
         got = run(**ATARI, learner_shards=2, num_executors=executors, num_actors=actors)
@@ -156,11 +156,25 @@ def test_the_shard_threads_run_during_training_and_end_with_it(run, monkeypatch)
     assert not [t.name for t in threading.enumerate() if t.name.startswith("htsrl-shard")]
 
 
-def test_default_is_one_shard_and_old_runs_keep_it():
+def test_default_two_shards_for_atari_ppo_in_bf16_while_the_rollout_runs_one_elsewhere_old_runs_one():
+    native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
     cfg = resolve(Config(env="ALE/Breakout-v5"))
-    assert cfg.learner_shards == 1
-    assert resolve(Config(env="ALE/Breakout-v5", learner_shards=2, mode="sync")).learner_threads == 1
-    saved = json.loads(cfg.to_json())
+    assert (cfg.learner_shards, cfg.learner_threads) == ((2, 1) if native else (1, 1))
+    assert resolve(Config(env="ALE/Breakout-v5", mode="async")).learner_shards == (2 if native else 1)
+    for one_pass in [
+        dict(mode="sync"),  # its learner has the cores to itself: 2 threads, as measured
+        dict(precision="fp32"),  # not measured
+        dict(recurrent="gru"),
+        dict(algo="a2c"),
+        dict(learner_threads=2),  # one pass on the threads the user asked for
+        dict(num_envs=1, alpha=1, minibatches=1, envs_per_group=1, num_executors=1),  # one row a minibatch
+    ]:
+        assert resolve(Config(env="ALE/Breakout-v5", **one_pass)).learner_shards == 1, one_pass
+    assert resolve(Config(env="ALE/Breakout-v5", mode="sync")).learner_threads == 2
+    assert resolve(Config(env="CartPole-v1")).learner_shards == 1
+    assert resolve(Config(env="ALE/Breakout-v5", learner_shards=3, mode="sync")).learner_threads == 1
+    # a run saved before the setting existed learned in one pass, and resumes, loads and plots so
+    saved = json.loads(resolve(Config(env="ALE/Breakout-v5", precision="bf16")).to_json())
     del saved["learner_shards"]
     assert resolve(Config.from_saved(saved)).learner_shards == 1
 

@@ -44,11 +44,11 @@ def test_defaults_bf16_for_atari_ppo_and_a2c_where_the_cpu_has_it_fp32_elsewhere
     assert resolve(Config(env="CartPole-v1")).precision == "fp32"
     # a run saved before --precision existed trained in fp32 and resumes so; threads were 2 then
     saved = json.loads(resolve(Config(env="ALE/Breakout-v5")).to_json())
-    for key in ("precision", "learner_threads"):
+    for key in ("precision", "learner_threads", "learner_shards"):
         del saved[key]
     old = resolve(Config.from_saved(saved))
     assert (old.precision, old.learner_threads) == ("fp32", 2)
-    nulls = resolve(Config.from_saved({**saved, "precision": None, "learner_threads": None}))
+    nulls = resolve(Config.from_saved({**saved, "precision": None, "learner_threads": None, "learner_shards": None}))
     assert (nulls.precision, nulls.learner_threads) == ("fp32", 2)
 
 
@@ -106,6 +106,7 @@ def test_bench_compares_bf16_with_fp32_side_by_side(tmp_path, capsys):
     assert rows["hts-bf16"]["x_fp32"] == pytest.approx(rows["hts-bf16"]["sps_median"] / rows["hts"]["sps_median"])
     assert result["precision"] == {"hts": "fp32", "hts-bf16": "bf16"}
     assert result["envs_per_group"] == {"hts": 2, "hts-bf16": 4}
+    assert result["learner_shards"] == {"hts": 1, "hts-bf16": 2}  # measured in bf16 only
     for mode, precision in (("hts", "fp32"), ("hts-bf16", "bf16")):
         assert json.loads((tmp_path / f"{mode}_0" / "config.json").read_text())["precision"] == precision
 
