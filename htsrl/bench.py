@@ -10,8 +10,9 @@ Modes, run interleaved (raw sync hts sb3 raw sync hts sb3 ...) so that machine n
 - ``sync-bf16``, ``hts-bf16``, ``async-bf16``: the same with ``--precision bf16`` (image envs), with their
   ratio to the fp32 row of the same mode (``x fp32``); beside them the plain modes run fp32, otherwise
   they run the default precision (bf16 for Atari PPO and A2C where the CPU has it).
-Each mode takes its own default learner threads (hts 1, sync 2) unless ``--learner-threads`` is given;
-``sb3`` gets lock-step's.
+Each mode takes its own default learner threads (hts 1, sync 2) and shards (Atari PPO in bf16: hts and
+async 2, sync 1) unless ``--learner-threads`` or ``--learner-shards`` is given; ``sb3`` gets lock-step's
+threads.
 Rates are steady state (the first fifth of each run excluded), reported as medians over repetitions,
 in agent steps per second, with emulator frames beside them (Atari: steps x frameskip; football with
 several controlled players: steps / players, one step per player per game frame). For synthetic envs

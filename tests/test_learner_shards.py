@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
+from conftest import assert_sigkill_recovered
 from test_determinism import ATARI, _key
 
 from htsrl.algos.step import LearnerShards
@@ -207,3 +208,16 @@ def test_shards_in_async_mode(run):
     minibatches the same way."""
     summary = run(**CARTPOLE, mode="async", learner_shards=2)
     assert summary["updates"] == 4 and summary["episodes"] > 0
+
+
+def test_sigkill_of_an_executor_is_recovered_bitwise_with_shards(tmp_path):
+    """A recovery forks new roles from the learner's process: the shard threads are closed first and made
+    again at the next update, and the run ends with the numbers of an unbroken one."""
+    args = [
+        *("--env", "htsrl/Faulty-v0", "--num-envs", "4", "--alpha", "16", "--epochs", "1", "--minibatches", "1"),
+        *("--env-kwargs", '{"fail_at": -1, "sleep_s": 0.002}', "--total-steps", str(4 * 16 * 40)),
+        *("--learner-shards", "2"),
+    ]
+    assert main(["train", *args, "--run-dir", str(tmp_path / "ref"), "--no-progress"]) == 0
+    reference = json.loads((tmp_path / "ref" / "summary.json").read_text())
+    assert_sigkill_recovered(args, tmp_path / "killed", "executor 1", reference)
