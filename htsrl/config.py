@@ -317,11 +317,12 @@ def default_learner_threads(mode: str) -> int:
 def default_learner_shards(cfg: Config) -> int:
     """2 for feed-forward Atari PPO in bf16 on a CPU learner in hts and async mode, where the learner learns
     while executors and actors collect: one pass on one thread left the second core idle part of each
-    window (the learner was the critical path), and two shards fill it at no extra CPU per sample, with the
-    numbers independent of the cores. Breakout, 204,800 steps, seeds 1-6: 5.81 (3.58-8.30) with 2 shards
-    against 6.37 (4.77-8.05) in one pass, Welch p = 0.54 (the rule was set before the runs;
-    BENCHMARKS.md). 1 elsewhere: sync mode's learner has the cores to itself and gains nothing from shards
-    over 2 threads, and the other settings (fp32, recurrent, vector observations) are not measured."""
+    window (the learner was the critical path), and two shards fill it at 1.0-1.2x one thread's CPU per
+    sample (two OpenMP threads: 1.75x), with the numbers independent of the cores: 1.28x the steps/s.
+    Breakout, 204,800 steps, seeds 1-6: 5.81 (3.58-8.30) with 2 shards against 6.37 (4.77-8.05) in one
+    pass, Welch p = 0.54 (the rule was set before the runs; BENCHMARKS.md). 1 elsewhere: sync mode's
+    learner has the cores to itself and gains nothing from shards over 2 threads, and the other settings
+    (fp32, recurrent, vector observations) are not measured."""
     measured = cfg.algo == "ppo" and is_atari(cfg.env) and cfg.precision == "bf16" and cfg.recurrent == "none"
     if not (measured and cfg.mode in ("hts", "async") and cfg.device == "cpu"):
         return 1
