@@ -24,6 +24,35 @@ from htsrl.cli import main
         (["--env", "CartPole-v1", "--preset", "mujoco"], "unknown --preset 'mujoco'"),
         (["--env", "CartPole-v1", "--env-kwargs", '{"bogus": 1}'], "cannot build CartPole-v1"),
         (["--env", "ALE/Breakout-v5", "--env-kwargs", '{"mode": 99}'], "cannot build ALE/Breakout-v5"),
+        # --learner-shards (tests/test_learner_shards.py)
+        (
+            ["--env", "CartPole-v1", "--algo", "a2c", "--learner-shards", "2"],
+            "--learner-shards 2 splits PPO's minibatches; --algo a2c",
+        ),
+        (
+            ["--env", "CartPole-v1", "--learner-shards", "2", "--learner-threads", "2"],
+            "--learner-threads 2 would change them",
+        ),
+        (["--env", "CartPole-v1", "--learner-shards", "0"], "--learner-shards must be a positive integer"),
+        (
+            [
+                "--env",
+                "CartPole-v1",
+                "--learner-shards",
+                "65",
+                "--num-envs",
+                "4",
+                "--alpha",
+                "64",
+                "--minibatches",
+                "4",
+            ],
+            "more than the 64 rows",
+        ),
+        (
+            ["--env", "CartPole-v1", "--learner-shards", "3", "--recurrent", "gru", "--num-envs", "8"],
+            "more than the 2 envs of a minibatch",
+        ),
     ],
 )
 def test_refused_with_one_line(tmp_path, capsys, args, message):

@@ -11,6 +11,7 @@ import pytest
 import torch
 from conftest import assert_sigkill_recovered
 from test_determinism import ATARI, _key
+from test_faults import FAULTY, SLOW
 
 from htsrl.algos.step import LearnerShards
 from htsrl.cli import main
@@ -180,24 +181,6 @@ def test_default_two_shards_for_atari_ppo_in_bf16_while_the_rollout_runs_one_els
     assert resolve(Config.from_saved(saved)).learner_shards == 1
 
 
-@pytest.mark.parametrize(
-    "args,message",
-    [
-        (["--algo", "a2c", "--learner-shards", "2"], "--learner-shards 2 splits PPO's minibatches; --algo a2c"),
-        (["--learner-shards", "2", "--learner-threads", "2"], "--learner-threads 2 would change them"),
-        (["--learner-shards", "0"], "--learner-shards must be a positive integer"),
-        (["--learner-shards", "65", "--num-envs", "4", "--alpha", "64", "--minibatches", "4"], "more than the 64 rows"),
-        (["--learner-shards", "3", "--recurrent", "gru", "--num-envs", "8"], "more than the 2 envs of a minibatch"),
-    ],
-)
-def test_bad_shards_are_refused_with_one_line(tmp_path, capsys, args, message):
-    run_dir = tmp_path / "run"
-    code = main(["train", "--env", "CartPole-v1", "--run-dir", str(run_dir), "--no-progress", *args])
-    err = capsys.readouterr().err.strip()
-    assert code == 2 and message in err and len(err.splitlines()) == 1, err
-    assert not run_dir.exists()
-
-
 def test_shards_on_cuda_are_refused():
     with pytest.raises(Exception, match="spreads the learner over CPU cores"):
         resolve(Config(env="CartPole-v1", learner_shards=2, device="cuda"))
@@ -213,11 +196,7 @@ def test_shards_in_async_mode(run):
 def test_sigkill_of_an_executor_is_recovered_bitwise_with_shards(tmp_path):
     """A recovery forks new roles from the learner's process: the shard threads are closed first and made
     again at the next update, and the run ends with the numbers of an unbroken one."""
-    args = [
-        *("--env", "htsrl/Faulty-v0", "--num-envs", "4", "--alpha", "16", "--epochs", "1", "--minibatches", "1"),
-        *("--env-kwargs", '{"fail_at": -1, "sleep_s": 0.002}', "--total-steps", str(4 * 16 * 40)),
-        *("--learner-shards", "2"),
-    ]
+    args = [*FAULTY, *SLOW, "--total-steps", str(4 * 16 * 40), "--learner-shards", "2"]
     assert main(["train", *args, "--run-dir", str(tmp_path / "ref"), "--no-progress"]) == 0
     reference = json.loads((tmp_path / "ref" / "summary.json").read_text())
     assert_sigkill_recovered(args, tmp_path / "killed", "executor 1", reference)

@@ -11,6 +11,7 @@ import pytest
 import torch
 from conftest import assert_sigkill_recovered
 from test_determinism import _key
+from test_faults import FAULTY, SLOW
 from test_resume import _resume
 
 import htsrl
@@ -119,11 +120,7 @@ def test_feed_forward_checkpoints_from_before_recurrent_states_still_resume(tmp_
 
 
 def test_sigkill_of_an_actor_is_recovered_bitwise(tmp_path):
-    args = [
-        *("--env", "htsrl/Faulty-v0", "--num-envs", "4", "--alpha", "16", "--epochs", "1", "--minibatches", "1"),
-        *("--env-kwargs", '{"fail_at": -1, "sleep_s": 0.002}', "--total-steps", str(4 * 16 * 40)),
-        *("--recurrent", "gru"),
-    ]
+    args = [*FAULTY, *SLOW, "--total-steps", str(4 * 16 * 40), "--recurrent", "gru"]
     assert main(["train", *args, "--run-dir", str(tmp_path / "ref"), "--no-progress"]) == 0
     reference = json.loads((tmp_path / "ref" / "summary.json").read_text())
     assert_sigkill_recovered(args, tmp_path / "killed", "actor 0", reference)

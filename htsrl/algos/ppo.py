@@ -18,6 +18,9 @@ are summed across ranks. With one process this is plain PPO.
 
 from __future__ import annotations
 
+import operator
+from functools import reduce
+
 import torch
 
 from htsrl.algos.returns import Window, gae, is_recurrent, lag_metrics, lag_terms, update_start
@@ -139,13 +142,9 @@ def ppo_update(
         with_lag = lagged and lag is None
         calls = [lambda p=p, lag_too=with_lag: part_of_minibatch(*p, lag_too) for p in parts]
         outputs = shards.backward(model, optimizer, calls)
-        row = outputs[0][0]
-        for other, _ in outputs[1:]:
-            row = row + other  # in part order
+        row = reduce(operator.add, (part_row for part_row, _ in outputs))  # in part order
         if with_lag:
-            lag = outputs[0][1]
-            for _, other in outputs[1:]:
-                lag = lag + other
+            lag = reduce(operator.add, (part_lag for _, part_lag in outputs))
         grad_norm = step_on_gradients(
             model, optimizer, cfg.max_grad_norm, dp, policy=row[0], value=row[1], entropy=row[2]
         )
