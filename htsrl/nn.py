@@ -236,6 +236,33 @@ def num_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+# Each parameter starts a multiple of 64 bytes into the published vector (16 float32s), as a tensor of its
+# own does (torch's CPU allocator aligns to 64 bytes). Why it matters: some CPU GEMM kernels (MKL's on AMD
+# EPYC, for one) round differently when a weight matrix starts off a 64-byte boundary, so unaligned views
+# would make an actor's forward depend on which of the two parameter slots it reads (and differ from the
+# learner's forward on the same weights); a resumed run, which publishes into the other slot, then diverged.
+PARAM_ALIGN = 16
+
+
+def _aligned(n: int) -> int:
+    return -(-n // PARAM_ALIGN) * PARAM_ALIGN
+
+
+def flat_size(model: nn.Module) -> int:
+    """Floats in the published vector of ``model``: every parameter padded to a 64-byte boundary."""
+    return sum(_aligned(p.numel()) for p in model.parameters())
+
+
+def flatten_params(model: nn.Module) -> torch.Tensor:
+    """The published vector of ``model``'s parameters (the layout ``bind_params`` reads; padding is zero)."""
+    flat = torch.zeros(flat_size(model))
+    off = 0
+    for p in model.parameters():
+        flat[off : off + p.numel()] = p.detach().reshape(-1).cpu()
+        off += _aligned(p.numel())
+    return flat
+
+
 def params_sha256(model: nn.Module) -> str:
     """sha256 over the state dict in sorted key order (float32, C order)."""
     h = hashlib.sha256()
@@ -246,11 +273,11 @@ def params_sha256(model: nn.Module) -> str:
 
 
 def bind_params(model: nn.Module, flat: torch.Tensor) -> None:
-    """Make every parameter of ``model`` a view into ``flat`` (shared memory), so that weights
-    published there reach this model with no copy."""
+    """Make every parameter of ``model`` a view into ``flat`` (shared memory, laid out by
+    ``flatten_params``), so that weights published there reach this model with no copy."""
     off = 0
     for p in model.parameters():
         n = p.numel()
         p.data = flat[off : off + n].view_as(p)
-        off += n
+        off += _aligned(n)
     assert off == flat.numel()

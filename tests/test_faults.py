@@ -196,7 +196,7 @@ def test_replay_mismatch_is_a_role_failure_that_no_restart_can_fix(tmp_path):
     from htsrl.engine.rollout import ParallelRollout
     from htsrl.engine.shm import RolloutBuffers
     from htsrl.errors import RoleFailed
-    from htsrl.nn import build_model, num_params
+    from htsrl.nn import build_model, flat_size
 
     cfg = resolve(
         Config(
@@ -209,7 +209,7 @@ def test_replay_mismatch_is_a_role_failure_that_no_restart_can_fix(tmp_path):
             run_dir=str(tmp_path),
         )
     )
-    bufs = RolloutBuffers(4, 4, (3,), np.float32, num_params(build_model((3,), 3)), 4)
+    bufs = RolloutBuffers(4, 4, (3,), np.float32, flat_size(build_model((3,), 3)), 4)
     history = EnvHistory(4)
     history.actions = [[0, 1, 2, 0] for _ in range(4)]
     history.dones = [[False] * 4 for _ in range(4)]
@@ -233,7 +233,7 @@ def test_env_exception_is_retryable(tmp_path):
     from htsrl.engine.rollout import ParallelRollout
     from htsrl.engine.shm import RolloutBuffers
     from htsrl.errors import RoleFailed
-    from htsrl.nn import build_model, num_params
+    from htsrl.nn import build_model, flat_size
 
     cfg = resolve(
         Config(
@@ -247,7 +247,7 @@ def test_env_exception_is_retryable(tmp_path):
             run_dir=str(tmp_path),
         )
     )
-    bufs = RolloutBuffers(2, 4, (3,), np.float32, num_params(build_model((3,), 2)), 3)
+    bufs = RolloutBuffers(2, 4, (3,), np.float32, flat_size(build_model((3,), 2)), 3)
     rollout = ParallelRollout(cfg, (3,), 2, bufs)
     try:
         rollout.start()

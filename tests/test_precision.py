@@ -14,7 +14,7 @@ from htsrl.config import Config, default_envs_per_group, resolve
 from htsrl.distributions import ActionSpec
 from htsrl.engine.actor import Policy
 from htsrl.engine.shm import RolloutBuffers
-from htsrl.nn import build_model, num_params
+from htsrl.nn import build_model, flat_size, flatten_params
 
 
 @pytest.mark.parametrize("mode", ["hts", "sync"])
@@ -123,7 +123,7 @@ def test_actors_bf16_trunk_copy_equals_autocast_bitwise_and_follows_each_publish
     torch.manual_seed(0)
     shape, n = (4, 84, 84), 4
     first, second = (build_model(shape, 4, precision="bf16").eval() for _ in range(2))
-    bufs = RolloutBuffers(n, 2, shape, np.uint8, num_params(first), 1, action_spec=ActionSpec.discrete(4))
+    bufs = RolloutBuffers(n, 2, shape, np.uint8, flat_size(first), 1, action_spec=ActionSpec.discrete(4))
     bufs.obs[0, :2] = np.random.default_rng(0).integers(0, 255, (2, n, *shape), dtype=np.uint8)
     bufs.uniforms[0] = 0.5
     policy = Policy(shape, ActionSpec.discrete(4), bufs, {"precision": "bf16"})
@@ -133,7 +133,7 @@ def test_actors_bf16_trunk_copy_equals_autocast_bitwise_and_follows_each_publish
         with torch.no_grad():  # a new version of the same network: every weight moves
             for p in model.parameters():
                 p.mul_(1.0 + 0.01 * version)
-        bufs.publish(torch.nn.utils.parameters_to_vector(model.parameters()).detach(), version)
+        bufs.publish(flatten_params(model), version)
         if version == 2:
             continue
         t = version // 2

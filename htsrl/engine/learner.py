@@ -18,7 +18,7 @@ from htsrl.distributions import ActionSpec
 from htsrl.engine.shm import RolloutBuffers
 from htsrl.engine.streams import minibatch_generator, weights_seed
 from htsrl.errors import NonFiniteError, PeerFailed
-from htsrl.nn import build_model
+from htsrl.nn import build_model, flatten_params
 from htsrl.normalization import Normalization
 
 
@@ -38,7 +38,7 @@ class Learner:
         self.updates = 0
 
     def publish(self, bufs: RolloutBuffers) -> None:
-        bufs.publish(torch.nn.utils.parameters_to_vector(self.model.parameters()).detach(), self.updates)
+        bufs.publish(flatten_params(self.model), self.updates)
 
     def state_dict(self) -> dict:
         return {

@@ -46,7 +46,7 @@ from htsrl.engine.streams import ActionStreams
 from htsrl.envs import EnvInfo, probe_env
 from htsrl.errors import ConfigError, Interrupted, NonFiniteError, RoleFailed
 from htsrl.monitor import Episodes, Monitor
-from htsrl.nn import num_params, params_sha256
+from htsrl.nn import flat_size, num_params, params_sha256
 
 # on_window(window, bufs, buf): called with `window` complete in buffer `buf`, before its update (tests use it).
 WindowHook = Callable[[int, RolloutBuffers, int], None]
@@ -236,7 +236,7 @@ class Trainer:
             cfg.alpha,
             info.obs_shape,
             info.obs_dtype,
-            num_params(self.learner.model),
+            flat_size(self.learner.model),
             cfg.num_executors + cfg.num_actors + 1,
             num_slots=cfg.async_slots if cfg.mode == "async" else 2,
             action_spec=info.action_spec,

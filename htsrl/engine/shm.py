@@ -91,7 +91,7 @@ class RolloutBuffers(SharedArrays):
         alpha: int,
         obs_shape,
         obs_dtype,
-        num_params: int,
+        params_size: int,
         num_procs: int,
         num_slots: int = 2,
         action_spec: ActionSpec | None = None,
@@ -100,7 +100,8 @@ class RolloutBuffers(SharedArrays):
         """``action_spec`` (default: a Discrete space) sets the layout of ``actions`` (int64 scalars for
         Discrete, int64 vectors for MultiDiscrete, float32 vectors for Box) and of ``uniforms`` (one per
         env-step for Discrete, one per action dimension or sub-action otherwise). ``state_size``: the
-        network's recurrent state per env (0: feed-forward)."""
+        network's recurrent state per env (0: feed-forward). ``params_size``: the length of the published
+        vector (``nn.flat_size``, a multiple of 16 floats, so both slots start 64-byte aligned)."""
         n, T, K = num_envs, alpha, num_slots
         spec = action_spec or ActionSpec.discrete(2)
         super().__init__(
@@ -121,7 +122,7 @@ class RolloutBuffers(SharedArrays):
                 "ep_return": ((K, T, n), np.float64),  # true episode score where an episode ended, else NaN
                 "ep_length": ((K, T, n), np.int64),
                 "ep_score": ((K, T, n), np.float64),  # score difference (football) where reported, else NaN
-                "params": ((2, num_params), np.float32),  # two slots of published behaviour parameters
+                "params": ((2, params_size), np.float32),  # two slots of published parameters (nn.flat_size)
                 "params_version": ((2,), np.int64),  # the version in each slot
                 "params_seq": ((2,), np.int64),  # per slot: odd while it is being written
                 "params_slot": ((1,), np.int64),  # the slot actors use
