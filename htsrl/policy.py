@@ -144,22 +144,25 @@ class Policy:
         episode_start: np.ndarray | None = None,
         deterministic: bool = True,
         generator: torch.Generator | None = None,
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Actions for one observation or a batch, as ``(actions, state)`` like Stable-Baselines3's
-        ``predict`` (same argument order). A feed-forward policy ignores ``state`` and ``episode_start``
-        and returns ``None`` as the state. A recurrent one (``--recurrent``) steps from ``state``
-        (float32 ``(state_size,)`` for one observation, ``(N, state_size)`` for a batch; ``None``: every
-        env begins an episode), zeroed where ``episode_start`` is true (bool, one per env), and returns
-        the new state, to pass back with the next observations.
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """The action for one observation, or the actions for a batch: what ``env.step`` takes.
 
         ``observation``: numpy or torch, shaped like the env's observation (one) or with a leading batch
-        dimension (a batch of N). Actions: Discrete, int64 (a scalar for one, ``(N,)`` for a batch);
+        dimension (a batch of N). Actions: Discrete, an int64 scalar for one, ``(N,)`` for a batch;
         MultiDiscrete, int64 ``(k,)`` / ``(N, k)``; Box, float32 ``(d,)`` / ``(N, d)``, **clipped to the
         action bounds** as the env receives them in training.
-        ``deterministic`` (the default, unlike SB3's): the most likely action (Box: the mean, clipped).
-        Otherwise an action is sampled as training's actors sample it (``htsrl.distributions``, from
-        uniforms) from ``generator``, or from the policy's own generator (seeded by ``load(..., seed=)``),
-        so sampled actions are reproducible."""
+
+        A recurrent policy (``--recurrent``) also returns its next state, as ``(actions, state)``: it steps
+        from ``state`` (float32 ``(state_size,)`` for one observation, ``(N, state_size)`` for a batch;
+        ``None``: every env begins an episode), zeroed where ``episode_start`` is true (bool, one per env);
+        pass the state back with the next observations. A feed-forward policy ignores both. (The argument
+        order is Stable-Baselines3's; unlike SB3's ``predict``, a feed-forward policy returns the actions
+        alone, and it is greedy by default.)
+
+        ``deterministic`` (the default): the most likely action (Box: the mean, clipped). Otherwise an
+        action is sampled as training's actors sample it (``htsrl.distributions``, from uniforms) from
+        ``generator``, or from the policy's own generator (seeded by ``load(..., seed=)``), so sampled
+        actions are reproducible."""
         obs, single = self._as_batch(observation)
         spec = self.action_spec
         state_out = None
@@ -176,10 +179,11 @@ class Policy:
                 uniforms = torch.rand((len(obs), *spec.uniform_shape), generator=source, dtype=torch.float64)
                 actions = spec.clip(distribution(spec, head).sample(uniforms)[0])
         out = actions.numpy().astype(spec.action_dtype)
-        if state_out is not None:
-            state_out = state_out.numpy()
-            state_out = state_out[0] if single else state_out
-        return (out[0] if single else out), state_out
+        out = out[0] if single else out
+        if state_out is None:
+            return out
+        state_out = state_out.numpy()
+        return out, (state_out[0] if single else state_out)
 
     def _state_batch(
         self, state: np.ndarray | None, episode_start: np.ndarray | None, n: int, single: bool

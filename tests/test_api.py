@@ -108,13 +108,28 @@ def test_load_final_and_last_checkpoint(cartpole_run, tmp_path):
 def test_predict_single_and_batched_observations(cartpole_run):
     policy = htsrl.load(cartpole_run)
     batch = real_observations(policy)
-    actions, state = policy.predict(batch)
-    assert state is None and actions.shape == (len(batch),) and actions.dtype == np.int64
-    single, _ = policy.predict(batch[3])
+    actions = policy.predict(batch)
+    assert isinstance(actions, np.ndarray) and actions.shape == (len(batch),) and actions.dtype == np.int64
+    single = policy.predict(batch[3])
     assert isinstance(single, np.int64) and single == actions[3]
-    assert np.array_equal(policy.predict(torch.from_numpy(batch))[0], actions)
+    assert np.array_equal(policy.predict(torch.from_numpy(batch)), actions)
     with pytest.raises(ConfigError, match=r"observations are \(4,\)"):
         policy.predict(batch[:, :3])
+
+
+def test_predict_on_one_observation_gives_one_action_that_env_step_takes(cartpole_run):
+    """A newcomer's first lines (issue 28): one observation of a plain CartPole env in, one action out,
+    which ``env.step`` accepts and ``np.asarray(action).item()`` turns into an int."""
+    import gymnasium as gym
+
+    policy = htsrl.load(cartpole_run)
+    env = gym.make("CartPole-v1")
+    obs, _ = env.reset(seed=0)
+    for _ in range(5):
+        action = policy.predict(obs)
+        assert isinstance(np.asarray(action).item(), int) and env.action_space.contains(action)
+        obs, *_ = env.step(action)
+    env.close()
 
 
 def test_deterministic_predict_is_the_argmax_of_the_runs_network(cartpole_run):
@@ -124,17 +139,17 @@ def test_deterministic_predict_is_the_argmax_of_the_runs_network(cartpole_run):
         logits, _ = network_by_hand(cartpole_run)(torch.from_numpy(batch))
     expected = logits.argmax(-1).numpy()
     assert len(set(expected.tolist())) > 1  # else the comparison could not tell two policies apart
-    assert np.array_equal(policy.predict(batch, deterministic=True)[0], expected)
+    assert np.array_equal(policy.predict(batch, deterministic=True), expected)
 
 
 def test_sampled_actions_come_from_a_seedable_generator(cartpole_run):
     policy = htsrl.load(cartpole_run)
     batch = real_observations(policy, steps=64)
-    first = policy.predict(batch, deterministic=False, generator=torch.Generator().manual_seed(3))[0]
-    again = policy.predict(batch, deterministic=False, generator=torch.Generator().manual_seed(3))[0]
+    first = policy.predict(batch, deterministic=False, generator=torch.Generator().manual_seed(3))
+    again = policy.predict(batch, deterministic=False, generator=torch.Generator().manual_seed(3))
     assert np.array_equal(first, again) and set(first.tolist()) <= {0, 1}
-    own = htsrl.load(cartpole_run, seed=9).predict(batch, deterministic=False)[0]
-    assert np.array_equal(own, htsrl.load(cartpole_run, seed=9).predict(batch, deterministic=False)[0])
+    own = htsrl.load(cartpole_run, seed=9).predict(batch, deterministic=False)
+    assert np.array_equal(own, htsrl.load(cartpole_run, seed=9).predict(batch, deterministic=False))
     assert not np.array_equal(first, own)  # 64 near-even coin flips: another seed, other actions
 
 
@@ -191,11 +206,11 @@ def test_exported_file_acts_as_predict(run, fmt, request, tmp_path, capsys):
     policy = htsrl.load(run_dir)
     batch = real_observations(policy, steps=24).astype(policy.export_dtype)
     assert printed["path"] == str(out) and printed["input"]["dtype"] == str(batch.dtype)
-    expected = policy.predict(batch)[0]
+    expected = policy.predict(batch)
     if run == "atari_run":  # add noise frames: real early Breakout frames look alike to an untrained net
         noise = np.random.default_rng(0).integers(0, 256, (8, *policy.observation_shape), dtype=np.uint8)
         batch = np.concatenate([batch, noise])
-        expected = policy.predict(batch)[0]
+        expected = policy.predict(batch)
     assert len(set(expected.tolist())) > 1
     for n in (len(batch), 1):
         got = run_exported(out, fmt, batch[:n])

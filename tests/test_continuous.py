@@ -282,18 +282,18 @@ def test_predict_and_export_on_a_pendulum_run(tmp_path):
     assert policy.action_spec.kind == BOX and policy.action_spec.low == (-2.0,)
     env = policy.make_env(seed=0)
     obs, _ = env.reset()
-    one, state = policy.predict(obs)
-    assert state is None and one.shape == (1,) and one.dtype == np.float32
+    one = policy.predict(obs)
+    assert one.shape == (1,) and one.dtype == np.float32
     batch = np.stack([env.observation_space.sample() for _ in range(64)]).astype(np.float32)
-    greedy_actions, _ = policy.predict(batch)
+    greedy_actions = policy.predict(batch)
     assert greedy_actions.shape == (64, 1) and np.abs(greedy_actions).max() <= 2.0
     # the deterministic action is the mean, clipped to the bounds
     with torch.no_grad():
         head, _ = policy.network(torch.from_numpy(batch))
     assert np.array_equal(greedy_actions, head[:, :1].clamp(-2, 2).numpy())
     # stochastic: clipped, reproducible from the generator
-    a1, _ = policy.predict(batch, deterministic=False, generator=torch.Generator().manual_seed(5))
-    a2, _ = policy.predict(batch, deterministic=False, generator=torch.Generator().manual_seed(5))
+    a1 = policy.predict(batch, deterministic=False, generator=torch.Generator().manual_seed(5))
+    a2 = policy.predict(batch, deterministic=False, generator=torch.Generator().manual_seed(5))
     assert np.array_equal(a1, a2) and np.abs(a1).max() <= 2.0 and not np.array_equal(a1, greedy_actions)
     obs, *_ = env.step(one)
     env.close()
@@ -319,9 +319,9 @@ def test_multidiscrete_predict_and_export(tmp_path):
     )
     policy = htsrl.load(run_dir)
     batch = np.random.default_rng(0).normal(size=(16, 3)).astype(np.float32)
-    actions, _ = policy.predict(batch)
+    actions = policy.predict(batch)
     assert actions.shape == (16, 2) and actions.dtype == np.int64
-    sampled, _ = policy.predict(batch[0], deterministic=False)
+    sampled = policy.predict(batch[0], deterministic=False)
     assert sampled.shape == (2,) and 0 <= sampled[0] < 3 and 0 <= sampled[1] < 4
     ts = torch.jit.load(str(policy.export(tmp_path / "p.pt")))
     assert np.array_equal(ts(torch.from_numpy(batch)).numpy(), actions)

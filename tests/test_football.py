@@ -274,7 +274,7 @@ def test_three_players_predict_and_evaluate(tmp_path, run):
     env = policy.make_env(seed=3)
     obs, _ = env.reset()
     assert obs.shape == (3, 115)
-    actions, _ = policy.predict(obs, deterministic=True)
+    actions = policy.predict(obs, deterministic=True)
     assert actions.shape == (3,)
     env.step(actions)
     env.close()

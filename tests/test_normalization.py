@@ -142,7 +142,7 @@ def test_predict_and_export_use_the_frozen_statistics(tmp_path):
     mean = policy.network.model.obs_norm.mean.detach().clone()
     assert mean.abs().sum() > 0  # two windows were folded in
     batch = np.random.default_rng(1).normal(size=(32, 3)).astype(np.float32) * 3
-    actions, _ = policy.predict(batch)
+    actions = policy.predict(batch)
     by_hand = build_model((3,), policy.action_spec, obs_norm_clip=10.0)
     by_hand.load_state_dict(torch.load(run_dir / "model.pt", weights_only=True))
     with torch.no_grad():
