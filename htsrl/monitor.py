@@ -55,11 +55,14 @@ class Monitor:
         self._csv_path = run_dir / "progress.csv"
         self._csv_file = open(self._csv_path, "a+", newline="")
         self._csv: csv.DictWriter | None = None
+        if start_steps:  # a resumed run: rows written after its checkpoint (a run killed later) come again
+            self._drop_rows_after(start_steps)
         self._tb = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(str(run_dir / "tb"))
+            # likewise TensorBoard's events past the checkpoint are purged
+            self._tb = SummaryWriter(str(run_dir / "tb"), purge_step=start_steps + 1 if start_steps else None)
         self._bar = None
         if enabled and sys.stderr.isatty():
             from tqdm import tqdm
@@ -127,6 +130,19 @@ class Monitor:
         """A TensorBoard histogram (no CSV column: the per-update summary of it is in ``row``)."""
         if self._tb is not None and len(values):
             self._tb.add_histogram(name, values, env_steps)
+
+    def _drop_rows_after(self, env_steps: int) -> None:
+        self._csv_file.seek(0)
+        reader = csv.DictReader(self._csv_file)
+        rows = list(reader)
+        kept = [r for r in rows if int(r["env_steps"]) <= env_steps]
+        if len(kept) < len(rows):
+            self._csv_file.seek(0)
+            self._csv_file.truncate()
+            writer = csv.DictWriter(self._csv_file, fieldnames=reader.fieldnames, restval="")
+            writer.writeheader()
+            writer.writerows(kept)
+            self._csv_file.flush()
 
     def _write_csv(self, row: dict) -> None:
         """Append a row. A column that appears later (the first football score, a resumed run whose file

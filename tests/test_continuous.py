@@ -257,21 +257,6 @@ def test_mujoco_matrix(run):
             assert _key(run(**cfg, mode=mode, num_executors=executors, num_actors=actors)) == _key(ref), mode
 
 
-def test_resume_on_pendulum_is_bitwise(tmp_path):
-    import json
-
-    base = dict(PENDULUM, total_steps=4 * 16 * 6, checkpoint_every=2)
-    full = train(Config(**base, run_dir=str(tmp_path / "full")))
-    half = train(Config(**base, run_dir=str(tmp_path / "half"), stop_at_steps=4 * 16 * 3))
-    assert not half["finished"]
-    saved = json.loads((tmp_path / "half" / "config.json").read_text())
-    resumed = train(
-        Config.from_dict({**saved, "stop_at_steps": None, "num_executors": 1, "num_actors": 2}), resume=True
-    )
-    keys = (*FIELDS, "env_steps")
-    assert {k: resumed[k] for k in keys} == {k: full[k] for k in keys}
-
-
 # -- the Python API and export
 def test_predict_and_export_on_a_pendulum_run(tmp_path):
     import htsrl

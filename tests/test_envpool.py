@@ -19,7 +19,6 @@ except ImportError:
 
 from conftest import assert_all_gone, kill_group, shm_entries, start_cli, wait_for_pids
 
-from htsrl import Config, train
 from htsrl.cli import main
 from htsrl.engine.history import replay
 from htsrl.envs import EPISODE_KEY, probe_env
@@ -109,21 +108,11 @@ def test_envpool_matrix(run, mode):
 
 
 def test_resume_is_bitwise(tmp_path):
-    base = dict(BREAKOUT, total_steps=4 * 64 * 6, checkpoint_every=2, progress=False)
-    full = train(Config(**base, run_dir=str(tmp_path / "full")))
-    half = train(Config(**base, run_dir=str(tmp_path / "half"), stop_at_steps=4 * 64 * 3))
-    assert not half["finished"]
-    cfg = Config.from_dict(
-        {
-            **json.loads((tmp_path / "half" / "config.json").read_text()),
-            "stop_at_steps": None,
-            "num_executors": 1,
-            "num_actors": 2,
-        }
-    )
-    resumed = train(cfg, resume=True)
-    keys = (*FIELDS, "env_steps")
-    assert {k: resumed[k] for k in keys} == {k: full[k] for k in keys}
+    """The resume matrix's check (tests/test_resume.py) on EnvPool executors."""
+    from conftest import assert_resume_is_bitwise
+
+    layouts = [dict(num_executors=1, num_actors=2), dict(serial=True)]
+    assert_resume_is_bitwise(tmp_path, (2, 3), layouts, **{**BREAKOUT, "total_steps": 4 * 64 * 5})
 
 
 def test_sigkill_of_an_executor_is_recovered_bitwise(tmp_path):

@@ -7,11 +7,20 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import pytest
-from conftest import assert_all_gone, assert_sigkill_recovered, finish_cli, shm_entries, start_cli, wait_for_pids
+from conftest import (
+    assert_all_gone,
+    assert_sigkill_recovered,
+    finish_cli,
+    learning_rows,
+    shm_entries,
+    start_cli,
+    wait_for_pids,
+)
 
 from htsrl.cli import main
 from htsrl.envs.debug import FaultyEnv
@@ -93,6 +102,8 @@ def test_sigkill_of_main_then_resume(tmp_path, reference):
     assert main(["train", "--resume", str(tmp_path), "--no-progress"]) == 0
     s = _summary(tmp_path)
     assert s["params_sha256"] == reference["params_sha256"] and s["rollout_sha256"] == reference["rollout_sha256"]
+    # the rows the killed run wrote after its checkpoint were written again, once
+    assert learning_rows(tmp_path) == learning_rows(Path(reference["run_dir"]))
 
 
 def test_hung_env_hits_watchdog_with_stacks(tmp_path):

@@ -112,16 +112,6 @@ def test_pendulum_matrix_with_normalization(run, mode):
     assert plain["params_sha256"] != ref["params_sha256"]  # normalization changed the numbers
 
 
-def test_resume_with_normalization_is_bitwise(tmp_path):
-    base = dict(PENDULUM, total_steps=4 * 16 * 6, checkpoint_every=2, progress=False)
-    full = train(Config(**base, run_dir=str(tmp_path / "full")))
-    half = train(Config(**base, run_dir=str(tmp_path / "half"), stop_at_steps=4 * 16 * 3))
-    assert not half["finished"]
-    saved = json.loads((tmp_path / "half" / "config.json").read_text())
-    resumed = train(Config.from_dict({**saved, "stop_at_steps": None, "num_executors": 1}), resume=True)
-    assert _key(resumed) == _key(full)
-
-
 def test_crash_recovery_with_normalization_is_bitwise(tmp_path):
     """An env raises once mid-run: the rollout restarts and replays; the learner's statistics are untouched."""
     args = ["--env", "htsrl/Faulty-v0", "--num-envs", "4", "--alpha", "16", "--epochs", "1", "--minibatches", "1"]

@@ -12,7 +12,6 @@ import torch
 from conftest import assert_sigkill_recovered
 from test_determinism import _key
 from test_faults import FAULTY, SLOW
-from test_resume import _resume
 
 import htsrl
 from htsrl import Config, train
@@ -84,17 +83,6 @@ def test_hidden_state_is_reset_at_episode_ends_and_carried_across_windows(run):
 
     run(**CARTPOLE, mode="sync", recurrent="gru", serial=True, on_window=check)
     assert seen["windows"] == 6 and seen["carried"] > 0 and seen["resets"] > 0
-
-
-def test_resume_is_bitwise(tmp_path):
-    base = dict(**CARTPOLE, recurrent="gru", progress=False, checkpoint_every=2)
-    base["total_steps"] = 8 * 32 * 4
-    full = train(Config(**base, run_dir=str(tmp_path / "full")))
-    half = train(Config(**base, run_dir=str(tmp_path / "half"), stop_at_steps=8 * 32 * 2))
-    assert not half["finished"]
-    resumed = _resume(tmp_path / "half", num_executors=1, num_actors=2)  # another layout, same numbers
-    keys = ("params_sha256", "rollout_sha256", "episodes", "mean_return_last_100", "updates")
-    assert {k: resumed[k] for k in keys} == {k: full[k] for k in keys}
 
 
 def test_feed_forward_checkpoints_from_before_recurrent_states_still_resume(tmp_path):

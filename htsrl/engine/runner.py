@@ -245,14 +245,13 @@ class Trainer:
         self.streams = ActionStreams(cfg.seed, local.num_envs, env_offset)
         self.history = EnvHistory(local.num_envs, info.players)
         self.rollout_sha256 = hashlib.sha256(b"htsrl").hexdigest()
-        self.first_window = 0  # the first window this process collects or learns
+        # the first window this process collects or learns
+        self.first_window = ckpt["next_window"] if ckpt is not None else 0
         self.pending: Episodes | None = None  # HTS resume: episodes of the collected, unlearned window
         self.restarts = 0
         self.begun = 0  # windows begun so far (async mode begins several ahead)
         self.carried: dict[str, np.ndarray] | None = None  # async: the last recorded window's row alpha
         self.policy_lag = PolicyLag()
-        if ckpt is not None:
-            self._restore(ckpt)
         self.rollout: Rollout = (SerialRollout if cfg.serial else ParallelRollout)(
             local, info.obs_shape, info.action_spec, self.bufs, env_offset
         )
@@ -266,7 +265,7 @@ class Trainer:
             enabled=cfg.progress and dp.rank == 0,
         )
         if ckpt is not None:
-            self.monitor.restore(**ckpt["monitor"])
+            self._restore(ckpt)
         self.times = WindowTimes()
         self.stop = StopRequest()
         self.stop_at = cfg.stop_at_steps or math.inf
@@ -274,6 +273,7 @@ class Trainer:
 
     # -- checkpoints
     def _restore(self, ckpt: dict) -> None:
+        """The state of ``ckpt`` (``state``'s dict) into this fresh trainer: the inverse of ``state``."""
         self.learner.load_state_dict(ckpt["learner"])
         self.streams.set_state(ckpt["streams"])
         self.history.load_state_dict(ckpt["history"])
@@ -283,7 +283,7 @@ class Trainer:
                 getattr(self.bufs, name)[buf] = ckpt["window"][name].numpy()
         self.rollout_sha256 = ckpt["rollout_sha256"]
         self.policy_lag.load_state_dict(ckpt.get("policy_lag", {}))  # absent from older checkpoints
-        self.first_window = ckpt["next_window"]
+        self.monitor.restore(**ckpt["monitor"])
         self.last_window = ckpt["last_window"]
         if self.cfg.mode == "hts":
             self.pending = Episodes(**ckpt["pending_episodes"])
@@ -293,30 +293,33 @@ class Trainer:
     def _carried_rows(self, buf: int) -> dict[str, np.ndarray]:
         return {name: getattr(self.bufs, name)[buf, self.bufs.alpha].copy() for name in CARRIED_ROWS}
 
+    def state(
+        self, last_window: int, next_window: int, finished: bool = False, pending: Episodes | None = None
+    ) -> dict:
+        """Everything to continue bitwise, as tensors and plain types: the learner, every stream, each env's
+        history and the buffer of ``last_window`` (HTS: the window still to learn). ``_restore`` reads
+        back every field (``tests/test_resume.py`` checks both against an uninterrupted run's)."""
+        buf = self.bufs.slot(last_window)
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "config": dataclasses.asdict(self.cfg),
+            "finished": finished,
+            "last_window": last_window,
+            "next_window": next_window,
+            "pending_episodes": dataclasses.asdict(pending or Episodes()),
+            "learner": self.learner.state_dict(),
+            "streams": self.streams.state(),
+            "history": self.history.state_dict(),
+            "window": {name: torch.from_numpy(getattr(self.bufs, name)[buf].copy()) for name in WINDOW_FIELDS},
+            "rollout_sha256": self.rollout_sha256,
+            "monitor": self.monitor.state_dict(),
+            "policy_lag": self.policy_lag.state_dict(),
+        }
+
     def save_checkpoint(
         self, last_window: int, next_window: int, finished: bool = False, pending: Episodes | None = None
     ) -> None:
-        """Everything to continue bitwise, as tensors and plain types: the learner, every stream, each env's
-        history and the buffer of ``last_window`` (HTS: the window still to learn)."""
-        buf = self.bufs.slot(last_window)
-        save_checkpoint(
-            self.run_dir,
-            {
-                "format": CHECKPOINT_FORMAT,
-                "config": dataclasses.asdict(self.cfg),
-                "finished": finished,
-                "last_window": last_window,
-                "next_window": next_window,
-                "pending_episodes": dataclasses.asdict(pending or Episodes()),
-                "learner": self.learner.state_dict(),
-                "streams": self.streams.state(),
-                "history": self.history.state_dict(),
-                "window": {name: torch.from_numpy(getattr(self.bufs, name)[buf].copy()) for name in WINDOW_FIELDS},
-                "rollout_sha256": self.rollout_sha256,
-                "monitor": self.monitor.state_dict(),
-                "policy_lag": self.policy_lag.state_dict(),
-            },
-        )
+        save_checkpoint(self.run_dir, self.state(last_window, next_window, finished, pending))
 
     # -- the steps of a schedule
     def collect(self, window: int, publish: bool = True) -> None:
