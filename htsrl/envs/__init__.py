@@ -3,11 +3,16 @@
 Every env the engine steps is built by :func:`make_env`, wrapped so that the true episode score
 (before reward clipping, across lives) comes back in ``info["htsrl_episode"]`` at the real end of an
 episode. :func:`probe_env` checks an id and its spaces in the main process before anything starts.
+A user's own env is named ``module:EnvId`` (gymnasium's form): :func:`registered_id` imports the module,
+which registers ``EnvId``, in whichever process builds it.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
+import os
+import sys
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -61,6 +66,41 @@ def _register_extras() -> None:
         pass
 
 
+def registered_id(env_id: str) -> str:
+    """The registry id of ``env_id``: ``EnvId`` of ``module:EnvId`` once the module is imported (which
+    registers it), else ``env_id`` itself. Spawned roles call it too: they start with the parent's sys.path."""
+    if ":" not in env_id:
+        return env_id
+    module, _, name = env_id.partition(":")
+    for _ in range(2):
+        try:
+            importlib.import_module(module)
+            break
+        except Exception as e:  # the user's module raised: one line, not its traceback
+            missing = isinstance(e, ModuleNotFoundError) and (module + ".").startswith(f"{e.name}.")
+            if missing and os.getcwd() not in sys.path:
+                # the `htsrl` console script, unlike `python -m`, does not search the current folder; at
+                # the end, so that a file here never shadows an installed package
+                sys.path.append(os.getcwd())
+                continue
+            if missing:
+                raise ConfigError(
+                    f"cannot import module {module!r} of --env {env_id}: it must be importable (a file or package "
+                    "in the current folder, on PYTHONPATH or installed)"
+                ) from None
+            raise ConfigError(f"importing {module!r} of --env {env_id} failed: {_first_line(e)}") from None
+    if name not in gym.registry:
+        close = difflib.get_close_matches(name, list(gym.registry), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ConfigError(f"module {module!r} registered no env id {name!r}{hint}")
+    return name
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
+
+
 def make_env(env_id: str, env_kwargs: dict | None = None, training: bool = True, index: int = 0) -> gym.Env:
     """``index`` is the env's id in the run; envs that vary per replica (synthetic stragglers) get it."""
     _register_extras()
@@ -71,7 +111,7 @@ def make_env(env_id: str, env_kwargs: dict | None = None, training: bool = True,
         return make_atari(env_id, kwargs, training=training)
     if env_id.startswith("synthetic/"):
         kwargs["env_index"] = index
-    return EpisodeStats(gym.make(env_id, **kwargs))
+    return EpisodeStats(gym.make(registered_id(env_id), **kwargs))
 
 
 class EnvSet:
@@ -220,7 +260,7 @@ def probe_env(env_id: str, env_kwargs: dict | None = None, backend: str = "pytho
 
         if env_id in gym.registry and not football_installed():
             raise ConfigError(INSTALL_HINT)
-    if env_id not in gym.registry:
+    if registered_id(env_id) not in gym.registry:
         close = difflib.get_close_matches(env_id, list(gym.registry), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ConfigError(f"unknown env id {env_id!r}{hint}")
