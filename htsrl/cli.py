@@ -71,7 +71,10 @@ def _json_dict(text: str) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from htsrl import __version__
+
     parser = _Parser(prog="htsrl", description="High-throughput synchronous RL (HTS-RL)")
+    parser.add_argument("--version", action="version", version=f"htsrl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     train = sub.add_parser("train", help="train an A2C/PPO agent", formatter_class=_HelpFormatter)
     _add_config_flags(train)
@@ -167,6 +170,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
             cfg.run_dir = str(default_run_dir(cfg))
         return cfg
+    if given.get("overwrite"):
+        raise ConfigError("--overwrite starts a new run in place of the old; --resume continues the old one")
     saved = Path(args.resume) / "config.json"
     if not saved.is_file():
         raise ConfigError(f"--resume {args.resume}: no config.json there (is it a run directory?)")
@@ -174,6 +179,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         raise ConfigError(f"--run-dir {given['run_dir']} is not the run being resumed ({args.resume})")
     base = dataclasses.asdict(Config.from_saved(json.loads(saved.read_text())))
     base["stop_at_steps"] = None  # a stop point belongs to one invocation, not to the run
+    base["overwrite"] = False  # likewise
     base.update(given)
     base["run_dir"] = args.resume
     return Config.from_dict(base)
@@ -187,8 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         what = {EXIT_BAD_INPUT: "error", EXIT_INTERRUPTED: "interrupted"}.get(e.exit_code, "run failed")
         print(f"htsrl: {what}: {e}", file=sys.stderr)
         code = e.exit_code
-    except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, without a checkpoint
-        print("htsrl: interrupted; all processes stopped", file=sys.stderr)
+    except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, without a new checkpoint
+        print(f"htsrl: interrupted; all processes stopped{_what_resumes(args)}", file=sys.stderr)
         code = EXIT_INTERRUPTED
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         # A torchrun rank: everything is on disk and the process group is gone. Skip the interpreter's
@@ -200,13 +206,32 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
+def _what_resumes(args: argparse.Namespace) -> str:
+    """After a second Ctrl-C: whether the run can go on, and from where."""
+    run_dir = getattr(args, "train_dir", None)
+    if run_dir is None:
+        return ""
+    if (Path(run_dir) / "checkpoint.pt").is_file():
+        return f"; its last checkpoint is kept, continue with: htsrl train --resume {run_dir}"
+    return "; no checkpoint was saved yet, so nothing can be resumed (start the run again)"
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.command == "train":
         from htsrl.engine.runner import train
 
-        summary = train(config_from_args(args), resume=bool(args.resume))
+        cfg = config_from_args(args)
+        args.train_dir = cfg.run_dir  # for the message after a second Ctrl-C
+        summary = train(cfg, resume=bool(args.resume))
         keys = ("env_steps", "updates", "wall_time_s", "sps", "episodes", "mean_return_last_100", "params_sha256")
         print(json.dumps({k: summary[k] for k in keys}))
+        ret = summary["mean_return_last_100"]
+        print(
+            f"htsrl: {'done' if summary['finished'] else 'stopped'}: {summary['env_steps']:,} steps in "
+            f"{summary['wall_time_s']:,.0f} s ({summary['sps']:,.0f} steps/s), {summary['episodes']:,} episodes, "
+            f"mean return of the last 100 {'-' if ret is None else f'{ret:.2f}'}",
+            file=sys.stderr,
+        )
         if summary["finished"]:
             print(f"run saved in {summary['run_dir']}", file=sys.stderr)
         else:
@@ -248,6 +273,14 @@ def _run(args: argparse.Namespace) -> int:
             checkpoint=args.checkpoint,
         )
         print(json.dumps({k: v for k, v in result.items() if k != "scores"}))
+        scores = result["scores"]
+        print(
+            f"htsrl: eval: {len(scores)} {'greedy' if args.greedy else 'sampled'} games of {result['env']}, "
+            f"score {result['mean_score']:.2f} +- {result['std_score']:.2f} (min {min(scores):.2f}, max "
+            f"{max(scores):.2f}), {result['mean_steps']:.0f} agent steps a game; written to "
+            f"{Path(args.run_dir) / 'eval.json'}",
+            file=sys.stderr,
+        )
     elif args.command == "export":
         _export(args)
     elif args.command == "plot":

@@ -123,6 +123,12 @@ class Config:
         "shared buffers, reset at episode ends; PPO minibatches are whole env columns); none: feed-forward",
         choices=RECURRENT_CORES,
     )
+    init_from: str | None = _f(
+        None,
+        "start this new run from the final weights of the run in DIR (and, with --norm-obs, its observation "
+        "statistics): e.g. to train a finished run longer under a new learning-rate schedule. The optimizer, "
+        "the schedule, the env steps and every random stream start anew; the network must be the same",
+    )
     # --- runtime layout (never changes the numbers)
     num_executors: int = _f(2, "processes that step environments", kind=LAYOUT)
     num_actors: int = _f(1, "inference processes (hts mode; sync mode infers in the learner)", kind=LAYOUT)
@@ -149,6 +155,12 @@ class Config:
     )
     watchdog_s: float = _f(120.0, "stop with a message if a window takes longer than this", kind=RUN_CONTROL)
     progress: bool = _f(True, "print a live progress line", kind=RUN_CONTROL)
+    overwrite: bool = _f(
+        False,
+        "replace the run that --run-dir already holds (only the files training writes are removed); without "
+        "it a folder that holds a run is refused",
+        kind=RUN_CONTROL,
+    )
     # --- algorithm (unset: from the preset)
     alpha: int | None = _f(None, "rollout length = steps per env between barriers")
     lr: float | None = _f(None, "learning rate")

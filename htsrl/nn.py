@@ -263,6 +263,12 @@ def flatten_params(model: nn.Module) -> torch.Tensor:
     return flat
 
 
+def mismatch(e: RuntimeError) -> str:
+    """The first detail of a failed ``load_state_dict`` (a missing key, a size mismatch), not its header."""
+    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+    return lines[1] if len(lines) > 1 else lines[0] if lines else type(e).__name__
+
+
 def params_sha256(model: nn.Module) -> str:
     """sha256 over the state dict in sorted key order (float32, C order)."""
     h = hashlib.sha256()

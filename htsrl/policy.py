@@ -30,7 +30,7 @@ from htsrl.config import Config
 from htsrl.distributions import ActionSpec, distribution, greedy, spec_of
 from htsrl.envs import EnvInfo, make_env_set, probe_env
 from htsrl.errors import CheckpointError, ConfigError
-from htsrl.nn import build_model
+from htsrl.nn import build_model, mismatch
 
 CHECKPOINTS = ("auto", "final", "last")
 EXPORT_FORMATS = ("torchscript", "onnx")
@@ -280,12 +280,11 @@ def load(run_dir: str | Path, checkpoint: str = "auto", seed: int = 0) -> Policy
     model = build_model(
         info.obs_shape, info.action_spec, obs_norm_clip=options["obs_norm_clip"], recurrent=options["recurrent"]
     )
-    state, which = _load_weights(run_dir, checkpoint)
+    state, which = load_weights(run_dir, checkpoint)
     try:
         model.load_state_dict(state)
     except RuntimeError as e:  # weights of another network (another env, another htsrl)
-        first = str(e).strip().splitlines()[0]
-        raise CheckpointError(f"the weights in {run_dir} do not fit {config.env}'s network: {first}") from None
+        raise CheckpointError(f"the weights in {run_dir} do not fit {config.env}'s network: {mismatch(e)}") from None
     return Policy(config, ActingNetwork(model), info, which, run_dir, seed)
 
 
@@ -299,7 +298,7 @@ def read_config(run_dir: Path) -> Config:
         raise ConfigError(f"{path} is not valid JSON: {e}") from None
 
 
-def _load_weights(run_dir: Path, checkpoint: str) -> tuple[dict, str]:
+def load_weights(run_dir: Path, checkpoint: str) -> tuple[dict, str]:
     """The network's state dict and which file it came from ("final" or "last")."""
     from htsrl.checkpoint import FILENAME, load_checkpoint
 

@@ -152,6 +152,22 @@ def test_ctrl_c(tmp_path):
     assert shm_entries() == before
 
 
+def test_second_ctrl_c_before_the_first_checkpoint_says_nothing_can_be_resumed(tmp_path):
+    """An env hangs at its first step, so the first window and the first Ctrl-C's barrier never come; the
+    second Ctrl-C stops at once and says that no checkpoint exists (none to look for and resume)."""
+    hang = ["--env-kwargs", '{"fail_at": 1, "fault": "hang"}', "--watchdog-s", "120"]
+    proc = start_cli([*FAULTY, *LONG, *hang], tmp_path)
+    pids = wait_for_pids(tmp_path)
+    os.kill(pids["main"], signal.SIGINT)
+    assert "stopping at the next barrier" in proc.stdout.readline() + proc.stdout.readline()
+    os.kill(pids["main"], signal.SIGINT)
+    code, _, err = finish_cli(proc)
+    assert code == 130, err
+    assert "no checkpoint was saved yet, so nothing can be resumed" in err, err
+    assert not (tmp_path / "checkpoint.pt").exists()
+    assert_all_gone(pids.values())
+
+
 def test_failed_fork_stops_the_roles_already_started(tmp_path, monkeypatch):
     """A fork that fails midway (EAGAIN at a process limit) leaves no role of the started ones behind."""
     import multiprocessing.context

@@ -177,3 +177,24 @@ def test_progress_csv_keeps_columns_aligned_when_one_appears_later(tmp_path):
     assert [r["lag/kl_behaviour_current"] for r in rows] == ["", "0.5", ""]
     assert [r["charts/episodic_score"] for r in rows] == ["", "1.0", "-1.0"]
     assert rows[1]["charts/mean_score_last_100"] == "1.0"
+
+
+def test_train_and_eval_print_one_human_line_and_the_version(tmp_path, capsys):
+    """What a newcomer reads: the settings at start, one line after train and after eval, --version."""
+    import htsrl
+
+    run_dir = tmp_path / "r"
+    args = ["--env", "CartPole-v1", "--num-envs", "4", "--alpha", "16", "--total-steps", "128"]
+    assert main(["train", *args, "--run-dir", str(run_dir)]) == 0
+    err = capsys.readouterr().err
+    assert (
+        "htsrl: starting: ppo (preset classic-ppo) on CartPole-v1, hts mode, 4 envs x alpha 16, fp32, 2 executors, "
+        f"1 actor, 128 steps; run dir {run_dir}" in err
+    ), err
+    assert "htsrl: done: 128 steps in " in err and " episodes, mean return of the last 100 " in err, err
+    assert main(["eval", str(run_dir), "--episodes", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "htsrl: eval: 2 sampled games of CartPole-v1, score " in err and str(run_dir / "eval.json") in err, err
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"htsrl {htsrl.__version__}"

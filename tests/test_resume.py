@@ -223,3 +223,43 @@ def test_checkpoints_hold_only_tensors_and_plain_types(tmp_path):
 
     payload = (run_dir / "checkpoint.pt").read_bytes()[len(MAGIC) + 40 :]
     torch.load(io.BytesIO(payload), weights_only=True)  # raises on anything else
+
+
+def test_init_from_starts_a_new_run_from_a_runs_final_weights_and_statistics(tmp_path, capsys):
+    """--init-from DIR: the first window acts with DIR's final weights (its normalization layer included),
+    the learner's observation statistics go on from DIR's count, and the new run resumes bitwise."""
+    import numpy as np
+    import torch
+
+    from htsrl.nn import build_model, flatten_params
+
+    source = tmp_path / "source"
+    base = dict(PENDULUM, mode="hts", norm_obs=True, progress=False)
+    train(Config(**{**base, "total_steps": 4 * 32 * 2}, run_dir=str(source)))
+    weights = torch.load(source / "model.pt", weights_only=True)
+    model = build_model((3,), _pendulum_spec(), obs_norm_clip=10.0)
+    model.load_state_dict(weights)
+    first_acted_with = {}
+
+    def on_window(window, bufs, buf):
+        if window == 0:
+            first_acted_with["params"] = np.array(bufs.published())
+
+    train(Config(**base, run_dir=str(tmp_path / "new"), init_from=str(source)), on_window=on_window)
+    assert np.array_equal(first_acted_with["params"], flatten_params(model).numpy())
+    count = load_checkpoint(tmp_path / "new")["learner"]["normalization"]["obs"]["count"]
+    assert count == load_checkpoint(source)["learner"]["normalization"]["obs"]["count"] + 4 * 32 * 8
+    assert_resume_is_bitwise(tmp_path / "resumed", STOPS, LAYOUTS, **base, init_from=str(source))
+
+    capsys.readouterr()
+    refused = tmp_path / "refused"
+    assert main(["train", "--env", "CartPole-v1", "--init-from", str(source), "--run-dir", str(refused)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "its weights do not fit this run's network" in err, err
+    assert not (refused / "config.json").exists()
+
+
+def _pendulum_spec():
+    from htsrl.envs import probe_env
+
+    return probe_env("Pendulum-v1").action_spec

@@ -6,7 +6,7 @@ import pytest
 
 from htsrl.config import Config, resolve
 from htsrl.engine.learner import Learner
-from htsrl.nn import params_sha256
+from htsrl.nn import flatten_params, params_sha256
 
 COUNTER = dict(
     env="htsrl/Counter-v0",
@@ -48,7 +48,7 @@ def test_first_windows_use_learners_initial_weights(run):
     run(**COUNTER, total_steps=6 * 5 * 2, on_window=_record(windows))
     cfg = resolve(Config(**COUNTER, total_steps=60))
     fresh = Learner(cfg, (3,), 3, total_updates=2)
-    flat = np.concatenate([p.detach().numpy().ravel() for p in fresh.model.parameters()])
+    flat = flatten_params(fresh.model).numpy()  # the published layout: each parameter 64-byte aligned
     for win in windows:  # windows 0 and 1 both run on theta_0
         assert np.array_equal(win["params"], flat)
     assert params_sha256(fresh.model) == params_sha256(Learner(cfg, (3,), 3, 2).model)

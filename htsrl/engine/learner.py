@@ -7,6 +7,8 @@ weights come from the learner's own seeded stream: actors receive these, never a
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.distributed as dist
 
@@ -17,8 +19,8 @@ from htsrl.distributed import SINGLE_PROCESS
 from htsrl.distributions import ActionSpec
 from htsrl.engine.shm import RolloutBuffers
 from htsrl.engine.streams import minibatch_generator, weights_seed
-from htsrl.errors import NonFiniteError, PeerFailed
-from htsrl.nn import build_model, flatten_params
+from htsrl.errors import CheckpointError, ConfigError, NonFiniteError, PeerFailed
+from htsrl.nn import build_model, flatten_params, mismatch
 from htsrl.normalization import Normalization
 
 
@@ -36,6 +38,27 @@ class Learner:
         self.generator = minibatch_generator(cfg.seed)
         self.shards = algos.LearnerShards(cfg.learner_shards)
         self.updates = 0
+
+    def start_from(self, source: Path) -> None:
+        """``--init-from``: the final weights of the run in ``source`` (``model.pt``, or its checkpoint where
+        newer) and, with ``--norm-obs``, the statistics behind its normalization layer, so the first update
+        goes on from them rather than from one window's. Optimizer, schedule and streams stay new."""
+        from htsrl.checkpoint import load_checkpoint
+        from htsrl.policy import load_weights, read_config
+
+        try:
+            read_config(source)  # a run folder, or one clear line
+            state, _ = load_weights(source, "auto")
+        except (ConfigError, CheckpointError) as e:
+            raise ConfigError(f"--init-from {source}: {e}") from None
+        try:
+            self.model.load_state_dict(state)
+        except RuntimeError as e:  # another env, another network (--recurrent, --norm-obs)
+            raise ConfigError(
+                f"--init-from {source}: its weights do not fit this run's network: {mismatch(e)}"
+            ) from None
+        if self.normalization.obs is not None:
+            self.normalization.obs.load_state_dict(load_checkpoint(source)["learner"]["normalization"]["obs"])
 
     def publish(self, bufs: RolloutBuffers) -> None:
         bufs.publish(flatten_params(self.model), self.updates)

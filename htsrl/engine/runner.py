@@ -46,7 +46,8 @@ from htsrl.engine.streams import ActionStreams
 from htsrl.envs import EnvInfo, probe_env
 from htsrl.errors import ConfigError, Interrupted, NonFiniteError, RoleFailed
 from htsrl.monitor import Episodes, Monitor
-from htsrl.nn import flat_size, num_params, params_sha256
+from htsrl.nn import flat_size, flatten_params, num_params, params_sha256
+from htsrl.run_dir import RunDirLock, claim_new_run
 
 # on_window(window, bufs, buf): called with `window` complete in buffer `buf`, before its update (tests use it).
 WindowHook = Callable[[int, RolloutBuffers, int], None]
@@ -69,12 +70,13 @@ WINDOW_FIELDS = (
     "hidden",
 )
 # 2: tensors and plain types only (weights_only=True); 3: + the learner's normalization state;
-# 4: + the window's episode starts and recurrent states
+# 4: + the window's episode starts and recurrent states (+ next_behaviour since htsrl 0.3: optional)
 CHECKPOINT_FORMAT = 4
 
 
 def default_run_dir(cfg: Config) -> Path:
-    return Path("runs") / f"{cfg.env.replace('/', '-')}__{cfg.algo}__{cfg.seed}__{int(time.time())}"
+    name = cfg.env.replace("/", "-").replace(":", "-")  # a custom env's module:EnvId too
+    return Path("runs") / f"{name}__{cfg.algo}__{cfg.seed}__{int(time.time())}"
 
 
 def train(cfg: Config, on_window: WindowHook | None = None, resume: bool = False) -> dict:
@@ -121,15 +123,28 @@ def train(cfg: Config, on_window: WindowHook | None = None, resume: bool = False
             actor_device=gpu if cfg.actor_device == "cuda" else cfg.actor_device,
         )
     dp = DataParallel(cfg.watchdog_s, cfg.device) if launched_by_torchrun() else SingleProcess()
+    run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
+    if dp.rank > 0:  # every rank keeps its own checkpoint (its envs' history and streams)
+        run_dir = run_dir / f"rank{dp.rank}"
     clean = False  # every rank ends the same way: finished, or stopped at one barrier
+    lock = None
     try:
-        summary = Trainer(cfg, local, info, dp, on_window, resume).run()
+        lock = RunDirLock(run_dir)  # before anything in the folder is read or written
+        if not resume:
+            if cfg.init_from and Path(cfg.init_from).resolve() == run_dir.resolve():
+                raise ConfigError(
+                    f"--init-from {cfg.init_from} is the folder this run would write; give another --run-dir"
+                )
+            claim_new_run(run_dir, cfg.overwrite)
+        summary = Trainer(cfg, local, info, dp, on_window, resume, run_dir).run()
         clean = True
         return summary
     except Interrupted:
         clean = True
         raise
     finally:
+        if lock is not None:
+            lock.release()
         dp.close(clean)
 
 
@@ -190,39 +205,16 @@ class Trainer:
     """One run of one rank: set-up and restore, the steps of the schedule (collect, wait, recover, record,
     learn, barrier), the HTS and the lock-step schedule, and the summary."""
 
-    def __init__(self, cfg: Config, local: Config, info: EnvInfo, dp, on_window: WindowHook | None, resume: bool):
+    def __init__(
+        self, cfg: Config, local: Config, info: EnvInfo, dp, on_window: WindowHook | None, resume: bool, run_dir: Path
+    ):
         self.cfg, self.dp, self.on_window, self.resume = cfg, dp, on_window, resume
-        run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
-        if dp.rank > 0:  # every rank keeps its own checkpoint (its envs' history and streams)
-            run_dir = run_dir / f"rank{dp.rank}"
         self.run_dir = run_dir
-        ckpt = load_checkpoint(run_dir) if resume else None
-        if ckpt is not None:
-            # format 3 lacks only the recurrent rows, which a feed-forward run never reads
-            readable = (CHECKPOINT_FORMAT, 3) if cfg.recurrent == "none" else (CHECKPOINT_FORMAT,)
-            if ckpt.get("format") not in readable:
-                raise ConfigError(
-                    f"{run_dir / 'checkpoint.pt'} was written by another version of htsrl "
-                    f"(format {ckpt.get('format')}, this one reads {CHECKPOINT_FORMAT})"
-                )
-            if ckpt["finished"]:
-                raise ConfigError(
-                    f"the run in {run_dir} already finished ({ckpt['learner']['updates']} updates); nothing to resume"
-                )
-        run_dir.mkdir(parents=True, exist_ok=True)
-        cfg.run_dir = str(run_dir)
-        if not resume:
-            (run_dir / "config.json").write_text(cfg.to_json())
-        torch.set_num_threads(cfg.learner_threads)
-
         # num_envs: envs of every rank (steps per window = num_envs * alpha); this rank's are buffer columns
         self.steps_per_window = cfg.num_envs * cfg.alpha
         self.windows = math.ceil(cfg.total_steps / self.steps_per_window)
-        if ckpt is not None and ckpt["next_window"] >= self.windows:
-            raise ConfigError(
-                f"--total-steps {cfg.total_steps} ends before the checkpoint in {run_dir} "
-                f"({ckpt['next_window'] * self.steps_per_window} steps)"
-            )
+        ckpt = self._checkpoint_to_resume() if resume else None
+        torch.set_num_threads(cfg.learner_threads)
         env_offset = dp.env_offset(cfg.num_envs)
         self.learner = Learner(
             dataclasses.replace(cfg, device=local.device),
@@ -231,6 +223,11 @@ class Trainer:
             total_updates=self.windows,
             dp=dp,
         )
+        if ckpt is None and cfg.init_from:
+            self.learner.start_from(Path(cfg.init_from))
+        cfg.run_dir = str(run_dir)
+        if ckpt is None or ckpt["config"]["total_steps"] != cfg.total_steps:  # a new run, or one trained longer
+            (run_dir / "config.json").write_text(cfg.to_json())
         self.bufs = RolloutBuffers(
             local.num_envs,
             cfg.alpha,
@@ -252,6 +249,9 @@ class Trainer:
         self.begun = 0  # windows begun so far (async mode begins several ahead)
         self.carried: dict[str, np.ndarray] | None = None  # async: the last recorded window's row alpha
         self.policy_lag = PolicyLag()
+        # HTS: the weights that collect the window after the last (θ_(W-1) once W windows are learned), kept
+        # in a finished run's checkpoint so that it can be trained longer bitwise
+        self.next_behaviour: torch.Tensor | None = None
         self.rollout: Rollout = (SerialRollout if cfg.serial else ParallelRollout)(
             local, info.obs_shape, info.action_spec, self.bufs, env_offset
         )
@@ -272,6 +272,34 @@ class Trainer:
         self.windows_done = self.first_window  # windows learned (raw mode: collected)
 
     # -- checkpoints
+    def _checkpoint_to_resume(self) -> dict:
+        """The run's checkpoint, if it can go on to ``self.windows``: a run stopped on the way, or a finished
+        one trained longer (a larger ``--total-steps``, which ``check_resume`` allows where the learning
+        rate does not decay over the run)."""
+        ckpt, path = load_checkpoint(self.run_dir), self.run_dir / "checkpoint.pt"
+        # format 3 lacks only the recurrent rows, which a feed-forward run never reads
+        readable = (CHECKPOINT_FORMAT, 3) if self.cfg.recurrent == "none" else (CHECKPOINT_FORMAT,)
+        if ckpt.get("format") not in readable:
+            raise ConfigError(
+                f"{path} was written by another version of htsrl "
+                f"(format {ckpt.get('format')}, this one reads {CHECKPOINT_FORMAT})"
+            )
+        steps = ckpt["next_window"] * self.steps_per_window
+        if ckpt["next_window"] < self.windows:
+            if ckpt["finished"] and self.cfg.mode == "hts" and ckpt.get("next_behaviour") is None:
+                raise ConfigError(
+                    f"the run in {self.run_dir} finished before htsrl 0.3, whose final checkpoint lacks the weights "
+                    f"that act next in HTS mode; start a new run from its weights with --init-from {self.run_dir}"
+                )
+            return ckpt
+        if ckpt["finished"]:
+            raise ConfigError(
+                f"the run in {self.run_dir} already finished ({steps} steps, {ckpt['learner']['updates']} updates); "
+                f"to train it longer give a larger --total-steps with --resume, or start a new run from its "
+                f"weights with --init-from {self.run_dir}"
+            )
+        raise ConfigError(f"--total-steps {self.cfg.total_steps} ends before the checkpoint in {path} ({steps} steps)")
+
     def _restore(self, ckpt: dict) -> None:
         """The state of ``ckpt`` (``state``'s dict) into this fresh trainer: the inverse of ``state``."""
         self.learner.load_state_dict(ckpt["learner"])
@@ -284,8 +312,9 @@ class Trainer:
         self.rollout_sha256 = ckpt["rollout_sha256"]
         self.policy_lag.load_state_dict(ckpt.get("policy_lag", {}))  # absent from older checkpoints
         self.monitor.restore(**ckpt["monitor"])
+        self.next_behaviour = ckpt.get("next_behaviour")  # absent before htsrl 0.3
         self.last_window = ckpt["last_window"]
-        if self.cfg.mode == "hts":
+        if self.cfg.mode == "hts" and not ckpt["finished"]:  # window last_window is collected, still to learn
             self.pending = Episodes(**ckpt["pending_episodes"])
         if self.cfg.mode == "async":
             self.carried = self._carried_rows(buf)
@@ -314,6 +343,7 @@ class Trainer:
             "rollout_sha256": self.rollout_sha256,
             "monitor": self.monitor.state_dict(),
             "policy_lag": self.policy_lag.state_dict(),
+            "next_behaviour": self.next_behaviour,
         }
 
     def save_checkpoint(
@@ -325,7 +355,10 @@ class Trainer:
     def collect(self, window: int, publish: bool = True) -> None:
         """Publish the weights (async mode: they are published after each update instead), draw the
         window's uniforms and start it (returns at once in parallel)."""
-        if publish:
+        if publish and self.next_behaviour is not None:  # HTS, a finished run trained longer: its θ_(W-1)
+            self.bufs.publish(self.next_behaviour, window - 1)
+            self.next_behaviour = None
+        elif publish:
             self.learner.publish(self.bufs)
         self.streams.fill(self.bufs.uniforms[self.bufs.slot(window)])
         self.times.collect_started = time.perf_counter()
@@ -468,9 +501,9 @@ class Trainer:
     def run_hts(self) -> None:
         """Barrier w: window w collected, update w-1 done, nothing running. Then collect w+1 on the other
         buffer (with θ_w) while the learner updates on w."""
-        if self.pending is None:  # a fresh run: the first window has no update to overlap with
-            self.collect(0)
-            self.wait(0)
+        if self.pending is None:  # a fresh run (or a finished one trained longer): nothing to overlap with
+            self.collect(self.first_window)
+            self.wait(self.first_window)
         for w in range(self.first_window, self.windows):
             episodes = self.pending if self.pending is not None else self.record(w)
             self.pending = None
@@ -478,6 +511,8 @@ class Trainer:
                 return
             if w + 1 < self.windows:
                 self.collect(w + 1)
+            else:  # the last window: what a longer run would collect next with, for the final checkpoint
+                self.next_behaviour = flatten_params(self.learner.model)
             metrics = self.learn(w)
             if w + 1 < self.windows:
                 self.wait(w + 1)
@@ -533,8 +568,30 @@ class Trainer:
         runs on one rank, so no rank has to agree)."""
         return any(self._pause_or_save_due(next_window, self.stop.requested))
 
+    def announce(self) -> None:
+        """One line at start: what trains, how, and where it is written."""
+        cfg = self.cfg
+        what = f"resuming at {self.steps_before:,} steps" if self.resume else "starting"
+
+        def count(n: int, what: str) -> str:
+            return f"{n} {what}{'s' if n != 1 else ''}"
+
+        layout = "serial" if cfg.serial else count(cfg.num_executors, "executor")
+        if cfg.mode in ("hts", "async") and not cfg.serial:
+            layout += f", {count(cfg.num_actors, 'actor')}"
+        start = f", from the weights of {cfg.init_from}" if cfg.init_from else ""
+        print(
+            f"htsrl: {what}: {cfg.algo} (preset {cfg.preset}) on {cfg.env}{start}, {cfg.mode} mode, {cfg.num_envs} "
+            f"envs x alpha {cfg.alpha}, {cfg.precision}, {layout}, {self.windows * self.steps_per_window:,} steps; "
+            f"run dir {self.run_dir}",
+            file=sys.stderr,
+            flush=True,
+        )
+
     def run(self) -> dict:
         t_start = time.perf_counter()
+        if self.cfg.progress and self.dp.rank == 0:
+            self.announce()
         with self.stop:
             try:
                 self.rollout.start(self.history if self.resume else None, self.last_window if self.resume else -1)
