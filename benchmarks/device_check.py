@@ -15,7 +15,7 @@ import torch
 
 
 def train(args: list[str], run_dir: Path) -> dict:
-    cmd = [sys.executable, "-m", "htsrl", "train", "--no-progress", "--run-dir", str(run_dir), *args]
+    cmd = [sys.executable, "-m", "htsrl", "train", "--no-progress", "--overwrite", "--run-dir", str(run_dir), *args]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{out.stderr[-2000:]}")

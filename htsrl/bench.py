@@ -82,6 +82,7 @@ def run_htsrl(cfg: Config, mode: str, run_dir: Path, per_mode: dict) -> dict:
             "run_dir": str(run_dir),
             "progress": False,
             "checkpoint_every": 0,
+            "overwrite": True,  # a measurement's runs are its own: a rerun of the bench replaces them
         }
     )
     summary = train(cfg)
