@@ -263,3 +263,24 @@ def _pendulum_spec():
     from htsrl.envs import probe_env
 
     return probe_env("Pendulum-v1").action_spec
+
+
+CUDA_MATRIX = {
+    "ppo-hts-cuda-learner": dict(**CARTPOLE, mode="hts", device="cuda"),
+    "ppo-sync-cuda-learner": dict(**CARTPOLE, mode="sync", device="cuda"),
+    "atari-ppo-hts-cuda-learner-and-actors": dict(
+        **BREAKOUT, mode="hts", device="cuda", actor_device="cuda", start_method="spawn", precision="bf16"
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CUDA_MATRIX))
+def test_resume_is_bitwise_on_cuda(tmp_path, name):
+    """The same check with the learner (and actors) on a GPU; run by the device script, skipped elsewhere."""
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device (the GPU machine runs this: see benchmarks/device_check.sh)")
+    layouts = [dict(num_executors=1, num_actors=2), dict(num_executors=2, num_actors=1)]
+    full = assert_resume_is_bitwise(tmp_path, STOPS, layouts, **CUDA_MATRIX[name])
+    assert full["updates"] == 8

@@ -170,10 +170,14 @@ def lag_terms(
     policy at the start of the update; in lock-step mode r == 1."""
     log_r = (logp_current - logp_behaviour).double()
     r = log_r.exp()
-    clipped = ((r - 1).abs() > clip_coef).sum() if clip_coef is not None else torch.zeros((), dtype=torch.int64)
+    clipped = (
+        ((r - 1).abs() > clip_coef).sum()
+        if clip_coef is not None
+        else torch.zeros((), dtype=torch.int64, device=r.device)
+    )
     return torch.stack(
         [
-            torch.tensor(float(r.numel()), dtype=torch.float64),
+            torch.tensor(float(r.numel()), dtype=torch.float64, device=r.device),  # on the learner's device
             r.sum(),
             ((r - 1) - log_r).sum(),
             clipped.double(),
