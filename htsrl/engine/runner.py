@@ -573,8 +573,8 @@ class Trainer:
         cfg = self.cfg
         what = f"resuming at {self.steps_before:,} steps" if self.resume else "starting"
 
-        def count(n: int, what: str) -> str:
-            return f"{n} {what}{'s' if n != 1 else ''}"
+        def count(n: int, noun: str) -> str:
+            return f"{n} {noun}{'s' if n != 1 else ''}"
 
         layout = "serial" if cfg.serial else count(cfg.num_executors, "executor")
         if cfg.mode in ("hts", "async") and not cfg.serial:
