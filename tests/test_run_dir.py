@@ -186,6 +186,9 @@ def test_a_second_trainer_on_a_running_folder_is_refused(tmp_path, capsys):
             err = _one_line(capsys)
             assert f"{run_dir} is in use by another htsrl trainer (pid {proc.pid})" in err, err
         assert proc.poll() is None
+        deadline = time.monotonic() + 60
+        while len(_progress_lines(run_dir)) < 2 and time.monotonic() < deadline:  # a window learned
+            time.sleep(0.02)
         os.kill(proc.pid, signal.SIGINT)  # the first stops at its next barrier, with a checkpoint
     except BaseException:
         kill_group(proc)
