@@ -90,10 +90,13 @@ def registered_id(env_id: str) -> str:
                 ) from None
             raise ConfigError(f"importing {module!r} of --env {env_id} failed: {_first_line(e)}") from None
     if name not in gym.registry:
-        close = difflib.get_close_matches(name, list(gym.registry), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ConfigError(f"module {module!r} registered no env id {name!r}{hint}")
+        raise ConfigError(f"module {module!r} registered no env id {name!r}{_did_you_mean(name)}")
     return name
+
+
+def _did_you_mean(name: str) -> str:
+    close = difflib.get_close_matches(name, list(gym.registry), n=3)
+    return f"; did you mean {', '.join(close)}?" if close else ""
 
 
 def _first_line(e: BaseException) -> str:
@@ -261,9 +264,7 @@ def probe_env(env_id: str, env_kwargs: dict | None = None, backend: str = "pytho
         if env_id in gym.registry and not football_installed():
             raise ConfigError(INSTALL_HINT)
     if registered_id(env_id) not in gym.registry:
-        close = difflib.get_close_matches(env_id, list(gym.registry), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ConfigError(f"unknown env id {env_id!r}{hint}")
+        raise ConfigError(f"unknown env id {env_id!r}{_did_you_mean(env_id)}")
     try:
         env = make_env(env_id, env_kwargs, training=True)
     except (TypeError, ValueError, RuntimeError) as e:  # RuntimeError: ALE's "Invalid game mode requested"
