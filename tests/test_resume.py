@@ -16,13 +16,6 @@ from htsrl.errors import CheckpointError, CheckpointWriteError, ConfigError
 KEYS = ("params_sha256", "rollout_sha256", "episodes", "mean_return_last_100", "updates", "env_steps")
 
 
-def _resume(run_dir, **layout):
-    cfg = Config.from_dict(
-        {**__import__("json").loads((run_dir / "config.json").read_text()), "stop_at_steps": None, **layout}
-    )
-    return train(cfg, resume=True)
-
-
 def _half_run(run_dir) -> dict:
     """A CartPole run of 4 windows stopped after 2 with a checkpoint; returns its config (without the stop)."""
     base = dict(env="CartPole-v1", total_steps=8 * 32 * 4, alpha=32, progress=False, run_dir=str(run_dir))
