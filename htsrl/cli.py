@@ -147,6 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="charts/mean_return_last_100",
         help="progress.csv column to plot (e.g. charts/mean_score_last_100 for football's score difference)",
     )
+    pl.add_argument(
+        "--resources",
+        action="store_true",
+        help="plot what each run held instead (resources/*: memory per role, shared memory, descriptors)",
+    )
     return parser
 
 
@@ -284,9 +289,12 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "export":
         _export(args)
     elif args.command == "plot":
-        from htsrl.analysis.plots import plot_runs
+        from htsrl.analysis.plots import plot_resources, plot_runs
 
-        out = plot_runs(args.run_dirs, args.out, args.title, args.metric)
+        if args.resources:
+            out = plot_resources(args.run_dirs, args.out, args.title)
+        else:
+            out = plot_runs(args.run_dirs, args.out, args.title, args.metric)
         print(f"wrote {out}", file=sys.stderr)
     return 0
 

@@ -121,6 +121,30 @@ def test_plot(cartpole_run, tmp_path):
     assert main(["plot", str(tmp_path / "missing")]) == 2
 
 
+def test_resources_are_sampled_into_csv_and_tensorboard_and_plotted(cartpole_run, tmp_path):
+    """resources/*: every role's resident memory, the run's shared memory and descriptors, plausible values."""
+    with open(cartpole_run / "progress.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r["resources/open_fds"]]
+    roles = json.loads((cartpole_run / "pids.json").read_text())
+    assert rows and {"main", "executor 0", "actor 0"} <= set(roles)
+    first = rows[0]
+    for role in roles:  # a Python process with torch holds tens of MB at least, and less than a few GB
+        assert 20 < float(first[f"resources/rss_mb/{role.replace(' ', '_')}"]) < 4000
+    assert 50 < float(first["resources/private_mb"]) < 8000
+    assert 0 < float(first["resources/shm_mb"]) < 100  # the rollout buffers' memfd, counted once
+    assert 3 * len(roles) <= float(first["resources/open_fds"]) < 2000
+    acc = EventAccumulator(str(cartpole_run / "tb"))
+    acc.Reload()
+    assert {"resources/private_mb", "resources/shm_mb", "resources/open_fds"} <= set(acc.Tags()["scalars"])
+    out = tmp_path / "resources.png"
+    assert main(["plot", "--resources", str(cartpole_run), "--out", str(out)]) == 0
+    assert out.stat().st_size > 10_000 and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    no_columns = tmp_path / "old"
+    no_columns.mkdir()
+    (no_columns / "progress.csv").write_text("env_steps,wall_time_s\n1024,1.0\n")
+    assert main(["plot", "--resources", str(no_columns), "--out", str(out)]) == 2
+
+
 def test_plot_groups_seeds_and_names_what_differs(cartpole_run, tmp_path):
     """Seeds (and layouts) of one setting make one curve; runs that differ in a setting are apart,
     labelled by it."""

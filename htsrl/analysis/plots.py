@@ -74,10 +74,58 @@ def group_runs(runs: list[dict]) -> dict[str, list[dict]]:
     return labelled
 
 
-def plot_runs(run_dirs: list[str | Path], out: str | Path, title: str | None = None, metric: str = METRIC) -> Path:
-    """Curves of ``metric`` (a progress.csv column; default the mean return of the last 100 episodes)
-    against env steps (game frames: a run of several football players is put on the same axis as one
-    of one player) and wall time; one curve per setting, mean and min-max over its seeds."""
+def read_resources(run_dir: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The ``resources/*`` columns of a run's progress.csv: env steps and, per column, its values (NaN
+    where a row has none: they are sampled at most once a second)."""
+    progress = run_dir / "progress.csv"
+    if not progress.is_file():
+        raise ConfigError(f"{run_dir} has no progress.csv: not an htsrl run directory")
+    with open(progress) as f:
+        rows = [r for r in csv.DictReader(f) if r.get("resources/open_fds")]
+    names = sorted({k for r in rows for k in r if k.startswith("resources/")})
+    steps = np.array([float(r["env_steps"]) for r in rows])
+    return steps, {k: np.array([float(r[k]) if r.get(k) else np.nan for r in rows]) for k in names}
+
+
+RESOURCE_PANELS = (
+    ("resident memory per role (MB)", "resources/rss_mb/"),
+    ("private memory, all roles (MB)", "resources/private_mb"),
+    ("shared memory held (MB)", "resources/shm_mb"),
+    ("open descriptors, all roles", "resources/open_fds"),
+)
+
+
+def plot_resources(run_dirs: list[str | Path], out: str | Path, title: str | None = None) -> Path:
+    """What each run held against env steps (``htsrl plot --resources``): a leak is a slope here."""
+    plt, EngFormatter = _pyplot()
+    fig, axes = plt.subplots(1, len(RESOURCE_PANELS), figsize=(4.2 * len(RESOURCE_PANELS), 4))
+    drawn = 0
+    for run_dir in run_dirs:
+        steps, columns = read_resources(Path(run_dir))
+        drawn += len(steps)
+        for ax, (ylabel, prefix) in zip(axes, RESOURCE_PANELS):
+            for name, values in columns.items():
+                if name == prefix or (prefix.endswith("/") and name.startswith(prefix)):
+                    role = name[len(prefix) :] if prefix.endswith("/") else ""
+                    label = " ".join(x for x in (Path(run_dir).name if len(run_dirs) > 1 else "", role) if x)
+                    ok = ~np.isnan(values)
+                    ax.plot(steps[ok], values[ok], label=label or None)
+            ax.set_ylabel(ylabel)
+    if not drawn:
+        raise ConfigError("no run has resources/* columns to plot (runs before htsrl 0.3.1 have none)")
+    for ax in axes:
+        ax.set_xlabel("environment steps")
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+        ax.set_ylim(0, 1.15 * max(ax.dataLim.ymax, 1e-9))  # from zero: a slope reads as a share of the whole
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.suptitle(title or "resources: " + ", ".join(Path(d).name for d in run_dirs))
+    fig.tight_layout()
+    return _save(fig, plt, out)
+
+
+def _pyplot():
     try:
         import matplotlib
 
@@ -85,7 +133,23 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, title: str | None = N
         import matplotlib.pyplot as plt
         from matplotlib.ticker import EngFormatter
     except ImportError:
-        raise ConfigError("htsrl plot needs matplotlib: pip install 'htsrl[plot]'") from None
+        raise ConfigError('htsrl plot needs matplotlib: pip install -e ".[plot]" (or pip install matplotlib)') from None
+    return plt, EngFormatter
+
+
+def _save(fig, plt, out: str | Path) -> Path:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def plot_runs(run_dirs: list[str | Path], out: str | Path, title: str | None = None, metric: str = METRIC) -> Path:
+    """Curves of ``metric`` (a progress.csv column; default the mean return of the last 100 episodes)
+    against env steps (game frames: a run of several football players is put on the same axis as one
+    of one player) and wall time; one curve per setting, mean and min-max over its seeds."""
+    plt, EngFormatter = _pyplot()
     runs = [read_run(Path(d), metric) for d in run_dirs]
     runs = [r for r in runs if len(r["value"])]
     if not runs:
@@ -117,8 +181,4 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, title: str | None = N
     fig.legend(handles, labels, loc="lower center", ncol=1, frameon=False)  # one legend, below both plots
     fig.suptitle(title or ", ".join(sorted({r["env"] for r in runs})))
     fig.tight_layout(rect=(0, 0.06 * len(labels), 1, 1))
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return _save(fig, plt, out)

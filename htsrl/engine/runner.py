@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from htsrl import resources
 from htsrl.checkpoint import load_checkpoint, save_checkpoint
 from htsrl.config import Config, check_resume, resolve, validate
 from htsrl.distributed import DataParallel, SingleProcess, launched_by_torchrun
@@ -72,6 +73,7 @@ WINDOW_FIELDS = (
 # 2: tensors and plain types only (weights_only=True); 3: + the learner's normalization state;
 # 4: + the window's episode starts and recurrent states (+ next_behaviour since htsrl 0.3: optional)
 CHECKPOINT_FORMAT = 4
+RESOURCES_INTERVAL_S = 1.0  # resources/* sampled at most this often
 
 
 def default_run_dir(cfg: Config) -> Path:
@@ -270,6 +272,7 @@ class Trainer:
         self.stop = StopRequest()
         self.stop_at = cfg.stop_at_steps or math.inf
         self.windows_done = self.first_window  # windows learned (raw mode: collected)
+        self._resources_at = -math.inf
 
     # -- checkpoints
     def _checkpoint_to_resume(self) -> dict:
@@ -457,9 +460,19 @@ class Trainer:
 
     def report(self, window: int, episodes: Episodes, metrics: dict[str, float]) -> None:
         steps = (window + 1) * self.steps_per_window
-        self.monitor.row(steps, self.learner.updates, episodes, {**metrics, **self.times.metrics()})
+        extra = {**self.times.metrics(), **self._resources()}
+        self.monitor.row(steps, self.learner.updates, episodes, {**metrics, **extra})
         if "policy_lag/mean" in metrics:
             self.monitor.histogram("policy_lag", self.policy_lag.last, steps)
+
+    def _resources(self) -> dict[str, float]:
+        """``resources/*`` of this rank's processes, at most once a second (0.2-0.7 ms a sample): every window
+        of an Atari run, and no measurable cost where windows take milliseconds."""
+        now = time.perf_counter()
+        if now - self._resources_at < RESOURCES_INTERVAL_S:
+            return {}
+        self._resources_at = now
+        return resources.sample({"main": os.getpid(), **self.rollout.pids})
 
     def barrier(self, last_window: int, next_window: int, pending: Episodes | None = None, save: bool = False) -> bool:
         """Nothing runs here. Saves a checkpoint when one is due (or ``save``), when ``--stop-at-steps`` is
