@@ -216,6 +216,9 @@ def test_train_and_eval_print_one_human_line_and_the_version(tmp_path, capsys):
         f"1 actor, 128 steps; run dir {run_dir}" in err
     ), err
     assert "htsrl: done: 128 steps in " in err and " episodes, mean return of the last 100 " in err, err
+    rounded = ["train", *args[:-1], "100", "--run-dir", str(tmp_path / "rounded")]
+    assert main(rounded) == 0  # a budget that is no whole number of windows: the start line says so
+    assert "128 steps (--total-steps 100 rounded up to whole windows of 64); run dir" in capsys.readouterr().err
     assert main(["eval", str(run_dir), "--episodes", "2"]) == 0
     err = capsys.readouterr().err
     assert "htsrl: eval: 2 sampled games of CartPole-v1, score " in err and str(run_dir / "eval.json") in err, err

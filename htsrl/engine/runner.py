@@ -593,9 +593,15 @@ class Trainer:
         if cfg.mode in ("hts", "async") and not cfg.serial:
             layout += f", {count(cfg.num_actors, 'actor')}"
         start = f", from the weights of {cfg.init_from}" if cfg.init_from else ""
+        steps = self.windows * self.steps_per_window
+        if steps != cfg.total_steps:  # say why the run is longer than asked
+            rounded = f"--total-steps {cfg.total_steps:,} rounded up to whole windows of {self.steps_per_window:,}"
+            steps_said = f"{steps:,} steps ({rounded})"
+        else:
+            steps_said = f"{steps:,} steps"
         print(
             f"htsrl: {what}: {cfg.algo} (preset {cfg.preset}) on {cfg.env}{start}, {cfg.mode} mode, {cfg.num_envs} "
-            f"envs x alpha {cfg.alpha}, {cfg.precision}, {layout}, {self.windows * self.steps_per_window:,} steps; "
+            f"envs x alpha {cfg.alpha}, {cfg.precision}, {layout}, {steps_said}; "
             f"run dir {self.run_dir}",
             file=sys.stderr,
             flush=True,
