@@ -175,6 +175,25 @@ def summarize(args, settings: dict[str, str]) -> dict:
     return result
 
 
+def launch(jobs: list[tuple], parallel: int, logs: Path) -> None:
+    """Run ``(label, run folder, args, setting flags, seed)`` jobs, ``parallel`` at a time, each started or
+    resumed by ``command``; a finished run is skipped. Each run's output goes to LOGS/<label>.log."""
+    queue = [job for job in jobs if not _finished(job[1])]
+    running: list[tuple[subprocess.Popen, str]] = []
+    while queue or running:
+        while queue and len(running) < parallel:
+            label, where, args, flags, seed = queue.pop(0)
+            log = open(logs / f"{label}.log", "a")
+            cmd = command(args, flags, seed, where)
+            print(f"start {label}: {shlex.join(cmd[1:])}", flush=True)
+            running.append((subprocess.Popen(cmd, stdout=log, stderr=log), label))
+        time.sleep(2)
+        for proc, label in list(running):
+            if proc.poll() is not None:
+                running.remove((proc, label))
+                print(f"done {label}: exit {proc.returncode}", flush=True)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env", required=True)
@@ -199,21 +218,12 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     if not args.summarize_only:
         # seed-major order: the first seeds of every setting finish first
-        queue = [(name, seed) for seed in args.seeds for name in settings if not _finished(run_dir(out, name, seed))]
-        running: list[tuple[subprocess.Popen, str, int]] = []
-        while queue or running:
-            while queue and len(running) < args.parallel:
-                name, seed = queue.pop(0)
-                where = run_dir(out, name, seed)
-                log = open(out / f"{name}__s{seed}.log", "a")
-                cmd = command(args, settings[name], seed, where)
-                print(f"start {name} seed {seed}: {shlex.join(cmd[1:])}", flush=True)
-                running.append((subprocess.Popen(cmd, stdout=log, stderr=log), name, seed))
-            time.sleep(2)
-            for proc, name, seed in list(running):
-                if proc.poll() is not None:
-                    running.remove((proc, name, seed))
-                    print(f"done {name} seed {seed}: exit {proc.returncode}", flush=True)
+        jobs = [
+            (f"{name}__s{seed}", run_dir(out, name, seed), args, settings[name], seed)
+            for seed in args.seeds
+            for name in settings
+        ]
+        launch(jobs, args.parallel, out)
     summarize(args, settings)
     return 0
 

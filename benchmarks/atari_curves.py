@@ -1,0 +1,343 @@
+"""Atari learning curves at a published budget, beside CleanRL's, and the race to a score on this machine.
+
+    python benchmarks/atari_curves.py --games Pong --seeds 1 2 3 --total-steps 3000000 --parallel 2
+    python benchmarks/atari_curves.py --games Pong --seeds 1 --total-steps 3000000 \\
+        --setting control="--mode sync --precision fp32 --learner-shards 1"
+    python benchmarks/atari_curves.py --games Pong Breakout --summarize-only --cleanrl-sps 437
+
+Each run is an ordinary ``htsrl train --env ALE/<Game>-v5 --env-backend envpool`` with the defaults (the
+atari-ppo preset) in OUT/<game>__s<seed>, or OUT/<game>-<setting>__s<seed> for a named setting; a run that
+saved a checkpoint and has not finished is resumed (``--resume``: bitwise the run it continues), a finished
+one is only read (benchmarks/learning_comparison.py starts them). Runs may share the CPU: a run's numbers
+per env step do not depend on timing; its wall clock does, so say what shared the machine.
+
+Writes into RESULTS (small files, to commit; never the checkpoints):
+- per run ``<run>.curve.csv``: agent steps, wall seconds, the mean full-game score of the last 100 games
+  (Atari's ``charts/mean_return_last_100``: the true score, all lives, unclipped) and games ended;
+  ``<run>.summary.json``, ``<run>.config.json``, and ``<run>.resources.csv`` (the ``resources/*`` columns);
+- per game ``<game>.png``: every seed, their mean and min-max band against agent steps with CleanRL's
+  published points on the same axes, and against wall-clock hours on this machine (CleanRL's points too
+  when ``--cleanrl-sps``, its steps/s measured here, is given);
+- ``curves.json`` and a printed table: per run the score at each published budget, the agent steps and
+  wall time at which it first reached each race score (counted once 100 games have ended, so a lucky first
+  few games are no level reached), and memory growth after the first 10% of the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.util
+import json
+import shutil
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+
+_spec = importlib.util.spec_from_file_location(
+    "learning_comparison", Path(__file__).with_name("learning_comparison.py")
+)
+learning_comparison = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(learning_comparison)
+
+SCORE = "charts/mean_return_last_100"
+BUDGETS = (1_000_000, 2_000_000, 3_000_000, 5_000_000, 10_000_000)
+# CleanRL's published PPO curves: the mean episodic return of 3 seeds, read off the learning-curve plots of
+# its documentation (docs.cleanrl.dev, rl-algorithms/ppo: "ppo_atari_envpool.py" and "ppo_atari.py",
+# experiment results) at each budget, about +-1 point on Pong and +-5% on Breakout; the 10M point is the
+# table's final figure. Agent steps (one step = 4 frames), 8 envs x 128 steps, lr annealed over 10M.
+CLEANRL = {
+    "Pong": {
+        "CleanRL ppo_atari_envpool (Pong-v5)": (-11.4, 10.8, 17.4, 19.7, 20.45),
+        "CleanRL ppo_atari (PongNoFrameskip-v4)": (-8.4, 12.9, 17.2, 19.6, 20.36),
+    },
+    "Breakout": {
+        "CleanRL ppo_atari_envpool (Breakout-v5)": (17, 38, 70, 169, 211),
+        "CleanRL ppo_atari (BreakoutNoFrameskip-v4)": (20, 46, 102, 192, 414.66),
+    },
+}
+CLEANRL_ENVPOOL = {game: next(iter(curves)) for game, curves in CLEANRL.items()}  # the one run here for SPS
+RACE = {"Pong": (0, 10, 17, 18, 20), "Breakout": (30, 70, 100)}
+MIN_GAMES = 100  # a last-100 mean counts as a level reached once this many games have ended
+
+
+def run_name(game: str, setting: str, seed: int) -> str:
+    label = game.lower() if setting == "defaults" else f"{game.lower()}-{setting}"
+    return f"{label}__s{seed}"
+
+
+def read_curve(where: Path) -> dict | None:
+    """(agent steps, wall s, score, games) of every row with a score, and the resources/* rows."""
+    path = where / "progress.csv"
+    if not path.is_file():
+        return None
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    curve = [
+        (int(r["env_steps"]), float(r["wall_time_s"]), float(r[SCORE]), int(float(r["charts/episodes"])))
+        for r in rows
+        if r.get(SCORE)
+    ]
+    resources = [
+        {"env_steps": r["env_steps"], **{k: v for k, v in r.items() if k.startswith("resources/")}}
+        for r in rows
+        if r.get("resources/open_fds")
+    ]
+    sampled_outside = where.parent / f"{where.name}.resources.csv"
+    if not resources and sampled_outside.is_file():  # a run from before resources/* were sampled in-run,
+        with open(sampled_outside) as f:  # sampled every 30 s by htsrl.resources.sample from another process
+            resources = list(csv.DictReader(f))
+    return {"curve": curve, "resources": resources, "env_steps": int(rows[-1]["env_steps"]) if rows else 0}
+
+
+def first_reach(curve: list[tuple], score: float) -> tuple[int, float] | None:
+    for steps, wall, value, games in curve:
+        if games >= MIN_GAMES and value >= score:
+            return steps, wall
+    return None
+
+
+def score_at(curve: list[tuple], steps: int) -> float | None:
+    """The last-100 mean at the last row at or before ``steps`` (None past the run's end)."""
+    before = [value for s, _, value, _ in curve if s <= steps]
+    return before[-1] if before and curve[-1][0] >= steps else None
+
+
+def cleanrl_steps_to(game: str, score: float) -> float | None:
+    """Agent steps at which CleanRL's envpool curve first reaches ``score``, linear between its points."""
+    points = [(0, None), *zip(BUDGETS, CLEANRL[game][CLEANRL_ENVPOOL[game]])]
+    for (s0, v0), (s1, v1) in zip(points[1:], points[2:]):
+        if v0 >= score:
+            return float(s0)
+        if v1 >= score:
+            return s0 + (score - v0) / (v1 - v0) * (s1 - s0)
+    return None
+
+
+def growth(resources: list[dict], total_steps: int) -> dict | None:
+    """Resources after the first 10% of the run against their maximum later: what a leak would move."""
+    if not resources:
+        return None
+    after = [r for r in resources if int(r["env_steps"]) >= 0.1 * total_steps]
+    if len(after) < 2:
+        return None
+
+    def col(name: str) -> list[float]:
+        return [float(r[name]) for r in after if r.get(name)]
+
+    private, shm, fds = col("resources/private_mb"), col("resources/shm_mb"), col("resources/open_fds")
+    return {
+        "private_mb_at_10pct": private[0],
+        "private_mb_max_after": max(private),
+        "private_mb_end": private[-1],
+        "private_growth_pct": 100 * (max(private) / private[0] - 1),
+        "shm_mb_min_max": [min(shm), max(shm)],
+        "open_fds_min_max": [min(fds), max(fds)],
+    }
+
+
+def summarize_run(where: Path, game: str) -> dict | None:
+    got = read_curve(where)
+    if got is None or not got["curve"]:
+        return None
+    curve = got["curve"]
+    summary_path = where / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    total = json.loads((where / "config.json").read_text())["total_steps"]
+    race = {}
+    for score in RACE.get(game, ()):
+        hit = first_reach(curve, score)
+        race[str(score)] = {"steps": hit[0], "wall_s": hit[1]} if hit else None
+    return {
+        "env_steps": got["env_steps"],
+        "finished": bool(summary.get("finished")),
+        "final": curve[-1][2],
+        "games": curve[-1][3],
+        "wall_s": curve[-1][1],
+        "at_budget": {str(b): score_at(curve, b) for b in BUDGETS},
+        "race": race,
+        "resources": growth(got["resources"], total),
+    }
+
+
+def export_run(where: Path, results: Path) -> None:
+    """The run's small outputs into RESULTS, named after the run."""
+    got = read_curve(where)
+    if got is None:
+        return
+    with open(results / f"{where.name}.curve.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["agent_steps", "wall_s", "score_last_100", "games"])
+        w.writerows(got["curve"])
+    if got["resources"]:
+        with open(results / f"{where.name}.resources.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(got["resources"][0]), restval="")
+            w.writeheader()
+            w.writerows(got["resources"])
+    for name in ("summary.json", "config.json"):
+        if (where / name).is_file():
+            shutil.copyfile(where / name, results / f"{where.name}.{name}")
+
+
+def plot_game(game: str, runs: dict[str, dict[int, Path]], cleanrl_sps: float | None, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import EngFormatter
+
+    fig, (by_steps, by_hours) = plt.subplots(1, 2, figsize=(12, 4.8))
+    hours_shown = 0.0
+    colors = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"])
+    for setting, seeds in runs.items():
+        curves = {s: read_curve(w)["curve"] for s, w in seeds.items() if read_curve(w) and read_curve(w)["curve"]}
+        if not curves:
+            continue
+        color = next(colors)
+        label = f"htsrl {setting}" + (" (atari-ppo, EnvPool)" if setting == "defaults" else "")
+        for ax, x, scale in ((by_steps, 0, 1.0), (by_hours, 1, 1 / 3600)):
+            for c in curves.values():
+                ax.plot([r[x] * scale for r in c], [r[2] for r in c], color=color, alpha=0.35, lw=0.8)
+            end = min(c[-1][x] for c in curves.values())
+            grid = np.linspace(max(c[0][x] for c in curves.values()), end, 300)
+            ys = np.stack([np.interp(grid, [r[x] for r in c], [r[2] for r in c]) for c in curves.values()])
+            ax.plot(grid * scale, ys.mean(0), color=color, lw=2, label=f"{label}, mean of {len(curves)} seeds")
+            if ax is by_hours:
+                hours_shown = max(hours_shown, max(c[-1][1] for c in curves.values()) / 3600)
+            if len(curves) > 1:
+                ax.fill_between(grid * scale, ys.min(0), ys.max(0), color=color, alpha=0.15)
+    for (name, values), marker in zip(CLEANRL.get(game, {}).items(), ("o", "s")):
+        by_steps.plot(BUDGETS, values, marker=marker, ls=":", color="k", alpha=0.7, label=name + ", published")
+        if cleanrl_sps and name == CLEANRL_ENVPOOL[game]:
+            hours = [b / cleanrl_sps / 3600 for b in BUDGETS]
+            by_hours.plot(
+                hours,
+                values,
+                marker=marker,
+                ls=":",
+                color="k",
+                alpha=0.7,
+                label=f"{name} at {cleanrl_sps:.0f} steps/s measured here",
+            )
+    by_steps.set_xlabel("agent steps (x4 frames)")
+    by_steps.xaxis.set_major_formatter(EngFormatter(sep=""))
+    by_hours.set_xlabel("wall-clock hours on this machine (2 cores)")
+    if cleanrl_sps:  # up to CleanRL's 3M point or a little past htsrl's runs: its 10M would squash them
+        by_hours.set_xlim(0, max(1.15 * hours_shown, BUDGETS[2] / cleanrl_sps / 3600 * 1.05))
+    for ax in (by_steps, by_hours):
+        ax.set_ylabel("mean score, last 100 full games")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"{game}-v5, PPO: htsrl defaults against CleanRL's published curves")
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def table(result: dict) -> None:
+    for game, settings in result["games"].items():
+        print(f"\n{game}-v5 (score = mean of the last 100 full games; race counted once 100 games ended)")
+        race = RACE.get(game, ())
+        head = " | ".join(f"{b // 1_000_000}M" for b in BUDGETS[:3])
+        races = " | ".join(f"to {s}: steps, min" for s in race)
+        print(f"| run | steps done | {head} | {races} | private MB after 10% -> max (growth) | fds |")
+        print("|---|---|" + "---|" * (3 + len(race) + 2))
+        for setting, seeds in settings.items():
+            for seed, r in seeds.items():
+                if r is None:
+                    continue
+                at = " | ".join(
+                    "-" if r["at_budget"][str(b)] is None else f"{r['at_budget'][str(b)]:.2f}" for b in BUDGETS[:3]
+                )
+                hits = " | ".join(
+                    "-"
+                    if r["race"][str(s)] is None
+                    else f"{r['race'][str(s)]['steps'] / 1e6:.2f}M, {r['race'][str(s)]['wall_s'] / 60:.0f}"
+                    for s in race
+                )
+                g = r["resources"]
+                mem = "-"
+                if g:
+                    mem = f"{g['private_mb_at_10pct']:.0f} -> {g['private_mb_max_after']:.0f} "
+                    mem += f"({g['private_growth_pct']:+.1f}%)"
+                fds = "{:.0f}-{:.0f}".format(*g["open_fds_min_max"]) if g else "-"
+                done = f"{r['env_steps']:,}{'' if r['finished'] else ' (going)'}"
+                print(f"| {setting} s{seed} | {done} | {at} | {hits} | {mem} | {fds} |")
+        if result["cleanrl_sps"] and game in RACE:
+            print(f"CleanRL ppo_atari_envpool at {result['cleanrl_sps']:.0f} steps/s here, from its published curve:")
+            for s in race:
+                steps = cleanrl_steps_to(game, s)
+                if steps is not None:
+                    print(f"  to {s}: {steps / 1e6:.2f}M steps, {steps / result['cleanrl_sps'] / 60:.0f} min")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--games", nargs="+", default=["Pong"], help="Atari games (ALE/<Game>-v5)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    p.add_argument("--total-steps", type=int, default=3_000_000, help="agent steps per run")
+    p.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="NAME=FLAGS",
+        help="a named setting beside the defaults, with its htsrl train flags (repeat)",
+    )
+    p.add_argument("--no-defaults", action="store_true", help="run only the --setting runs")
+    p.add_argument("--extra", default="", help="flags for every run (e.g. --stop-at-steps 1500000)")
+    p.add_argument("--parallel", type=int, default=2, help="runs at a time (two fit 2 cores)")
+    p.add_argument("--summarize-only", action="store_true", help="read what is there, start nothing")
+    p.add_argument("--cleanrl-sps", type=float, default=None, help="CleanRL's ppo_atari_envpool steps/s measured here")
+    p.add_argument("--out", default="runs/atari_curves", help="run folders")
+    p.add_argument("--results", default="benchmarks/results/atari_curves", help="small outputs to commit")
+    args = p.parse_args()
+    settings = {} if args.no_defaults else {"defaults": ""}
+    settings.update(s.split("=", 1) for s in args.setting)
+    out, results = Path(args.out), Path(args.results)
+    out.mkdir(parents=True, exist_ok=True)
+    results.mkdir(parents=True, exist_ok=True)
+    where = {
+        (game, setting, seed): out / run_name(game, setting, seed)
+        for game in args.games
+        for seed in args.seeds
+        for setting in settings
+    }
+    if not args.summarize_only:
+        jobs = []
+        for (game, setting, seed), folder in where.items():  # seed-major: first seeds of every side finish first
+            run_args = argparse.Namespace(
+                env=f"ALE/{game}-v5", total_steps=args.total_steps, extra=f"--env-backend envpool {args.extra}"
+            )
+            jobs.append((folder.name, folder, run_args, settings[setting], seed))
+        jobs.sort(key=lambda job: job[4])
+        learning_comparison.launch(jobs, args.parallel, out)
+    result = {
+        "total_steps": args.total_steps,
+        "seeds": args.seeds,
+        "settings": settings,
+        "cleanrl_sps": args.cleanrl_sps,
+        "games": {},
+    }
+    for game in args.games:
+        result["games"][game] = {
+            setting: {seed: summarize_run(where[game, setting, seed], game) for seed in args.seeds}
+            for setting in settings
+        }
+        for folder in (where[game, s, seed] for s in settings for seed in args.seeds):
+            export_run(folder, results)
+        runs = {s: {seed: where[game, s, seed] for seed in args.seeds} for s in settings}
+        plot_game(game, runs, args.cleanrl_sps, results / f"{game.lower()}.png")
+    for game, settings_ in result["games"].items():
+        finals = [r["final"] for seeds in settings_.values() for r in seeds.values() if r and r["finished"]]
+        if len(finals) > 1:
+            spread = f"{statistics.fmean(finals):.2f} ({min(finals):.2f}-{max(finals):.2f})"
+            print(f"{game}: final score over {len(finals)} finished runs: {spread}")
+    (results / "curves.json").write_text(json.dumps(result, indent=2))
+    table(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""benchmarks/atari_curves.py: a stopped run is resumed (bitwise the run it continues), its curve and small
+outputs are written, and the race reads the published curve and the runs as documented."""
+
+import csv
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("atari_curves", ROOT / "benchmarks" / "atari_curves.py")
+atari_curves = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(atari_curves)
+
+
+def test_cleanrl_steps_to_a_score_interpolate_its_published_points():
+    # Pong envpool: 10.8 at 2M, 17.4 at 3M -> 17 at 2M + 6.2/6.6 of 1M
+    assert atari_curves.cleanrl_steps_to("Pong", 17) == pytest.approx(2e6 + 6.2 / 6.6 * 1e6)
+    assert atari_curves.cleanrl_steps_to("Pong", -11.4) == 1e6
+    assert atari_curves.cleanrl_steps_to("Pong", 21) is None  # never reached in 10M
+
+
+def test_a_score_counts_once_100_games_have_ended_and_budgets_read_the_last_row_before():
+    curve = [(1000, 10.0, 5.0, 3), (2000, 20.0, 1.0, 100), (3000, 30.0, 6.0, 150)]
+    assert atari_curves.first_reach(curve, 5.0) == (3000, 30.0)  # not the first row: 3 games
+    assert atari_curves.score_at(curve, 2500) == 1.0
+    assert atari_curves.score_at(curve, 4000) is None  # past the run's end
+
+
+def _curves(out: Path, results: Path, *extra: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "atari_curves.py"), "--games", "Pong", "--seeds", "3"]
+    cmd += ["--total-steps", "2048", "--parallel", "1", "--out", str(out), "--results", str(results), *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+
+
+def test_a_stopped_run_is_resumed_bitwise_and_its_curve_written(tmp_path):
+    if not os.environ.get("HTSRL_REQUIRE_ENVPOOL"):
+        pytest.importorskip("envpool")
+    small = "--epochs 1 --minibatches 2 --checkpoint-every 1"
+    stopped = _curves(tmp_path / "a", tmp_path / "res", "--extra", f"{small} --stop-at-steps 1024")
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    run = tmp_path / "a" / "pong__s3"
+    assert json.loads((run / "summary.json").read_text())["finished"] is False
+    resumed = _curves(tmp_path / "a", tmp_path / "res", "--extra", small)
+    assert resumed.returncode == 0 and "--resume" in resumed.stdout, resumed.stdout + resumed.stderr
+    whole = _curves(tmp_path / "b", tmp_path / "res_b", "--extra", small)
+    assert whole.returncode == 0, whole.stdout + whole.stderr
+    got, want = (json.loads((d / "pong__s3" / "summary.json").read_text()) for d in (tmp_path / "a", tmp_path / "b"))
+    assert got["finished"] and got["env_steps"] == 2048
+    assert got["params_sha256"] == want["params_sha256"] and got["rollout_sha256"] == want["rollout_sha256"]
+    with open(tmp_path / "res" / "pong__s3.curve.csv") as f:  # no Pong game ends in 2,048 steps: a header
+        assert next(csv.reader(f)) == ["agent_steps", "wall_s", "score_last_100", "games"]
+    assert (tmp_path / "res" / "pong.png").stat().st_size > 10_000
+    for name in ("pong__s3.summary.json", "pong__s3.config.json", "pong__s3.resources.csv", "curves.json"):
+        assert (tmp_path / "res" / name).is_file(), name
+    assert not list((tmp_path / "res").glob("*.pt"))  # never a checkpoint among the files to commit
