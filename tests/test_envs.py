@@ -108,3 +108,43 @@ def test_atari_episode_rebuilds_from_its_seed_and_actions():
     assert resets == reset_index + 1
     assert np.array_equal(replayed, obs)
     assert np.array_equal(fresh.unwrapped.ale.getRAM(), env.unwrapped.ale.getRAM())
+
+
+class _HeightWidthChannels(gym.Env):
+    """An image env in the usual camera layout (H x W x C), which the CNN cannot take as it is."""
+
+    observation_space = gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        return self.observation_space.sample(), 0.0, True, False, {}
+
+
+@pytest.mark.parametrize(
+    "env_id,message",
+    [
+        # the id that "did you mean" used to suggest for ALE/Breakot-v5: a torch traceback from the CNN before
+        ("Breakout-v4", "Breakout-v4 is one of Gymnasium's older Atari ids (RGB frames, frame skip random 2-4"),
+        ("PongNoFrameskip-v0", "takes ALE/Pong-v5 or PongNoFrameskip-v4"),
+        ("htsrl-test/HeightWidthChannels-v0", "have shape (64, 64, 3); htsrl's CNN (Nature DQN"),
+    ],
+)
+def test_observations_the_network_cannot_take_are_refused_before_start(tmp_path, capsys, env_id, message):
+    from htsrl.cli import main
+
+    if env_id.startswith("htsrl-test/") and env_id not in gym.registry:
+        gym.register(env_id, entry_point=_HeightWidthChannels)
+    run_dir = tmp_path / "run"
+    assert main(["train", "--env", env_id, "--total-steps", "2048", "--run-dir", str(run_dir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+    assert not run_dir.exists()  # nothing started, not even the run folder
+
+
+def test_did_you_mean_suggests_only_ids_htsrl_trains():
+    with pytest.raises(Exception, match="did you mean") as refused:
+        probe_env("ALE/Breakot-v5")
+    assert "ALE/Breakout-v5" in str(refused.value) and "Breakout-v4" not in str(refused.value).replace("ALE/", "")

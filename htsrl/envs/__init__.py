@@ -95,8 +95,29 @@ def registered_id(env_id: str) -> str:
 
 
 def _did_you_mean(name: str) -> str:
-    close = difflib.get_close_matches(name, list(gym.registry), n=3)
+    trainable = [k for k in gym.registry if not _atari_with_builtin_skip(k)]  # suggest only ids htsrl takes
+    close = difflib.get_close_matches(name, trainable, n=3)
     return f"; did you mean {', '.join(close)}?" if close else ""
+
+
+def _atari_with_builtin_skip(env_id: str) -> bool:
+    """Gymnasium's older Atari ids (``Breakout-v4``, ``Pong-v0``, ``PongNoFrameskip-v0``): RGB frames, a
+    random built-in frame skip or sticky actions, none of which htsrl's Atari pipeline is built for."""
+    spec = gym.registry.get(env_id)
+    return spec is not None and spec.entry_point == "ale_py.env:AtariEnv" and not is_atari(env_id)
+
+
+def _refuse_other_atari_ids(env_id: str) -> None:
+    if _atari_with_builtin_skip(env_id):
+        kwargs = gym.registry[env_id].kwargs
+        skip = kwargs.get("frameskip")
+        skip = f"random {skip[0]}-{skip[1] - 1}" if isinstance(skip, tuple) else skip
+        game = env_id.split("-")[0].removesuffix("NoFrameskip").removesuffix("Deterministic")
+        raise ConfigError(
+            f"{env_id} is one of Gymnasium's older Atari ids (RGB frames, frame skip {skip}, sticky actions "
+            f"{kwargs.get('repeat_action_probability')}); htsrl's Atari pipeline (frame skip 4 with max-pooling, "
+            f"84x84 grayscale, 4-frame stack, no-op starts) takes ALE/{game}-v5 or {game}NoFrameskip-v4"
+        )
 
 
 def _first_line(e: BaseException) -> str:
@@ -265,6 +286,7 @@ def probe_env(env_id: str, env_kwargs: dict | None = None, backend: str = "pytho
             raise ConfigError(INSTALL_HINT)
     if registered_id(env_id) not in gym.registry:
         raise ConfigError(f"unknown env id {env_id!r}{_did_you_mean(env_id)}")
+    _refuse_other_atari_ids(env_id)
     try:
         env = make_env(env_id, env_kwargs, training=True)
     except (TypeError, ValueError, RuntimeError) as e:  # RuntimeError: ALE's "Invalid game mode requested"
@@ -282,6 +304,10 @@ def probe_env(env_id: str, env_kwargs: dict | None = None, backend: str = "pytho
     return _env_info(env_id, obs_space, act_space, players)
 
 
+# The smallest side the Nature CNN's convolutions (8 stride 4, 4 stride 2, 3 stride 1) leave one pixel of.
+CNN_MIN_SIDE = 36
+
+
 def _env_info(env_id: str, obs_space: gym.Space, act_space: gym.Space, players: int = 1) -> EnvInfo:
     spec = action_spec(act_space)
     if spec is None:
@@ -295,6 +321,12 @@ def _env_info(env_id: str, obs_space: gym.Space, act_space: gym.Space, players: 
         raise ConfigError(f"{env_id} observations have shape {obs_space.shape}; expected a vector or CxHxW image")
     if len(obs_space.shape) == 3 and obs_space.dtype != np.uint8:
         raise ConfigError(f"{env_id} image observations must be uint8, got {obs_space.dtype}")
+    if len(obs_space.shape) == 3 and min(obs_space.shape[1:]) < CNN_MIN_SIDE:
+        raise ConfigError(
+            f"{env_id} image observations have shape {obs_space.shape}; htsrl's CNN (Nature DQN: 8x8, 4x4, 3x3 "
+            f"convolutions) takes channels x height x width with height and width >= {CNN_MIN_SIDE} (a height x "
+            "width x channels image needs a wrapper that moves the channels first)"
+        )
     if spec.kind == BOX and len(obs_space.shape) != 1:
         raise ConfigError(
             f"{env_id} has image observations {obs_space.shape} and Box actions; htsrl's Gaussian policy is "
