@@ -10,7 +10,7 @@ import sys
 import typing
 from pathlib import Path
 
-from htsrl.config import Config
+from htsrl.config import PRESETS, Config
 from htsrl.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, ConfigError, HtsrlError
 
 # Before torch loads: idle OpenMP threads sleep instead of spinning, so a learner thread waiting in a
@@ -36,9 +36,14 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+# What an unset flag means where no preset sets it (a preset sets the others: "from the preset").
+_UNSET_MEANS = {"stop_at_steps": "none: train all of --total-steps", "init_from": "none: new weights"}
+
+
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
     hints = typing.get_type_hints(Config)
     defaults = Config()
+    from_presets = {k for preset in PRESETS.values() for k in preset}
     for f in dataclasses.fields(Config):
         typ = hints[f.name]
         base = ([a for a in typing.get_args(typ) if a is not type(None)] or [typ])[0]
@@ -47,7 +52,8 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
         if default is not None and default != {} and "default" not in help_:
             help_ += f" (default: {str(default).lower() if isinstance(default, bool) else default})"
         elif default is None and "default" not in help_:
-            help_ += " (default: from the preset)"
+            unset = "from the preset" if f.name in from_presets else _UNSET_MEANS.get(f.name, "none")
+            help_ += f" (default: {unset})"
         kw: dict = {"dest": f.name, "default": None, "help": help_}
         if "choices" in f.metadata:
             kw["choices"] = f.metadata["choices"]
@@ -85,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(bitwise identical to an uninterrupted run); flags given must equal the run's, except layout "
         "and run-control flags",
     )
+    _add_json_flag(train, "also print the summary (summary.json) as one JSON line on stdout")
     be = sub.add_parser(
         "bench", help="throughput: raw ceiling vs lock-step vs HTS vs SB3, side by side", formatter_class=_HelpFormatter
     )
@@ -112,7 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=30,
         help="games to play (an Atari score varies a lot from game to game: 10 games can be far from the mean)",
     )
-    ev.add_argument("--greedy", action="store_true", help="take the most likely action instead of sampling")
+    ev.add_argument(
+        "--deterministic",
+        "--greedy",
+        action="store_true",
+        help="take the most likely action (Box: the mean), as predict and the exported files do; default: sample "
+        "as training's actors do, so the score compares with the return training reports",
+    )
     ev.add_argument(
         "--video",
         nargs="?",
@@ -123,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--seed", type=int, default=None, help="base of the evaluation seeds (default: the run's seed)")
     _add_checkpoint_flag(ev)
+    _add_json_flag(ev, "also print the result (without every game's score) as one JSON line on stdout")
     ex = sub.add_parser(
         "export",
         help="write the policy as TorchScript or ONNX: raw observations in, greedy actions out "
@@ -138,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="file to write (default: RUN_DIR/policy_torchscript.pt or RUN_DIR/policy.onnx)",
     )
     _add_checkpoint_flag(ex)
+    _add_json_flag(ex, "also print the file's path, inputs and outputs as one JSON line on stdout")
     pl = sub.add_parser("plot", help="learning curves of one or more runs as PNG")
     pl.add_argument("run_dirs", nargs="+")
     pl.add_argument("--out", default="learning_curves.png", help="PNG path")
@@ -152,7 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="plot what each run held instead (resources/*: memory per role, shared memory, descriptors)",
     )
+    parser.commands = sub.choices  # for main(): an unknown flag's error names its command's --help
     return parser
+
+
+def _add_json_flag(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--json", action="store_true", help=f"{what} (the human lines go to stderr)")
 
 
 def _add_checkpoint_flag(p: argparse.ArgumentParser) -> None:
@@ -191,7 +211,10 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # refused by the command's parser, so that the error points to 'htsrl <command> --help'
+        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         code = _run(args)
     except HtsrlError as e:  # from any command: one message, the error's exit code
@@ -228,12 +251,13 @@ def _run(args: argparse.Namespace) -> int:
         cfg = config_from_args(args)
         args.train_dir = cfg.run_dir  # for the message after a second Ctrl-C
         summary = train(cfg, resume=bool(args.resume))
-        keys = ("env_steps", "updates", "wall_time_s", "sps", "episodes", "mean_return_last_100", "params_sha256")
-        print(json.dumps({k: summary[k] for k in keys}))
+        if args.json:
+            print(json.dumps(summary))
         ret = summary["mean_return_last_100"]
         print(
             f"htsrl: {'done' if summary['finished'] else 'stopped'}: {summary['env_steps']:,} steps in "
-            f"{summary['wall_time_s']:,.0f} s ({summary['sps']:,.0f} steps/s), {summary['episodes']:,} episodes, "
+            f"{summary['wall_time_s']:,.0f} s ({summary['sps']:,.0f} steps/s), "
+            f"{_count(summary['episodes'], 'episode')}, "
             f"mean return of the last 100 {'-' if ret is None else f'{ret:.2f}'}",
             file=sys.stderr,
         )
@@ -272,18 +296,18 @@ def _run(args: argparse.Namespace) -> int:
         result = evaluate(
             args.run_dir,
             episodes=args.episodes,
-            greedy=args.greedy,
+            deterministic=args.deterministic,
             video=video,
             seed=args.seed,
             checkpoint=args.checkpoint,
         )
-        print(json.dumps({k: v for k, v in result.items() if k != "scores"}))
+        if args.json:
+            print(json.dumps({k: v for k, v in result.items() if k != "scores"}))
         scores = result["scores"]
         print(
-            f"htsrl: eval: {len(scores)} {'greedy' if args.greedy else 'sampled'} games of {result['env']}, "
+            f"htsrl: eval: {_count(len(scores), 'game')} of {result['env']} with {result['actions']} actions, "
             f"score {result['mean_score']:.2f} +- {result['std_score']:.2f} (min {min(scores):.2f}, max "
-            f"{max(scores):.2f}), {result['mean_steps']:.0f} agent steps a game; written to "
-            f"{Path(args.run_dir) / 'eval.json'}",
+            f"{max(scores):.2f}), {result['mean_steps']:.0f} agent steps a game; written to {result['path']}",
             file=sys.stderr,
         )
     elif args.command == "export":
@@ -317,7 +341,23 @@ def _export(args: argparse.Namespace) -> None:
     }
     if policy.state_size:  # recurrent: (obs, state) -> (action, state)
         described["state"] = {"shape": ["N", policy.state_size], "dtype": "float32"}
-    print(json.dumps(described))
+    if args.json:
+        print(json.dumps(described))
+
+    def io(x: dict) -> str:  # ["N", 4], "float32" -> "(N, 4) float32"
+        return f"{tuple(x['shape'])} {x['dtype']}".replace("'", "")
+
+    state = f" + state {io(described['state'])}" if policy.state_size else ""
+    print(
+        f"htsrl: export: wrote {path} ({args.format}, {policy.checkpoint} weights): observations "
+        f"{io(described['input'])}{state} -> actions {io(described['output'])}{state}",
+        file=sys.stderr,
+    )
+
+
+def _count(n: int, noun: str) -> str:
+    """'1 game', '30 games'."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 if __name__ == "__main__":

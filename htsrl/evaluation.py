@@ -1,7 +1,8 @@
 """``htsrl eval DIR`` and ``htsrl.evaluate(DIR)``: play the saved policy for K games and report their
 true score, measured by the same protocol as the score training reports; ``--video`` records one game
-as MP4. (The module is not called ``evaluate``: that name is the function ``htsrl.evaluate``, which a
-submodule of that name would shadow once imported.)
+as MP4. Each evaluation is kept in its own file, ``DIR/eval/<time>_<settings>.json`` (see
+:func:`result_path`). (The module is not called ``evaluate``: that name is the function
+``htsrl.evaluate``, which a submodule of that name would shadow once imported.)
 
 The protocol is training's, step for step, so a policy gets the same numbers from both:
 
@@ -22,9 +23,10 @@ The protocol is training's, step for step, so a policy gets the same numbers fro
   FIRE steps included: about 4 per agent step; EnvPool counts 4 per step), env steps elsewhere.
   ``mean_steps`` is the number of actions the policy itself chose per game.
 - **Actions.** Sampled as the actors sample them (``htsrl.distributions``: inverse CDF of the softmax
-  at one uniform per step for Discrete actions, one uniform per sub-action or dimension otherwise), or
-  the most likely action with ``greedy`` (Box: the mean); a Box action reaches the env clipped to its
-  bounds, as in training; the observations go through the same
+  at one uniform per step for Discrete actions, one uniform per sub-action or dimension otherwise), so
+  the score is comparable with training's ``mean_return_last_100``; or, with ``deterministic``, the most
+  likely action (Box: the mean), as ``predict`` and the exported files act. A Box action reaches the env
+  clipped to its bounds, as in training; the observations go through the same
   ``policy.ActingNetwork`` as ``htsrl.load(...).predict`` and the exported files.
 - **Seeds, disjoint from training.** Game ``e`` is played on a fresh start: its k-th reset (k=0 starts
   the game; k>0 follow lost lives, where the Atari envs ignore the seed unless the game is over) uses
@@ -42,6 +44,7 @@ games, not 10.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -77,7 +80,7 @@ def load_policy(run_dir: Path, checkpoint: str = "auto"):
 
 
 def play_game(
-    env_set, model, seed: int, episode: int, greedy: bool = False, max_steps: int = 100_000, on_step=None
+    env_set, model, seed: int, episode: int, deterministic: bool = False, max_steps: int = 100_000, on_step=None
 ) -> dict:
     """Play evaluation game ``episode`` on the first env of ``env_set`` (built with ``training=True``) and
     return its true score ``r``, length ``l`` (see the module docstring), score difference ``s``
@@ -111,7 +114,7 @@ def play_game(
             else:
                 head, _ = model(batch)
             dist = distribution(spec, head)
-            if greedy:
+            if deterministic:
                 action = dist.mode()
             else:
                 action, _ = dist.sample(torch.from_numpy(uniforms.random((players, *spec.uniform_shape))))
@@ -130,16 +133,21 @@ def play_game(
 def evaluate(
     run_dir: str | Path,
     episodes: int = 30,
-    greedy: bool = False,
+    deterministic: bool = False,
     video: str | Path | None = None,
     max_steps: int = 100_000,
     seed: int | None = None,
     checkpoint: str = "auto",
+    greedy: bool | None = None,
 ) -> dict:
     """Play ``episodes`` games of the run's policy by training's protocol (module docstring) and return
-    the result that ``htsrl eval`` prints (plus every game's score in ``scores``); also written to
-    ``<run_dir>/eval.json``. ``seed``: the base of the evaluation seeds (default: the run's seed; either
-    way disjoint from training's). ``checkpoint``: which weights, as in :func:`htsrl.load`."""
+    the result that ``htsrl eval`` prints (plus every game's score in ``scores``); also written to its
+    own file, ``<run_dir>/eval/<time>_<settings>.json``, named in the result's ``path``.
+    ``deterministic``: the most likely action instead of a sampled one (``greedy``: its former name).
+    ``seed``: the base of the evaluation seeds (default: the run's seed; either way disjoint from
+    training's). ``checkpoint``: which weights, as in :func:`htsrl.load`."""
+    if greedy is not None:
+        deterministic = greedy
     if episodes <= 0:
         raise ConfigError(f"--episodes must be positive, got {episodes}")
     run_dir = Path(run_dir)
@@ -161,7 +169,9 @@ def evaluate(
                     nonlocal writer
                     writer = _write_frame(writer, env_set.game(0).render(), Path(video))
 
-            games.append(play_game(env_set, model, seed, ep, greedy=greedy, max_steps=max_steps, on_step=on_step))
+            games.append(
+                play_game(env_set, model, seed, ep, deterministic=deterministic, max_steps=max_steps, on_step=on_step)
+            )
             if writer is not None:
                 writer.release()
                 writer = None
@@ -173,20 +183,42 @@ def evaluate(
         "run_dir": str(run_dir),
         "env": cfg.env,
         "episodes": episodes,
-        "greedy": greedy,
+        "deterministic": deterministic,
+        "actions": "greedy" if deterministic else "sampled",
         "seed": seed,
+        "checkpoint": checkpoint,
         "mean_score": float(np.mean(scores)),
         "std_score": float(np.std(scores)),
         "mean_length": float(np.mean([g["l"] for g in games])),
         "mean_steps": float(np.mean([g["steps"] for g in games])),
-        "scores": scores,
     }
     if score_diffs:
         result["mean_score_difference"] = float(np.mean(score_diffs))
     if video is not None:
         result["video"] = str(video)
-    (run_dir / "eval.json").write_text(json.dumps(result, indent=2))
-    return result
+    # its own file: an evaluation never replaces an earlier one (a 30-game result by a 1-game check)
+    path = result_path(run_dir, result)
+    result["path"] = str(path)
+    with open(path, "x") as f:
+        f.write(json.dumps({**result, "scores": scores}, indent=2))
+    return {**result, "scores": scores}
+
+
+def result_path(run_dir: Path, result: dict) -> Path:
+    """A new file ``<run_dir>/eval/<time>_<K>-games_<actions>_seed<S>[_<checkpoint>].json``, e.g.
+    ``eval/20250614-101502_30-games_sampled_seed1.json``: sorted by time, its settings readable in the
+    name; ``-2``, ``-3``... where one of that name exists (two evaluations in one second)."""
+    folder = run_dir / "eval"
+    folder.mkdir(exist_ok=True)
+    games = f"{result['episodes']}-game{'' if result['episodes'] == 1 else 's'}"
+    name = f"{time.strftime('%Y%m%d-%H%M%S')}_{games}_{result['actions']}_seed{result['seed']}"
+    if result["checkpoint"] != "auto":
+        name += f"_{result['checkpoint']}"
+    path, n = folder / f"{name}.json", 1
+    while path.exists():
+        n += 1
+        path = folder / f"{name}-{n}.json"
+    return path
 
 
 def _write_frame(writer, frame, path: Path):

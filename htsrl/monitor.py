@@ -1,6 +1,10 @@
 """What a run reports while it trains: TensorBoard scalars, the same rows in ``progress.csv``, and a
 live progress bar on stderr (tqdm on a terminal, a plain line every few seconds otherwise).
 
+The episodic charts (``charts/episodic_return``, ``episodic_length``, ``episodic_score``) are the one
+difference: TensorBoard has a point per finished episode at the env step it ended, as CleanRL logs
+them; ``progress.csv`` has one row per update, with the mean of the episodes that ended in its window.
+
 One metric namespace: ``charts/*`` (episodic_return, episodic_length, episodic_score, sps,
 mean_return_last_100, mean_score_last_100),
 ``losses/*`` (policy, value, entropy, approx_kl, ...), ``time/*`` (rollout_s, learn_s,
@@ -28,6 +32,11 @@ class Episodes:
     returns: list[float] = field(default_factory=list)
     lengths: list[int] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)  # football score difference, where reported
+    steps: list[int] = field(default_factory=list)  # the run's env steps when each ended (TensorBoard's x)
+
+
+# TensorBoard logs these per episode (``Monitor._episodes_to_tb``), progress.csv per window
+_PER_EPISODE = ("charts/episodic_return", "charts/episodic_length", "charts/episodic_score")
 
 
 def _mean(xs) -> float:
@@ -122,9 +131,23 @@ class Monitor:
         self._write_csv({k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()})
         if self._tb is not None:
             for k, v in scalars.items():
-                if not (isinstance(v, float) and math.isnan(v)):
+                if k not in _PER_EPISODE and not (isinstance(v, float) and math.isnan(v)):
                     self._tb.add_scalar(k, v, env_steps)
+            self._episodes_to_tb(episodes, env_steps)
         self._progress(env_steps, updates, sps)
+
+    def _episodes_to_tb(self, episodes: Episodes, env_steps: int) -> None:
+        """One point per episode at the env step it ended (episodes without their steps, from a checkpoint
+        of an older htsrl: at the window's end)."""
+        n = len(episodes.returns)
+        steps = episodes.steps if len(episodes.steps) == n else [env_steps] * n
+        for step, ret, length in zip(steps, episodes.returns, episodes.lengths):
+            self._tb.add_scalar("charts/episodic_return", ret, step)
+            self._tb.add_scalar("charts/episodic_length", length, step)
+        # football reports a score for every episode; anything else: at the window's end
+        score_steps = steps if len(episodes.scores) == n else [env_steps] * len(episodes.scores)
+        for step, score in zip(score_steps, episodes.scores):
+            self._tb.add_scalar("charts/episodic_score", score, step)
 
     def histogram(self, name: str, values, env_steps: int) -> None:
         """A TensorBoard histogram (no CSV column: the per-update summary of it is in ``row``)."""

@@ -125,7 +125,8 @@ def learning_rows(run_dir: Path) -> list[dict]:
     with open(Path(run_dir) / "progress.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     timing = ("wall_time_s", "charts/sps")
-    return [{k: v for k, v in r.items() if k not in timing and not k.startswith("time/")} for r in rows]
+    measured = ("time/", "resources/")  # seconds, and what the processes held when sampled (once a second)
+    return [{k: v for k, v in r.items() if k not in timing and not k.startswith(measured)} for r in rows]
 
 
 def assert_same_state(got, want, path: str = "state") -> None:

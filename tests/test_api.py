@@ -169,14 +169,17 @@ def test_make_env_is_the_runs_env_and_seeded(cartpole_run):
 def test_evaluate_equals_the_cli(cartpole_run):
     result = htsrl.evaluate(cartpole_run, episodes=3, seed=7)
     out = subprocess.run(
-        [sys.executable, "-m", "htsrl", "eval", str(cartpole_run), "--episodes", "3", "--seed", "7"],
+        [sys.executable, "-m", "htsrl", "eval", str(cartpole_run), "--episodes", "3", "--seed", "7", "--json"],
         capture_output=True,
         text=True,
         check=True,
         cwd=REPO,
     ).stdout
     cli = json.loads(out)
-    assert cli == {k: v for k, v in result.items() if k != "scores"}
+    assert {k: v for k, v in cli.items() if k != "path"} == {
+        k: v for k, v in result.items() if k not in ("scores", "path")
+    }
+    assert cli["path"] != result["path"]  # each evaluation is kept
     assert cli["seed"] == 7 and len(result["scores"]) == 3
     other = htsrl.evaluate(cartpole_run, episodes=3, seed=8, greedy=False)
     assert other["scores"] != result["scores"]  # the seed picks the games
@@ -201,7 +204,7 @@ def test_exported_file_acts_as_predict(run, fmt, request, tmp_path, capsys):
     vectors), returns predict's greedy actions, whatever the batch size."""
     run_dir = request.getfixturevalue(run)
     out = tmp_path / f"policy.{fmt}"
-    assert main(["export", str(run_dir), "--format", fmt, "--out", str(out)]) == 0
+    assert main(["export", str(run_dir), "--format", fmt, "--out", str(out), "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     policy = htsrl.load(run_dir)
     batch = real_observations(policy, steps=24).astype(policy.export_dtype)
@@ -220,7 +223,7 @@ def test_exported_file_acts_as_predict(run, fmt, request, tmp_path, capsys):
 def test_export_default_path_and_last_checkpoint(cartpole_run, tmp_path, capsys):
     run_dir = tmp_path / "run"
     shutil.copytree(cartpole_run, run_dir)
-    assert main(["export", str(run_dir), "--format", "torchscript", "--checkpoint", "last"]) == 0
+    assert main(["export", str(run_dir), "--format", "torchscript", "--checkpoint", "last", "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["path"] == str(run_dir / "policy_torchscript.pt") and printed["checkpoint"] == "last"
     assert (run_dir / "policy_torchscript.pt").is_file()

@@ -72,6 +72,11 @@ def test_refused_with_one_line(tmp_path, capsys, args, message):
         (["train", "--env-kwargs", "[1]"], "argument --env-kwargs: must be a JSON object"),
         (["train", "--algo", "dqn"], "argument --algo: invalid choice: 'dqn'"),
         (["trian"], "invalid choice: 'trian'"),
+        # an unknown flag: the help to read is the command's, which lists its flags
+        (["train", "--bogus", "1"], "unrecognized arguments: --bogus 1 (see 'htsrl train --help')"),
+        (["eval", "run", "--bogus"], "unrecognized arguments: --bogus (see 'htsrl eval --help')"),
+        (["export", "run", "--format", "onnx", "--bogus"], "(see 'htsrl export --help')"),
+        (["plot", "run", "--bogus"], "(see 'htsrl plot --help')"),
     ],
 )
 def test_argparse_errors_are_one_line_exit_2(capsys, args, message):
@@ -89,4 +94,7 @@ def test_help_shows_real_defaults(capsys):
     assert "(default: None)" not in text
     assert "processes that step environments (default: 2)" in text
     assert "learning rate (default: from the preset)" in text
+    # no preset sets these: their help says what unset means
+    assert "job's time limit) (default: none: train all of --total-steps)" in text
+    assert "the network must be the same (default: none: new weights)" in text
     assert "--resume DIR" in text

@@ -63,7 +63,7 @@ def test_train_eval_export_and_load(env_module, capsys):
     assert main(["train", "--env", ENV, "--env-kwargs", '{"length": 4}', "--run-dir", run_dir, *SMALL_ARGS]) == 0
     summary = json.loads((env_module / "run" / "summary.json").read_text())
     assert summary["env_steps"] == SMALL["total_steps"] and summary["episodes"] > 0
-    assert main(["eval", run_dir, "--episodes", "2"]) == 0
+    assert main(["eval", run_dir, "--episodes", "2", "--json"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["episodes"] == 2
     assert main(["export", run_dir, "--format", "torchscript"]) == 0
     assert (env_module / "run" / "policy_torchscript.pt").exists()

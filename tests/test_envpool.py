@@ -186,7 +186,7 @@ def test_eval_plays_on_the_runs_backend(tmp_path, capsys):
         == 0
     )
     capsys.readouterr()
-    assert main(["eval", str(run_dir), "--episodes", "2", "--video"]) == 0
+    assert main(["eval", str(run_dir), "--episodes", "2", "--video", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["episodes"] == 2 and result["mean_score"] >= 0
     assert (run_dir / "eval.mp4").stat().st_size > 1000

@@ -8,6 +8,8 @@ game by game. The seeds and uniform streams of evaluation are pinned here from t
 """
 
 import hashlib
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -144,3 +146,49 @@ def test_eval_seeds_are_not_training_seeds():
     assert not train & {game_seed(SEED, e, k) for e in range(64) for k in range(8)}
     assert evaluate_mod.eval_seed(SEED, 5, 0) == game_seed(SEED, 5, 0)
     assert evaluate_mod.eval_seed(SEED, 5, 2) == game_seed(SEED, 5, 2)
+
+
+class FixedLogits:
+    """A policy of fixed logits; records a digest of every observation it is shown."""
+
+    def __init__(self, logits):
+        self.logits = torch.tensor([logits])
+        self.seen: list[bytes] = []
+
+    def __call__(self, obs: torch.Tensor):
+        self.seen.append(hashlib.blake2b(obs.numpy().tobytes(), digest_size=8).digest())
+        return self.logits, torch.zeros(1)
+
+
+def test_deterministic_eval_takes_the_most_likely_action(tmp_path, monkeypatch):
+    """--deterministic plays the most likely action, as predict and the exported files do: the same games
+    as a policy with all its mass there. Without it actions are sampled (the default: training's)."""
+    cfg = Config(env=ENV, env_backend="python", seed=SEED)
+
+    def play(policy, **kwargs):
+        monkeypatch.setattr(evaluate_mod, "load_policy", lambda run_dir, checkpoint: (cfg, policy))
+        return evaluate_mod.evaluate(tmp_path, episodes=1, max_steps=5_000, **kwargs)
+
+    greedy, one_hot = FixedLogits([0.0, 2.0, 1.0, 1.0]), FixedLogits([-1e4, 0.0, -1e4, -1e4])
+    result = play(greedy, deterministic=True)
+    assert result["deterministic"] and result["actions"] == "greedy"
+    assert result["scores"] == play(one_hot)["scores"] and greedy.seen == one_hot.seen
+    sampled = FixedLogits([0.0, 2.0, 1.0, 1.0])
+    assert play(sampled)["actions"] == "sampled" and sampled.seen != greedy.seen
+    assert play(FixedLogits([0.0, 2.0, 1.0, 1.0]), greedy=True)["actions"] == "greedy"  # the former name
+
+
+def test_each_evaluation_is_kept_in_its_own_file(tmp_path, monkeypatch):
+    """A second evaluation (here 1 game after 2) never replaces the first: each is a file of its own in
+    eval/, named by its time and settings, and the result says which."""
+    cfg = Config(env=ENV, env_backend="python", seed=SEED)
+    monkeypatch.setattr(evaluate_mod, "load_policy", lambda run_dir, checkpoint: (cfg, FixedLogits([0.0] * 4)))
+    two = evaluate_mod.evaluate(tmp_path, episodes=2, max_steps=5_000)
+    one = evaluate_mod.evaluate(tmp_path, episodes=1, max_steps=5_000, seed=9)
+    again = evaluate_mod.evaluate(tmp_path, episodes=1, max_steps=5_000, seed=9)  # within the same second
+    files = sorted((tmp_path / "eval").iterdir())
+    assert len(files) == 3 and {two["path"], one["path"], again["path"]} == {str(f) for f in files}
+    assert two["path"].endswith(f"_2-games_sampled_seed{SEED}.json") and "_1-game_sampled_seed9" in one["path"]
+    kept = json.loads(Path(two["path"]).read_text())
+    assert kept["episodes"] == 2 and kept["scores"] == two["scores"] and kept["path"] == two["path"]
+    assert not (tmp_path / "eval.json").exists()

@@ -66,6 +66,48 @@ def test_tensorboard_and_csv_hold_the_same_rows(cartpole_run):
         assert [e.value for e in events] == pytest.approx([float(r[name]) for r in rows], rel=1e-6)
 
 
+def test_tensorboard_has_a_point_per_episode_at_its_env_step(cartpole_run):
+    """charts/episodic_return as CleanRL logs it: one point per finished episode, at the env step it
+    ended; progress.csv keeps one row per update with the mean of the episodes of its window."""
+    acc = EventAccumulator(str(cartpole_run / "tb"), size_guidance={"scalars": 0})  # 0: keep every point
+    acc.Reload()
+    returns, lengths = acc.Scalars("charts/episodic_return"), acc.Scalars("charts/episodic_length")
+    with open(cartpole_run / "progress.csv") as f:
+        rows = list(csv.DictReader(f))
+    summary = json.loads((cartpole_run / "summary.json").read_text())
+    assert len(returns) == len(lengths) == summary["episodes"] > len(rows)
+    assert [e.step for e in returns] == [e.step for e in lengths] == sorted(e.step for e in returns)
+    assert len({e.step for e in returns}) > len(rows)  # not one step per window
+    assert all(e.step % 8 == 0 and 0 < e.step <= 8192 for e in returns)  # after a step of the 8 envs
+    assert all(r.value == pytest.approx(l.value) for r, l in zip(returns, lengths))  # CartPole: +1 a step
+    for before, row in zip([{"env_steps": "0"}, *rows], rows):  # the window's mean in progress.csv
+        window = [e.value for e in returns if int(before["env_steps"]) < e.step <= int(row["env_steps"])]
+        if window:
+            assert float(row["charts/episodic_return"]) == pytest.approx(np.mean(window))
+        else:
+            assert row["charts/episodic_return"] == ""
+
+
+def test_episodes_without_their_steps_are_logged_at_the_window_end(tmp_path):
+    """Episodes restored from an older checkpoint carry no steps: their points go at the window's end."""
+    from htsrl.monitor import Episodes, Monitor
+
+    m = Monitor(tmp_path, 1000, enabled=False)
+    m.row(10, 1, Episodes([1.0, 2.0], [3, 4], [0.0, 1.0], steps=[4, 8]), {})
+    m.row(20, 2, Episodes([5.0], [6]), {})
+    m.close()
+    acc = EventAccumulator(str(tmp_path / "tb"))
+    acc.Reload()
+    assert [(e.step, e.value) for e in acc.Scalars("charts/episodic_return")] == [(4, 1.0), (8, 2.0), (20, 5.0)]
+    assert [(e.step, e.value) for e in acc.Scalars("charts/episodic_score")] == [(4, 0.0), (8, 1.0)]
+    assert [e.step for e in acc.Scalars("charts/mean_return_last_100")] == [10, 20]
+
+
+def test_a_healthy_run_leaves_no_stack_files(cartpole_run):
+    """Stack dumps are written only when the watchdog fires (tests/test_faults.py)."""
+    assert not (cartpole_run / "stacks").exists()
+
+
 def test_config_and_summary(cartpole_run):
     cfg = json.loads((cartpole_run / "config.json").read_text())
     assert cfg["env"] == "CartPole-v1" and cfg["preset"] == "classic-ppo" and cfg["lr"] == 2.5e-4
@@ -204,13 +246,16 @@ def test_progress_csv_keeps_columns_aligned_when_one_appears_later(tmp_path):
 
 
 def test_train_and_eval_print_one_human_line_and_the_version(tmp_path, capsys):
-    """What a newcomer reads: the settings at start, one line after train and after eval, --version."""
+    """What a newcomer reads: the settings at start, one line after train and after eval, --version. No
+    JSON among them (--json prints it on stdout); eval says how it chose actions and where it kept its
+    result, and never replaces an earlier one."""
     import htsrl
 
     run_dir = tmp_path / "r"
     args = ["--env", "CartPole-v1", "--num-envs", "4", "--alpha", "16", "--total-steps", "128"]
     assert main(["train", *args, "--run-dir", str(run_dir)]) == 0
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert out == "", out
     assert (
         "htsrl: starting: ppo (preset classic-ppo) on CartPole-v1, hts mode, 4 envs x alpha 16, fp32, 2 executors, "
         f"1 actor, 128 steps; run dir {run_dir}" in err
@@ -220,8 +265,31 @@ def test_train_and_eval_print_one_human_line_and_the_version(tmp_path, capsys):
     assert main(rounded) == 0  # a budget that is no whole number of windows: the start line says so
     assert "128 steps (--total-steps 100 rounded up to whole windows of 64); run dir" in capsys.readouterr().err
     assert main(["eval", str(run_dir), "--episodes", "2"]) == 0
-    err = capsys.readouterr().err
-    assert "htsrl: eval: 2 sampled games of CartPole-v1, score " in err and str(run_dir / "eval.json") in err, err
+    out, err = capsys.readouterr()
+    assert out == "" and "htsrl: eval: 2 games of CartPole-v1 with sampled actions, score " in err, err
+    assert main(["eval", str(run_dir), "--episodes", "1", "--deterministic", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert "htsrl: eval: 1 game of CartPole-v1 with greedy actions, score " in err, err
+    result = json.loads(out)
+    assert result["actions"] == "greedy" and result["deterministic"] and result["episodes"] == 1
+    assert err.strip().endswith(f"written to {result['path']}") and result["path"].startswith(str(run_dir / "eval"))
+    kept = list((run_dir / "eval").iterdir())  # the 2-game result is still there
+    assert sorted(json.loads(f.read_text())["episodes"] for f in kept) == [1, 2], kept
+    assert main(["train", *args[:-1], "64", "--run-dir", str(tmp_path / "j"), "--json"]) == 0
+    out, err = capsys.readouterr()  # --json: the summary on stdout, the human lines still on stderr
+    assert json.loads(out) == json.loads((tmp_path / "j" / "summary.json").read_text()) and "htsrl: done" in err
     with pytest.raises(SystemExit) as exit_:
         main(["--version"])
     assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"htsrl {htsrl.__version__}"
+
+
+def test_export_prints_a_human_line_and_json_with_json(cartpole_run, tmp_path, capsys):
+    """export says what it wrote in words on stderr; the same as JSON on stdout only with --json."""
+    out_file = tmp_path / "policy.pt"
+    assert main(["export", str(cartpole_run), "--format", "torchscript", "--out", str(out_file)]) == 0
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith(f"htsrl: export: wrote {out_file} (torchscript, final weights)"), err
+    assert "observations (N, 4) float32 -> actions (N,) int64" in err, err
+    assert main(["export", str(cartpole_run), "--format", "torchscript", "--out", str(out_file), "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["path"] == str(out_file) and "htsrl: export: wrote" in err

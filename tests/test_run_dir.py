@@ -135,6 +135,7 @@ def test_overwrite_replaces_the_run_and_keeps_other_files(tmp_path):
     (run_dir / "mine" / "data.txt").write_text("keep me\n")
     (run_dir / "checkpoint.pt.tmp1234").write_bytes(b"half written")
     (run_dir / "tb" / "old-events").write_bytes(b"old")
+    (run_dir / "stacks").mkdir(exist_ok=True)  # a healthy run leaves none: as after a hang
     (run_dir / "stacks" / "old-stack.txt").write_bytes(b"old")
     new = ["--total-steps", 2 * WINDOW, "--seed", 2, "--overwrite"]
     assert _train(*TINY, *new, "--run-dir", run_dir) == 0

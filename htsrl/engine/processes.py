@@ -89,6 +89,9 @@ def _child(role: str, parent: int, errors: ErrorChannel, stack_dir: Path | None,
     except (AttributeError, ValueError, OSError):
         pass  # no usable stderr (embedded interpreter)
     if stack_dir is not None:  # the watchdog asks for a stack dump with SIGUSR1
+        # opened now: faulthandler writes from its signal handler, even while the role is stuck in native
+        # code, so it needs the file open; an empty one is removed when the roles stop (_remove_unused)
+        stack_dir.mkdir(parents=True, exist_ok=True)
         dump = open(_stack_file(stack_dir, role), "w")  # noqa: SIM115  (open for the process's lifetime)
         faulthandler.register(signal.SIGUSR1, file=dump, all_threads=True)
     try:
@@ -110,6 +113,7 @@ def dump_stacks(procs: dict[str, mp.process.BaseProcess], stack_dir: Path | None
     for p in procs.values():
         if p.is_alive():
             os.kill(p.pid, signal.SIGUSR1)
+    stack_dir.mkdir(parents=True, exist_ok=True)
     with open(stack_dir / "stack-main.txt", "w") as f:
         faulthandler.dump_traceback(file=f, all_threads=True)
     time.sleep(0.5)
@@ -123,6 +127,24 @@ def dump_stacks(procs: dict[str, mp.process.BaseProcess], stack_dir: Path | None
         )
         lines.append(f"  {role}: {frames[0] if frames else 'no stack (process gone?)'}")
     return "where each role was (innermost frame; full stacks in stack-*.txt):\n" + "\n".join(lines)
+
+
+def _remove_unused(stack_dir: Path | None, roles: Iterable[str]) -> None:
+    """Once the roles are stopped: their stack files that stayed empty (no hang, no dump), then the folder
+    if nothing else is in it, so a healthy run leaves no ``stacks/``."""
+    if stack_dir is None:
+        return
+    for role in roles:
+        path = _stack_file(stack_dir, role)
+        try:
+            if path.stat().st_size == 0:
+                path.unlink()
+        except FileNotFoundError:
+            pass
+    try:
+        stack_dir.rmdir()
+    except OSError:  # it holds a dump (or another file), or is gone
+        pass
 
 
 def write_pids(run_dir: Path, pids: dict[str, int]) -> None:
@@ -219,6 +241,7 @@ class Roles:
             if p.is_alive():
                 p.kill()
                 p.join(2.0)
+        _remove_unused(self.stack_dir, self.procs)
         self.errors.close()
         previous = self.previous_sigcont
         if (

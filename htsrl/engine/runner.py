@@ -257,8 +257,7 @@ class Trainer:
         self.rollout: Rollout = (SerialRollout if cfg.serial else ParallelRollout)(
             local, info.obs_shape, info.action_spec, self.bufs, env_offset
         )
-        self.rollout.stack_dir = run_dir / "stacks"
-        self.rollout.stack_dir.mkdir(exist_ok=True)
+        self.rollout.stack_dir = run_dir / "stacks"  # made when a role starts; its files are left only by a hang
         self.steps_before = self.first_window * self.steps_per_window
         self.monitor = Monitor(
             run_dir,
@@ -433,8 +432,14 @@ class Trainer:
         ended = ~np.isnan(bufs.ep_return[buf])  # row-major: ordered by (step, env)
         self.history.record_window(bufs.actions[buf], bufs.terminated[buf] | bufs.truncated[buf], ended)
         scores = bufs.ep_score[buf][ended]
+        # the run's env steps after step t of the window (all ranks' envs step together): where each ended
+        t = np.nonzero(ended)[0]
+        steps = window * self.steps_per_window + (t + 1) * self.cfg.num_envs
         mine = Episodes(
-            bufs.ep_return[buf][ended].tolist(), bufs.ep_length[buf][ended].tolist(), scores[~np.isnan(scores)].tolist()
+            bufs.ep_return[buf][ended].tolist(),
+            bufs.ep_length[buf][ended].tolist(),
+            scores[~np.isnan(scores)].tolist(),
+            steps.tolist(),
         )
         if self.dp.world_size == 1:
             return mine
@@ -443,6 +448,7 @@ class Trainer:
             [r for p in parts for r in p.returns],
             [x for p in parts for x in p.lengths],
             [x for p in parts for x in p.scores],
+            [x for p in parts for x in p.steps],
         )
 
     def learn(self, window: int) -> dict[str, float]:
