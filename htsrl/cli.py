@@ -91,6 +91,17 @@ def build_parser() -> argparse.ArgumentParser:
         "(bitwise identical to an uninterrupted run); flags given must equal the run's, except layout "
         "and run-control flags",
     )
+    train.add_argument(
+        "--config",
+        metavar="FILE",
+        help="a YAML or TOML file of config keys (the flags' names with _ for -); flags given here win over it",
+    )
+    train.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved config (preset values filled in) as a --config file and exit, starting nothing",
+    )
+    train.add_argument("--config-format", choices=("yaml", "toml"), default="yaml", help="--print-config's format")
     _add_json_flag(train, "also print the summary (summary.json) as one JSON line on stdout")
     be = sub.add_parser(
         "bench", help="throughput: raw ceiling vs lock-step vs HTS vs SB3, side by side", formatter_class=_HelpFormatter
@@ -188,6 +199,12 @@ def config_from_args(args: argparse.Namespace) -> Config:
     """The config of this invocation: the flags given over the defaults, or, with --resume DIR, over the
     run's saved config (``train`` then refuses any given flag that would change the numbers)."""
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config) if getattr(args, f.name) is not None}
+    if getattr(args, "config", None):
+        if args.resume:
+            raise ConfigError("--config starts a run from a file; --resume continues a run with its own config")
+        from htsrl.config_files import read_config_file
+
+        given = {**read_config_file(args.config), **given}  # a flag on the command line wins over the file
     if not args.resume:
         cfg = Config(**given)
         if cfg.run_dir is None:
@@ -248,6 +265,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "train":
         from htsrl.engine.runner import train
 
+        if args.print_config:
+            from htsrl.config import resolve
+            from htsrl.config_files import dump_config
+
+            print(dump_config(resolve(config_from_args(args)), args.config_format), end="")
+            return 0
         cfg = config_from_args(args)
         args.train_dir = cfg.run_dir  # for the message after a second Ctrl-C
         summary = train(cfg, resume=bool(args.resume))

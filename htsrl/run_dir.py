@@ -20,7 +20,7 @@ LOCK_NAME = ".lock"
 # Everything `htsrl train` writes in a run folder; the first four say that a run is there.
 RUN_MARKERS = ("config.json", "checkpoint.pt", "summary.json", "progress.csv")
 RUN_FILES = (*RUN_MARKERS, "model.pt", "pids.json")
-RUN_FOLDERS = ("tb", "stacks")
+RUN_FOLDERS = ("tb", "stacks", "eval")
 
 
 class RunDirLock:
