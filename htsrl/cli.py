@@ -10,7 +10,8 @@ import sys
 import typing
 from pathlib import Path
 
-from htsrl.config import PRESETS, Config
+from htsrl import seeds
+from htsrl.config import LAYOUT, PRESETS, Config, fields_of_kind, flag
 from htsrl.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, ConfigError, HtsrlError
 
 # Before torch loads: idle OpenMP threads sleep instead of spinning, so a learner thread waiting in a
@@ -102,6 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the resolved config (preset values filled in) as a --config file and exit, starting nothing",
     )
     train.add_argument("--config-format", choices=("yaml", "toml"), default="yaml", help="--print-config's format")
+    train.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        metavar="S",
+        help="train one run per seed in RUN_DIR/seed_S/ (a seed group; --resume GROUP finishes what is unfinished)",
+    )
+    train.add_argument("--jobs", type=int, default=1, help="with --seeds: runs at a time")
     _add_json_flag(train, "also print the summary (summary.json) as one JSON line on stdout")
     be = sub.add_parser(
         "bench", help="throughput: raw ceiling vs lock-step vs HTS vs SB3, side by side", formatter_class=_HelpFormatter
@@ -195,9 +204,8 @@ def _add_checkpoint_flag(p: argparse.ArgumentParser) -> None:
     )
 
 
-def config_from_args(args: argparse.Namespace) -> Config:
-    """The config of this invocation: the flags given over the defaults, or, with --resume DIR, over the
-    run's saved config (``train`` then refuses any given flag that would change the numbers)."""
+def given_values(args: argparse.Namespace) -> dict:
+    """The config values this invocation sets: its --config file's, then the flags given over them."""
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config) if getattr(args, f.name) is not None}
     if getattr(args, "config", None):
         if args.resume:
@@ -205,6 +213,13 @@ def config_from_args(args: argparse.Namespace) -> Config:
         from htsrl.config_files import read_config_file
 
         given = {**read_config_file(args.config), **given}  # a flag on the command line wins over the file
+    return given
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """The config of this invocation: the flags given over the defaults, or, with --resume DIR, over the
+    run's saved config (``train`` then refuses any given flag that would change the numbers)."""
+    given = given_values(args)
     if not args.resume:
         cfg = Config(**given)
         if cfg.run_dir is None:
@@ -251,6 +266,46 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
+def _train_seeds(args: argparse.Namespace) -> int:
+    """``--seeds``: a group of runs (htsrl/seeds.py); ``--resume GROUP`` continues one."""
+    if args.jobs < 1:
+        raise ConfigError("--jobs must be a positive integer")
+    if args.json:
+        raise ConfigError("--json prints one run's summary; a seed group writes one per seed (seed_S/summary.json)")
+    given = given_values(args)
+    # for this invocation only, not the group's config: when to stop, whether to replace, how to lay out
+    per_invocation = {"stop_at_steps", "overwrite", *fields_of_kind(LAYOUT)}
+    run_flags = [x for name, value in given.items() if name in per_invocation for x in _as_flag(name, value)]
+    if args.resume:
+        if args.seeds:
+            raise ConfigError(f"--resume {args.resume} continues the seed group's own seeds; leave out --seeds")
+        changed = sorted(set(given) - per_invocation - {"run_dir"})
+        if changed:
+            raise ConfigError(
+                f"--resume of a seed group takes only layout and --stop-at-steps flags, not {flag(changed[0])}"
+            )
+        return seeds.resume_group(Path(args.resume), args.jobs, run_flags)
+    if "seed" in given:
+        raise ConfigError("--seed and --seeds: give one (--seeds trains one run per seed)")
+    group = Path(given["run_dir"]) if "run_dir" in given else default_group_dir(Config(**given))
+    return seeds.start_group(
+        group, {k: v for k, v in given.items() if k not in per_invocation}, args.seeds, args.jobs, run_flags
+    )
+
+
+def _as_flag(name: str, value) -> list[str]:
+    if isinstance(value, bool):
+        return [flag(name) if value else "--no-" + name.replace("_", "-")]
+    return [flag(name), json.dumps(value) if isinstance(value, dict) else str(value)]
+
+
+def default_group_dir(cfg: Config) -> Path:
+    from htsrl.engine.runner import default_run_dir
+
+    run = default_run_dir(cfg)
+    return run.with_name(run.name.replace(f"__{cfg.seed}__", "__seeds__", 1))
+
+
 def _what_resumes(args: argparse.Namespace) -> str:
     """After a second Ctrl-C: whether the run can go on, and from where."""
     run_dir = getattr(args, "train_dir", None)
@@ -271,6 +326,8 @@ def _run(args: argparse.Namespace) -> int:
 
             print(dump_config(resolve(config_from_args(args)), args.config_format), end="")
             return 0
+        if args.seeds or (args.resume and seeds.is_group(args.resume)):
+            return _train_seeds(args)
         cfg = config_from_args(args)
         args.train_dir = cfg.run_dir  # for the message after a second Ctrl-C
         summary = train(cfg, resume=bool(args.resume))

@@ -1,0 +1,171 @@
+"""Several seeds of one setting in one command: ``htsrl train ... --seeds 1 2 3 [--jobs N]``.
+
+The group folder (``--run-dir``; default ``runs/<env>__<algo>__seeds__<time>``) holds ``group.json`` (the
+seeds), ``config.yaml`` (the flags given, as a ``--config`` file) and one ordinary run per seed in
+``seed_<S>/`` (resumable, evaluable, plottable: ``htsrl plot GROUP/seed_*`` draws them as one curve), with
+its output in ``seed_<S>.log``. Each seed is its own ``htsrl train`` process, ``--jobs`` at a time, which
+dies with the group (``PR_SET_PDEATHSIG``); a seed that fails is reported at the end and the others still
+run. Ctrl-C or SIGTERM stops every running seed at its next barrier with a checkpoint.
+``htsrl train --resume GROUP`` finishes what is unfinished: a finished seed is left as it is, a stopped one
+resumed (bitwise), one that saved no checkpoint started again.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import math
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from htsrl.errors import EXIT_INTERRUPTED, ConfigError, Interrupted
+
+GROUP_FILE = "group.json"
+CONFIG_FILE = "config.yaml"
+
+
+def seed_dir(group: Path, seed: int) -> Path:
+    return group / f"seed_{seed}"
+
+
+def is_group(folder: str | Path) -> bool:
+    return (Path(folder) / GROUP_FILE).is_file()
+
+
+def _die_with_parent() -> None:  # in the child, before exec: the kernel sends SIGTERM if the group dies
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+
+
+def start_group(group: Path, given: dict, seeds: list[int], jobs: int, run_flags: list[str]) -> int:
+    """A new group of ``seeds`` with the config values ``given`` (flags and --config file merged);
+    ``run_flags``: flags for this invocation only (--stop-at-steps, --overwrite, ...)."""
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds {' '.join(map(str, seeds))} names a seed twice")
+    if is_group(group) and "--overwrite" not in run_flags:
+        raise ConfigError(
+            f"{group} already holds a seed group; continue it with: htsrl train --resume {group}, or replace it "
+            "with --overwrite"
+        )
+    import yaml
+
+    group.mkdir(parents=True, exist_ok=True)
+    values = {k: v for k, v in given.items() if k not in ("seed", "run_dir", "overwrite", "stop_at_steps")}
+    (group / CONFIG_FILE).write_text(yaml.safe_dump(values, sort_keys=False))
+    (group / GROUP_FILE).write_text(json.dumps({"seeds": seeds}, indent=2))
+    return _run_seeds(group, seeds, jobs, run_flags)
+
+
+def resume_group(group: Path, jobs: int, run_flags: list[str]) -> int:
+    seeds = json.loads((group / GROUP_FILE).read_text())["seeds"]
+    return _run_seeds(group, seeds, jobs, [f for f in run_flags if f != "--overwrite"], resume=True)
+
+
+def _finished(run: Path) -> bool:
+    summary = run / "summary.json"
+    return summary.is_file() and json.loads(summary.read_text()).get("finished", False)
+
+
+def _command(group: Path, seed: int, run_flags: list[str], resume: bool) -> list[str]:
+    run = seed_dir(group, seed)
+    base = [sys.executable, "-m", "htsrl", "train", "--no-progress"]
+    if resume and (run / "checkpoint.pt").is_file():
+        return [*base, "--resume", str(run), *run_flags]
+    # a seed that saved no checkpoint (it failed or was stopped before its first) starts again in place
+    again = ["--overwrite"] if resume and "--overwrite" not in run_flags else []
+    return [*base, "--config", str(group / CONFIG_FILE), "--seed", str(seed), "--run-dir", str(run), *again, *run_flags]
+
+
+def _run_seeds(group: Path, seeds: list[int], jobs: int, run_flags: list[str], resume: bool = False) -> int:
+    queue = [s for s in seeds if not (resume and _finished(seed_dir(group, s)))]
+    for s in seeds:
+        if s not in queue:
+            print(f"htsrl: seed {s}: finished before, left as it is", file=sys.stderr)
+    running: dict[int, subprocess.Popen] = {}
+    codes: dict[int, int] = {}
+    stopping = False
+
+    def stop(signum, frame):  # every running seed stops at its next barrier with a checkpoint
+        nonlocal stopping
+        stopping = True
+        for proc in running.values():
+            proc.send_signal(signal.SIGINT)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while queue or running:
+            while queue and len(running) < jobs and not stopping:
+                seed = queue.pop(0)
+                log = open(group / f"seed_{seed}.log", "a")  # noqa: SIM115  (the child's; closed below)
+                cmd = _command(group, seed, run_flags, resume)
+                running[seed] = subprocess.Popen(cmd, stdout=log, stderr=log, preexec_fn=_die_with_parent)
+                log.close()
+                print(
+                    f"htsrl: seed {seed}: started ({seed_dir(group, seed)}, output in seed_{seed}.log)", file=sys.stderr
+                )
+            time.sleep(0.2)
+            for seed, proc in list(running.items()):
+                if proc.poll() is not None:
+                    codes[seed] = proc.returncode
+                    del running[seed]
+                    print(f"htsrl: seed {seed}: {_describe(group, seed, proc.returncode)}", file=sys.stderr)
+            if stopping and not running:
+                break
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    _report(group, seeds)
+    if stopping:
+        raise Interrupted(
+            f"the group's running seeds stopped with a checkpoint; continue with: htsrl train --resume {group}"
+        )
+    failed = sorted(s for s, code in codes.items() if code != 0)
+    if failed:
+        print(
+            f"htsrl: {len(failed)} of {len(seeds)} seeds failed ({', '.join(map(str, failed))}): see their seed_S.log; "
+            f"htsrl train --resume {group} runs them again",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _describe(group: Path, seed: int, code: int) -> str:
+    if code == 0:
+        summary = json.loads((seed_dir(group, seed) / "summary.json").read_text())
+        ret = summary.get("mean_return_last_100")
+        state = "done" if summary.get("finished") else "stopped"
+        return f"{state} at {summary['env_steps']:,} steps, mean return of the last 100 {_fmt(ret)}"
+    if code == EXIT_INTERRUPTED:
+        return "stopped with a checkpoint (Ctrl-C or SIGTERM)"
+    if code < 0:
+        return f"killed by signal {-code}"
+    return f"failed (exit {code})"
+
+
+def _fmt(x) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2f}"
+
+
+def _report(group: Path, seeds: list[int]) -> None:
+    finals = []
+    for s in seeds:
+        summary = seed_dir(group, s) / "summary.json"
+        if summary.is_file():
+            r = json.loads(summary.read_text())
+            if r.get("finished") and r.get("mean_return_last_100") is not None:
+                finals.append(r["mean_return_last_100"])
+    if finals:
+        spread = (
+            f" (min {min(finals):.2f}, max {max(finals):.2f}, sd {statistics.stdev(finals):.2f})"
+            if len(finals) > 1
+            else ""
+        )
+        print(
+            f"htsrl: group {group}: {len(finals)} of {len(seeds)} seeds finished, mean return of the last 100 "
+            f"{statistics.fmean(finals):.2f}{spread}; plot them with: htsrl plot {group}/seed_*",
+            file=sys.stderr,
+        )
