@@ -395,10 +395,11 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "plot":
         from htsrl.analysis.plots import plot_resources, plot_runs
 
+        run_dirs = seeds.expand(args.run_dirs)  # a seed group: its seeds' runs
         if args.resources:
-            out = plot_resources(args.run_dirs, args.out, args.title)
+            out = plot_resources(run_dirs, args.out, args.title)
         else:
-            out = plot_runs(args.run_dirs, args.out, args.title, args.metric)
+            out = plot_runs(run_dirs, args.out, args.title, args.metric)
         print(f"wrote {out}", file=sys.stderr)
     return 0
 

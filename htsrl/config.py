@@ -201,7 +201,8 @@ class Config:
     vtrace_rho_bar: float = _f(
         1.0,
         "V-trace rho_bar (--algo impala): truncation of pi/mu in the TD errors and the policy gradient; "
-        "it sets the value function V-trace converges to (1: V of the learner's policy)",
+        "it sets the value function V-trace converges to: that of a policy between the behaviour policy and the "
+        "learner's (IMPALA's Theorem 1), the learner's own only for an untruncated rho_bar or with no lag",
     )
     vtrace_c_bar: float = _f(
         1.0,

@@ -36,6 +36,20 @@ def is_group(folder: str | Path) -> bool:
     return (Path(folder) / GROUP_FILE).is_file()
 
 
+def expand(folders: list[str]) -> list[str]:
+    """Run folders, with each seed group replaced by its seeds' runs (``htsrl plot GROUP``)."""
+    out = []
+    for folder in folders:
+        if is_group(folder):
+            seeds = json.loads((Path(folder) / GROUP_FILE).read_text())["seeds"]
+            out += [
+                str(seed_dir(Path(folder), s)) for s in seeds if (seed_dir(Path(folder), s) / "progress.csv").is_file()
+            ]
+        else:
+            out.append(folder)
+    return out
+
+
 def _die_with_parent() -> None:  # in the child, before exec: the kernel sends SIGTERM if the group dies
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
 

@@ -39,6 +39,8 @@ def test_a_failing_seed_is_reported_and_the_group_resumes_bitwise(tmp_path, caps
     assert json.loads((group / "seed_3" / "config.json").read_text())["seed"] == 3
     assert main(["train", "--resume", str(group)]) == 0  # nothing left: every seed is left as it is
     assert capsys.readouterr().err.count("finished before, left as it is") == 3
+    assert main(["plot", str(group), "--out", str(tmp_path / "group.png")]) == 0  # the group: its seeds, one curve
+    assert (tmp_path / "group.png").stat().st_size > 10_000
 
 
 @pytest.mark.parametrize(

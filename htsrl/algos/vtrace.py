@@ -8,9 +8,11 @@ rho_bar and c_bar the truncation levels and lambda as in the paper's remark 2:
     vs_t    = V(x_t) + delta_t + gamma_t * lambda * min(c_bar, rho_t) * (vs_{t+1} - V(x_{t+1}))
     adv_t   = min(rho_bar, rho_t) * (r_t + gamma_t * vs_{t+1} - V(x_t))
 
-with vs_T = V(x_T), the bootstrap value of the next window's first observation. rho_bar bounds the
-fixed point the values converge to (rho_bar = 1 gives V^pi), c_bar only how fast; the paper, SEED RL
-and TorchBeast use 1 for both and the same rho_bar in the policy gradient.
+with vs_T = V(x_T), the bootstrap value of the next window's first observation. rho_bar sets the fixed
+point the values converge to: the value of pi_rho_bar, a policy between mu and pi (the paper's Theorem 1;
+pi_rho_bar(a|x) is proportional to min(rho_bar * mu(a|x), pi(a|x))), which is V^pi only for an untruncated
+rho_bar (or when mu = pi, as with no lag); c_bar sets only how fast. The paper, SEED RL and TorchBeast use
+1 for both and the same rho_bar in the policy gradient.
 
 Episode ends follow ``gae`` in returns.py exactly: gamma_t = gamma * (1 - done_t), so an end cuts both
 the bootstrap and the recursion (the next stored observation belongs to the next episode), and a
