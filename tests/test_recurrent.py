@@ -196,3 +196,43 @@ def test_minibatches_that_split_env_columns_are_refused_before_start(tmp_path, c
     assert len(err.splitlines()) == 1 and "PPO minibatches are whole env columns" in err
     assert "--num-envs 4 must be divisible by --minibatches 8" in err
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("core", ["gru", "lstm"])
+def test_a_truncated_episode_bootstraps_from_its_final_observation_with_the_state_it_had(core):
+    """A time limit is no terminal state: the reward at the truncated step is topped up with the value of the
+    env's final observation, stepped from the state the episode had reached there (after its last step),
+    not from a reset state (that episode goes on in the value's eyes; the next stored row is a new one)."""
+    from htsrl.algos.returns import Window, bootstrap_values
+
+    torch.manual_seed(0)
+    model = build_model((4,), 2, recurrent=core)
+    T, N, S = 3, 2, model.state_size
+    starts = torch.zeros(T + 1, N, dtype=torch.bool)
+    starts[2, 0] = True  # env 0 was truncated at step 1, so its next row begins an episode
+    truncated = torch.zeros(T, N, dtype=torch.bool)
+    truncated[1, 0] = True
+    hidden = torch.zeros(T + 1, N, S)
+    hidden[0] = torch.randn(N, S)  # the window starts mid-episode, with a state of its own
+    w = Window(
+        obs=torch.randn(T + 1, N, 4),
+        final_obs=torch.randn(T, N, 4),
+        actions=torch.zeros(T, N, dtype=torch.int64),
+        logp=torch.zeros(T, N),
+        reward=torch.zeros(T, N),
+        terminated=torch.zeros(T, N, dtype=torch.bool),
+        truncated=truncated,
+        value=torch.zeros(T, N),
+        starts=starts,
+        hidden=hidden,
+    )
+    _, trunc = bootstrap_values(model, w)
+    with torch.no_grad():  # env 0 by hand: steps 0 and 1 from hidden[0], then its final observation
+        state = hidden[0, :1]
+        for t in (0, 1):
+            *_, state = model.step(w.obs[t, :1], state, starts[t, :1])
+        _, want, _, _ = model.step(w.final_obs[1, :1], state, torch.zeros(1, dtype=torch.bool))
+        _, from_reset, _, _ = model.step(w.final_obs[1, :1], state, torch.ones(1, dtype=torch.bool))
+    assert torch.allclose(trunc[1, 0], want[0], atol=1e-6)
+    assert not torch.allclose(want, from_reset, atol=1e-3)  # the state matters: the test can tell them apart
+    assert trunc[0].abs().sum() == 0 and trunc[2].abs().sum() == 0 and trunc[1, 1] == 0  # nowhere else
