@@ -293,3 +293,47 @@ def test_export_prints_a_human_line_and_json_with_json(cartpole_run, tmp_path, c
     assert main(["export", str(cartpole_run), "--format", "torchscript", "--out", str(out_file), "--json"]) == 0
     out, err = capsys.readouterr()
     assert json.loads(out)["path"] == str(out_file) and "htsrl: export: wrote" in err
+
+
+def test_plot_across_seeds_writes_the_numbers_it_drew(cartpole_run, tmp_path):
+    """Seeds of one setting: the mean, its 95% bootstrap band and the IQM, in a CSV beside the image that
+    equals a direct computation from the runs."""
+    import shutil
+
+    from scipy import stats
+
+    from htsrl.analysis.plots import CI_RESAMPLES, METRIC
+
+    dirs, curves = [], {}
+    for seed, scale in [(1, 1.0), (2, 3.0), (3, 2.0), (4, 10.0)]:
+        d = tmp_path / f"s{seed}"
+        shutil.copytree(cartpole_run, d)
+        cfg = json.loads((d / "config.json").read_text())
+        (d / "config.json").write_text(json.dumps({**cfg, "seed": seed}))
+        with open(d / "progress.csv") as f:
+            rows = list(csv.DictReader(f))
+        for r in rows:  # a known curve per seed
+            r[METRIC] = str(scale * int(r["env_steps"]) / 1000)
+        with open(d / "progress.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+        curves[seed] = [(int(r["env_steps"]), float(r[METRIC])) for r in rows]
+        dirs.append(str(d))
+    out = tmp_path / "seeds.png"
+    assert main(["plot", *dirs, "--out", str(out)]) == 0
+    with open(tmp_path / "seeds.csv") as f:
+        drawn = [r for r in csv.DictReader(f) if r["x_axis"] == "steps"]
+    assert len(drawn) == 200 and {r["seeds"] for r in drawn} == {"4"}
+    for r in drawn[::37]:
+        x = float(r["x"])
+        ys = np.array([np.interp(x, *zip(*c)) for c in curves.values()])
+        assert float(r["mean"]) == pytest.approx(ys.mean())
+        assert float(r["iqm"]) == pytest.approx(np.sort(ys)[1:3].mean())  # the middle half of 4 seeds
+        assert float(r["min"]) == pytest.approx(ys.min()) and float(r["max"]) == pytest.approx(ys.max())
+        ci = stats.bootstrap((ys,), np.mean, n_resamples=CI_RESAMPLES, method="percentile").confidence_interval
+        # another random draw of the resamples: the same interval to within the bootstrap's own noise
+        width = ys.max() - ys.min()
+        assert abs(float(r["ci_low"]) - ci.low) < 0.1 * width + 1e-9
+        assert abs(float(r["ci_high"]) - ci.high) < 0.1 * width + 1e-9
+        assert float(r["ci_low"]) <= float(r["mean"]) <= float(r["ci_high"])

@@ -128,12 +128,13 @@ def plot_resources(run_dirs: list[str | Path], out: str | Path, title: str | Non
 def _pyplot():
     try:
         import matplotlib
+        import scipy  # noqa: F401  (the seeds' bootstrap band)
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
         from matplotlib.ticker import EngFormatter
     except ImportError:
-        raise ConfigError('htsrl plot needs matplotlib: pip install -e ".[plot]" (or pip install matplotlib)') from None
+        raise ConfigError('htsrl plot needs matplotlib and scipy: pip install -e ".[plot]"') from None
     return plt, EngFormatter
 
 
@@ -145,10 +146,41 @@ def _save(fig, plt, out: str | Path) -> Path:
     return out
 
 
+CI_RESAMPLES = 2000  # bootstrap resamples of the seeds for the 95% band (seeded: a plot is reproducible)
+
+
+def seed_statistics(ys: np.ndarray) -> dict[str, np.ndarray]:
+    """Across seeds (rows of ``ys``, one column per x): the mean with its 95% percentile-bootstrap
+    interval (scipy.stats.bootstrap over the seeds), the interquartile mean (rliable's IQM: the mean of
+    the middle half, scipy.stats.trim_mean), min and max. One seed: the band is that seed's curve."""
+    import inspect
+
+    from scipy import stats
+
+    mean = ys.mean(0)
+    if len(ys) > 1:
+        seeded = {"rng": 0} if "rng" in inspect.signature(stats.bootstrap).parameters else {"random_state": 0}
+        ci = stats.bootstrap(
+            (ys,), np.mean, axis=0, n_resamples=CI_RESAMPLES, method="percentile", confidence_level=0.95, **seeded
+        ).confidence_interval
+        low, high = ci.low, ci.high
+    else:
+        low = high = mean
+    return {
+        "mean": mean,
+        "ci_low": low,
+        "ci_high": high,
+        "iqm": stats.trim_mean(ys, 0.25, axis=0),
+        "min": ys.min(0),
+        "max": ys.max(0),
+    }
+
+
 def plot_runs(run_dirs: list[str | Path], out: str | Path, title: str | None = None, metric: str = METRIC) -> Path:
     """Curves of ``metric`` (a progress.csv column; default the mean return of the last 100 episodes)
     against env steps (game frames: a run of several football players is put on the same axis as one
-    of one player) and wall time; one curve per setting, mean and min-max over its seeds."""
+    of one player) and wall time; one curve per setting: the mean over its seeds with a 95% bootstrap band,
+    and their IQM dashed. The numbers drawn go to a CSV beside the image (``curves.png`` -> ``curves.csv``)."""
     plt, EngFormatter = _pyplot()
     runs = [read_run(Path(d), metric) for d in run_dirs]
     runs = [r for r in runs if len(r["value"])]
@@ -157,16 +189,28 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, title: str | None = N
     groups = group_runs(runs)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4 + 0.3 * len(groups)))
     colors = itertools.cycle(plt.rcParams["axes.prop_cycle"].by_key()["color"])
+    drawn = []
     for (label, members), color in zip(groups.items(), colors):
         for ax, x_key in zip(axes, ("steps", "wall")):
             end = min(m[x_key][-1] for m in members)
             start = max(m[x_key][0] for m in members)
             grid = np.linspace(start, end, 200) if end > start else np.array([end])
             ys = np.stack([np.interp(grid, m[x_key], m["value"]) for m in members])
-            mean = ys.mean(0)
-            ax.plot(grid, mean, color=color, label=f"{label} (n={len(members)})")
-            if len(members) > 1:
-                ax.fill_between(grid, ys.min(0), ys.max(0), color=color, alpha=0.25)
+            st = seed_statistics(ys)
+            n = len(members)
+            ax.plot(
+                grid,
+                st["mean"],
+                color=color,
+                label=f"{label} (n={n}" + (": mean, 95% CI; IQM dashed)" if n > 1 else ")"),
+            )
+            if n > 1:
+                ax.fill_between(grid, st["ci_low"], st["ci_high"], color=color, alpha=0.25)
+                ax.plot(grid, st["iqm"], color=color, ls="--", lw=1)
+            drawn += [
+                {"curve": label, "x_axis": x_key, "x": x, "seeds": n, **{k: v[i] for k, v in st.items()}}
+                for i, x in enumerate(grid)
+            ]
     several = any(r["players"] > 1 for r in runs)
     axes[0].set_xlabel(
         "environment steps (game frames: one step of all controlled players)" if several else "environment steps"
@@ -181,4 +225,9 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, title: str | None = N
     fig.legend(handles, labels, loc="lower center", ncol=1, frameon=False)  # one legend, below both plots
     fig.suptitle(title or ", ".join(sorted({r["env"] for r in runs})))
     fig.tight_layout(rect=(0, 0.06 * len(labels), 1, 1))
-    return _save(fig, plt, out)
+    out = _save(fig, plt, out)
+    with open(out.with_suffix(".csv"), "w", newline="") as f:  # what was drawn, to check or plot elsewhere
+        writer = csv.DictWriter(f, fieldnames=list(drawn[0]))
+        writer.writeheader()
+        writer.writerows(drawn)
+    return out
