@@ -20,7 +20,7 @@ Writes into RESULTS (small files, to commit; never the checkpoints):
   when ``--cleanrl-sps``, its steps/s measured here, is given);
 - ``curves.json`` and a printed table: per run the score at each published budget, the agent steps and
   wall time at which it first reached each race score (counted once 100 games have ended, so a lucky first
-  few games are no level reached), and memory growth after the first 10% of the run.
+  few games are no level reached), and private memory in the last tenth of the run against 10-20% of it.
 """
 
 from __future__ import annotations
@@ -117,22 +117,28 @@ def cleanrl_steps_to(game: str, score: float) -> float | None:
 
 
 def growth(resources: list[dict], total_steps: int) -> dict | None:
-    """Resources after the first 10% of the run against their maximum later: what a leak would move."""
+    """Whether a run leaks: the median private memory of the samples in the last tenth of the run against
+    those from 10% to 20% of it (medians: a checkpoint being written is a brief peak, not a trend, and the
+    peak is reported apart), and the range of shared memory and descriptors after the first 10%."""
     if not resources:
         return None
-    after = [r for r in resources if int(r["env_steps"]) >= 0.1 * total_steps]
-    if len(after) < 2:
+    steps = np.array([int(r["env_steps"]) for r in resources])
+    last = steps.max()
+
+    def col(name: str, lo: float, hi: float) -> list[float]:
+        return [float(r[name]) for r, s in zip(resources, steps) if lo <= s <= hi and r.get(name)]
+
+    early = col("resources/private_mb", 0.1 * total_steps, 0.2 * total_steps)
+    late = col("resources/private_mb", 0.9 * last, last)
+    if not early or not late or last < 0.3 * total_steps:
         return None
-
-    def col(name: str) -> list[float]:
-        return [float(r[name]) for r in after if r.get(name)]
-
-    private, shm, fds = col("resources/private_mb"), col("resources/shm_mb"), col("resources/open_fds")
+    after = 0.1 * total_steps
+    shm, fds = col("resources/shm_mb", after, last), col("resources/open_fds", after, last)
     return {
-        "private_mb_at_10pct": private[0],
-        "private_mb_max_after": max(private),
-        "private_mb_end": private[-1],
-        "private_growth_pct": 100 * (max(private) / private[0] - 1),
+        "private_mb_10_20pct": statistics.median(early),
+        "private_mb_last_10pct": statistics.median(late),
+        "private_growth_pct": 100 * (statistics.median(late) / statistics.median(early) - 1),
+        "private_mb_peak": max(col("resources/private_mb", after, last)),
         "shm_mb_min_max": [min(shm), max(shm)],
         "open_fds_min_max": [min(fds), max(fds)],
     }
@@ -242,7 +248,7 @@ def table(result: dict) -> None:
         race = RACE.get(game, ())
         head = " | ".join(f"{b // 1_000_000}M" for b in BUDGETS[:3])
         races = " | ".join(f"to {s}: steps, min" for s in race)
-        print(f"| run | steps done | {head} | {races} | private MB after 10% -> max (growth) | fds |")
+        print(f"| run | steps done | {head} | {races} | private MB at 10-20% -> last 10% (growth; peak) | fds |")
         print("|---|---|" + "---|" * (3 + len(race) + 2))
         for setting, seeds in settings.items():
             for seed, r in seeds.items():
@@ -260,8 +266,8 @@ def table(result: dict) -> None:
                 g = r["resources"]
                 mem = "-"
                 if g:
-                    mem = f"{g['private_mb_at_10pct']:.0f} -> {g['private_mb_max_after']:.0f} "
-                    mem += f"({g['private_growth_pct']:+.1f}%)"
+                    mem = f"{g['private_mb_10_20pct']:.0f} -> {g['private_mb_last_10pct']:.0f} "
+                    mem += f"({g['private_growth_pct']:+.1f}%; peak {g['private_mb_peak']:.0f})"
                 fds = "{:.0f}-{:.0f}".format(*g["open_fds_min_max"]) if g else "-"
                 done = f"{r['env_steps']:,}{'' if r['finished'] else ' (going)'}"
                 print(f"| {setting} s{seed} | {done} | {at} | {hits} | {mem} | {fds} |")
