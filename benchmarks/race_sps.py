@@ -6,8 +6,10 @@ wall time here (benchmarks/atari_curves.py --cleanrl-sps, BENCHMARKS.md "the rac
 
 DIR holds CleanRL's script, unmodified, and its venv (``DIR/ppo_atari_envpool.py``, ``DIR/venv``; envpool
 0.8.4 with gym 0.23.1, which still have the API it uses). Both run 8 envs x 128 steps (CleanRL's defaults,
-htsrl's atari-ppo preset) on EnvPool. CleanRL's own "SPS:" line counts from after its envs are made; htsrl's
-rate is read from progress.csv between its first and last update. Never run it beside a learning run.
+htsrl's atari-ppo preset) on EnvPool. CleanRL's own "SPS:" line counts every step from the start of its
+loop (after its envs are made); htsrl's rate is every step over the wall time of its last progress.csv row,
+which counts from before its env processes start: if anything, htsrl's side is the slower. Never run it
+beside a learning run.
 """
 
 from __future__ import annotations

@@ -81,7 +81,16 @@ def save_checkpoint(run_dir: Path, state: dict) -> Path:
 def load_checkpoint(run_dir: Path) -> dict:
     """The state ``save_checkpoint`` was given, bitwise (checked by its sha256, unpickled with
     ``weights_only=True``, decoded)."""
-    return decode_state(_load_payload(Path(run_dir) / FILENAME))
+    path = Path(run_dir) / FILENAME
+    payload = _load_payload(path)
+    try:
+        return decode_state(payload)
+    except CheckpointError:
+        raise
+    except Exception as e:  # an encoded part that does not decode: one line, as for any unreadable checkpoint
+        raise CheckpointError(
+            f"{path} holds a part that does not decode ({type(e).__name__}: {e}); refusing it"
+        ) from None
 
 
 def _load_payload(path: Path):
@@ -152,11 +161,14 @@ def _encode_tensor(t: torch.Tensor):
     # integers only: floating point (weights, moments, values) hardly compresses and is what a resume needs
     if t.dtype not in PACKABLE_DTYPES or t.layout != torch.strided or t.nbytes < PACK_MIN_BYTES:
         return t
-    x = t.detach().cpu().contiguous().numpy()
-    packed = _pack_frame_stacks(x) or _zlib(x)
-    if packed is None:
+    try:  # any failure to encode (memory, say) keeps the tensor as it is: a save never fails for it
+        x = t.detach().cpu().contiguous().numpy()
+        packed = _pack_frame_stacks(x) or _zlib(x)
+        if packed is None:
+            return t
+        decoded = _decode_tensor(packed).numpy()
+    except Exception:
         return t
-    decoded = _decode_tensor(packed).numpy()
     if decoded.dtype != x.dtype or decoded.shape != x.shape or not _same_bytes(decoded, x):
         return t  # never expected; the tensor as it is is always right
     return packed

@@ -11,7 +11,7 @@ import typing
 from pathlib import Path
 
 from htsrl import seeds
-from htsrl.config import LAYOUT, PRESETS, Config, fields_of_kind, flag
+from htsrl.config import LAYOUT, PRESETS, RUN_CONTROL, Config, fields_of_kind, flag
 from htsrl.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, ConfigError, HtsrlError
 
 # Before torch loads: idle OpenMP threads sleep instead of spinning, so a learner thread waiting in a
@@ -273,24 +273,32 @@ def _train_seeds(args: argparse.Namespace) -> int:
     if args.json:
         raise ConfigError("--json prints one run's summary; a seed group writes one per seed (seed_S/summary.json)")
     given = given_values(args)
-    # for this invocation only, not the group's config: when to stop, whether to replace, how to lay out
-    per_invocation = {"stop_at_steps", "overwrite", *fields_of_kind(LAYOUT)}
-    run_flags = [x for name, value in given.items() if name in per_invocation for x in _as_flag(name, value)]
     if args.resume:
         if args.seeds:
             raise ConfigError(f"--resume {args.resume} continues the seed group's own seeds; leave out --seeds")
-        changed = sorted(set(given) - per_invocation - {"run_dir"})
+        if given.get("overwrite"):
+            raise ConfigError("--overwrite starts a new run in place of the old; --resume continues the old one")
+        # as for one run: how it is laid out and controlled may change, what it computes may not
+        allowed = set(fields_of_kind(LAYOUT, RUN_CONTROL))
+        changed = sorted(set(given) - allowed - {"run_dir"})
         if changed:
             raise ConfigError(
-                f"--resume of a seed group takes only layout and --stop-at-steps flags, not {flag(changed[0])}"
+                f"--resume of a seed group takes only layout and run-control flags, not {flag(changed[0])}"
             )
+        run_flags = [x for name, value in given.items() if name in allowed for x in _as_flag(name, value)]
         return seeds.resume_group(Path(args.resume), args.jobs, run_flags)
-    if "seed" in given:
+    if args.seed is not None:  # a seed in a --config file is the group's to replace
         raise ConfigError("--seed and --seeds: give one (--seeds trains one run per seed)")
-    group = Path(given["run_dir"]) if "run_dir" in given else default_group_dir(Config(**given))
-    return seeds.start_group(
-        group, {k: v for k, v in given.items() if k not in per_invocation}, args.seeds, args.jobs, run_flags
-    )
+    per_invocation = {"stop_at_steps", "overwrite"}  # this invocation's, not the group's config
+    values = {k: v for k, v in given.items() if k not in (*per_invocation, "seed", "run_dir")}
+    from htsrl.config import resolve
+    from htsrl.engine.runner import preflight
+
+    first = Config(**values, seed=args.seeds[0])
+    preflight(resolve(first))  # refused here, in one line, before the group folder or any seed exists
+    group = Path(given["run_dir"]) if "run_dir" in given else default_group_dir(first)
+    run_flags = [x for name, value in given.items() if name in per_invocation for x in _as_flag(name, value)]
+    return seeds.start_group(group, values, args.seeds, args.jobs, run_flags)
 
 
 def _as_flag(name: str, value) -> list[str]:

@@ -35,6 +35,11 @@ def _field_types() -> dict[str, tuple[type, ...]]:
 def _check_value(key: str, value, allowed: tuple[type, ...], choices, path: Path):
     if value is None and type(None) in allowed:
         return None
+    if isinstance(value, str) and float in allowed:  # YAML 1.1 reads 3e-4 (no dot) as a string
+        try:
+            value = float(value)
+        except ValueError:
+            pass
     if isinstance(value, bool):  # a bool is an int to Python, never to a config
         ok = bool in allowed
     elif isinstance(value, int) and float in allowed and int not in allowed:
@@ -46,6 +51,13 @@ def _check_value(key: str, value, allowed: tuple[type, ...], choices, path: Path
         raise ConfigError(f"{path}: {key} must be {names}, got {value!r} ({type(value).__name__})")
     if choices and value not in choices:
         raise ConfigError(f"{path}: {key} must be one of {list(choices)}, got {value!r}")
+    if isinstance(value, dict):  # env_kwargs: what config.json and --env-kwargs hold, JSON values only
+        try:
+            plain = json.loads(json.dumps(value)) == value
+        except (TypeError, ValueError):
+            plain = False
+        if not plain:
+            raise ConfigError(f"{path}: {key} must hold JSON values only (strings as keys; no dates or sets)")
     return value
 
 
@@ -114,8 +126,8 @@ def _toml(value) -> str:
         if math.isinf(value):
             return "inf" if value > 0 else "-inf"
         return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)  # a TOML basic string takes JSON's escapes
+    if isinstance(value, str):  # a TOML basic string takes JSON's escapes, but no surrogate pairs and no raw DEL
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007F")
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
     if isinstance(value, dict):

@@ -197,10 +197,15 @@ def evaluate(
     if video is not None:
         result["video"] = str(video)
     # its own file: an evaluation never replaces an earlier one (a 30-game result by a 1-game check)
-    path = result_path(run_dir, result)
-    result["path"] = str(path)
-    with open(path, "x") as f:
-        f.write(json.dumps({**result, "scores": scores}, indent=2))
+    while True:  # "x": another evaluation that took the same name in the same moment is never overwritten
+        path = result_path(run_dir, result)
+        try:
+            with open(path, "x") as f:
+                result["path"] = str(path)
+                f.write(json.dumps({**result, "scores": scores}, indent=2))
+            break
+        except FileExistsError:
+            continue
     return {**result, "scores": scores}
 
 

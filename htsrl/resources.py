@@ -1,11 +1,13 @@
 """What a run holds while it trains (the ``resources/*`` metrics): memory per role, shared memory, open
-descriptors. Sampled from ``/proc`` once per window by the main process, so a run of hours shows a leak as
-a slope in ``progress.csv``, TensorBoard and ``htsrl plot``. Linux only: elsewhere ``sample`` returns {}.
+descriptors. Sampled from ``/proc`` by the main process after a window, at most once a second, so a run of
+hours shows a leak as a slope in ``progress.csv``, TensorBoard and ``htsrl plot --resources``. Linux only:
+elsewhere ``sample`` returns {}.
 
 - ``resources/rss_mb/<role>``: resident memory of each role (``main`` is the learner's process). It counts
   the shared rollout buffers in every process that touched them, so the roles do not add up;
-- ``resources/private_mb``: the private (anonymous) resident memory of all roles together, which does
-  add up: where a leak shows;
+- ``resources/private_mb``: the anonymous resident memory of all roles together (``RssAnon``), where a
+  leak shows. A forked role's pages still shared copy-on-write with the main process count in both, and
+  turn private as they are written: a slow rise early in a run, which levels off, is that;
 - ``resources/shm_mb``: shared memory the run's processes hold open, each file once: the memfd of the
   buffers and anything in /dev/shm (htsrl names nothing there; a library that does shows here);
 - ``resources/open_fds``: descriptors open in all roles together.
@@ -67,6 +69,8 @@ def sample(pids: dict[str, int]) -> dict[str, float]:
         private_kb += status.get("RssAnon", 0)
         fds += n
         shared.update(held)
+    if not out:  # no role could be read (all just ended): no sample rather than zeros
+        return {}
     out["resources/private_mb"] = private_kb / 1024
     out["resources/shm_mb"] = sum(shared.values()) / MB
     out["resources/open_fds"] = float(fds)

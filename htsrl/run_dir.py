@@ -48,6 +48,8 @@ class RunDirLock:
 
 def claim_new_run(run_dir: Path, overwrite: bool) -> None:
     """Before a new run writes anything: refuse a folder that holds a run, or (``overwrite``) clear it."""
+    if (run_dir / "group.json").exists():  # htsrl/seeds.py's GROUP_FILE: its runs are in seed_S/
+        raise ConfigError(f"{run_dir} holds a seed group; give the run another --run-dir")
     found = [name for name in RUN_MARKERS if (run_dir / name).exists()]
     if not found:
         return

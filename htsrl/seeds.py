@@ -3,9 +3,11 @@
 The group folder (``--run-dir``; default ``runs/<env>__<algo>__seeds__<time>``) holds ``group.json`` (the
 seeds), ``config.yaml`` (the flags given, as a ``--config`` file) and one ordinary run per seed in
 ``seed_<S>/`` (resumable, evaluable, plottable: ``htsrl plot GROUP/seed_*`` draws them as one curve), with
-its output in ``seed_<S>.log``. Each seed is its own ``htsrl train`` process, ``--jobs`` at a time, which
-dies with the group (``PR_SET_PDEATHSIG``); a seed that fails is reported at the end and the others still
-run. Ctrl-C or SIGTERM stops every running seed at its next barrier with a checkpoint.
+its output in ``seed_<S>.log``. The config is checked before anything is written (as a single run's is).
+Each seed is its own ``htsrl train`` process in a session of its own (a terminal's Ctrl-C reaches only the
+group, which forwards it: one stop, at the next barrier), ``--jobs`` at a time, and dies with the group
+(``PR_SET_PDEATHSIG``: it stops with a checkpoint); a seed that fails is reported at the end and the others
+still run. The group waits on its seeds' pidfds: it sleeps until one ends.
 ``htsrl train --resume GROUP`` finishes what is unfinished: a finished seed is left as it is, a stopped one
 resumed (bitwise), one that saved no checkpoint started again.
 """
@@ -15,11 +17,12 @@ from __future__ import annotations
 import ctypes
 import json
 import math
+import os
+import select
 import signal
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from htsrl.errors import EXIT_INTERRUPTED, ConfigError, Interrupted
@@ -50,8 +53,21 @@ def expand(folders: list[str]) -> list[str]:
     return out
 
 
-def _die_with_parent() -> None:  # in the child, before exec: the kernel sends SIGTERM if the group dies
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+# prctl, looked up in the parent: the child between fork and exec calls it without loading anything
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
+
+
+def _dies_with(parent: int):
+    """What a seed's child runs before exec: SIGTERM from the kernel when the group dies (it then stops
+    with a checkpoint); a group that died before that call leaves no child running alone."""
+
+    def before_exec() -> None:
+        if _PRCTL is not None:
+            _PRCTL(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return before_exec
 
 
 def start_group(group: Path, given: dict, seeds: list[int], jobs: int, run_flags: list[str]) -> int:
@@ -63,6 +79,13 @@ def start_group(group: Path, given: dict, seeds: list[int], jobs: int, run_flags
         raise ConfigError(
             f"{group} already holds a seed group; continue it with: htsrl train --resume {group}, or replace it "
             "with --overwrite"
+        )
+    from htsrl.run_dir import RUN_MARKERS
+
+    held = [name for name in RUN_MARKERS if (group / name).exists()]
+    if held:
+        raise ConfigError(
+            f"{group} holds a single run ({', '.join(held)}), not a seed group; give --seeds another --run-dir"
         )
     import yaml
 
@@ -99,43 +122,58 @@ def _run_seeds(group: Path, seeds: list[int], jobs: int, run_flags: list[str], r
         if s not in queue:
             print(f"htsrl: seed {s}: finished before, left as it is", file=sys.stderr)
     running: dict[int, subprocess.Popen] = {}
+    ended: dict[int, int] = {}  # pidfd -> seed: the group sleeps in select() until one of them ends
     codes: dict[int, int] = {}
     stopping = False
+    signalled: set[int] = set()
+
+    def forward() -> None:  # once per seed: a second SIGINT would stop it without a checkpoint
+        for seed, proc in running.items():
+            if seed not in signalled:
+                signalled.add(seed)
+                proc.send_signal(signal.SIGINT)
 
     def stop(signum, frame):  # every running seed stops at its next barrier with a checkpoint
         nonlocal stopping
         stopping = True
-        for proc in running.values():
-            proc.send_signal(signal.SIGINT)
+        forward()
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         while queue or running:
             while queue and len(running) < jobs and not stopping:
                 seed = queue.pop(0)
-                log = open(group / f"seed_{seed}.log", "a")  # noqa: SIM115  (the child's; closed below)
-                cmd = _command(group, seed, run_flags, resume)
-                running[seed] = subprocess.Popen(cmd, stdout=log, stderr=log, preexec_fn=_die_with_parent)
-                log.close()
-                print(
-                    f"htsrl: seed {seed}: started ({seed_dir(group, seed)}, output in seed_{seed}.log)", file=sys.stderr
-                )
-            time.sleep(0.2)
-            for seed, proc in list(running.items()):
-                if proc.poll() is not None:
-                    codes[seed] = proc.returncode
-                    del running[seed]
-                    print(f"htsrl: seed {seed}: {_describe(group, seed, proc.returncode)}", file=sys.stderr)
+                with open(group / f"seed_{seed}.log", "a") as log:
+                    running[seed] = subprocess.Popen(
+                        _command(group, seed, run_flags, resume),
+                        stdout=log,
+                        stderr=log,
+                        start_new_session=True,
+                        preexec_fn=_dies_with(os.getpid()),
+                    )
+                ended[os.pidfd_open(running[seed].pid)] = seed
+                if stopping:  # a stop that came while it was being started
+                    forward()
+                where = f"{seed_dir(group, seed)}, output in seed_{seed}.log"
+                print(f"htsrl: seed {seed}: started ({where})", file=sys.stderr)
+            if running:
+                ready, _, _ = select.select(list(ended), [], [])
+                for fd in ready:
+                    seed = ended.pop(fd)
+                    os.close(fd)
+                    proc = running.pop(seed)
+                    codes[seed] = proc.wait()
+                    print(f"htsrl: seed {seed}: {_describe(group, seed, codes[seed])}", file=sys.stderr)
             if stopping and not running:
                 break
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        for fd in ended:
+            os.close(fd)
     _report(group, seeds)
     if stopping:
-        raise Interrupted(
-            f"the group's running seeds stopped with a checkpoint; continue with: htsrl train --resume {group}"
-        )
+        raise Interrupted(f"the group's running seeds stopped; continue with: htsrl train --resume {group}")
     failed = sorted(s for s, code in codes.items() if code != 0)
     if failed:
         print(
@@ -154,7 +192,9 @@ def _describe(group: Path, seed: int, code: int) -> str:
         state = "done" if summary.get("finished") else "stopped"
         return f"{state} at {summary['env_steps']:,} steps, mean return of the last 100 {_fmt(ret)}"
     if code == EXIT_INTERRUPTED:
-        return "stopped with a checkpoint (Ctrl-C or SIGTERM)"
+        if (seed_dir(group, seed) / "checkpoint.pt").is_file():
+            return "stopped (Ctrl-C or SIGTERM); its last checkpoint is kept"
+        return "stopped (Ctrl-C or SIGTERM) before its first checkpoint: --resume starts it again"
     if code < 0:
         return f"killed by signal {-code}"
     return f"failed (exit {code})"
@@ -180,6 +220,6 @@ def _report(group: Path, seeds: list[int]) -> None:
         )
         print(
             f"htsrl: group {group}: {len(finals)} of {len(seeds)} seeds finished, mean return of the last 100 "
-            f"{statistics.fmean(finals):.2f}{spread}; plot them with: htsrl plot {group}/seed_*",
+            f"{statistics.fmean(finals):.2f}{spread}; plot them with: htsrl plot {group}",
             file=sys.stderr,
         )

@@ -76,3 +76,25 @@ def test_missing_file_and_resume_are_refused(tmp_path, capsys):
     config.write_text("lr: 0.001\n")
     assert main(["train", "--config", str(config), "--resume", str(tmp_path)]) == 2
     assert "--resume continues a run with its own config" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fmt", ["yaml", "toml"])
+def test_nested_env_kwargs_and_any_text_round_trip(tmp_path, fmt):
+    from htsrl.config import Config
+    from htsrl.config_files import dump_config, read_config_file
+
+    kwargs = {"a": {"b": [1, 2.5, 'x\U0001f600y\x7f"q'], "c": True}, "d": -0.0003}
+    config = tmp_path / f"run.{fmt}"
+    config.write_text(dump_config(Config(env="CartPole-v1", env_kwargs=kwargs, preset="classic-ppo"), fmt))
+    assert read_config_file(config)["env_kwargs"] == kwargs
+
+
+def test_yaml_reads_an_exponent_without_a_dot_and_refuses_what_json_cannot_hold(tmp_path, capsys):
+    from htsrl.config_files import read_config_file
+
+    config = tmp_path / "run.yaml"
+    config.write_text("lr: 3e-4\n")  # YAML 1.1 reads it as a string
+    assert read_config_file(config) == {"lr": 3e-4}
+    config.write_text("env_kwargs: {when: 2024-01-01}\n")  # a date: config.json could not hold it
+    assert main(["train", "--config", str(config), "--run-dir", str(tmp_path / "r")]) == 2
+    assert "env_kwargs must hold JSON values only" in capsys.readouterr().err

@@ -3,6 +3,7 @@ others still run; --resume GROUP finishes what is unfinished, bitwise; Ctrl-C st
 checkpoint and leaves no process behind; a SIGKILLed group takes its seeds with it."""
 
 import json
+import os
 import signal
 import time
 
@@ -50,6 +51,10 @@ def test_a_failing_seed_is_reported_and_the_group_resumes_bitwise(tmp_path, caps
         (["--seeds", "1", "1"], "names a seed twice"),
         (["--seeds", "1", "--jobs", "0"], "--jobs must be a positive integer"),
         (["--seeds", "1", "--json"], "--json prints one run's summary"),
+        # the config is checked as a single run's is, before the group folder or any seed exists
+        (["--seeds", "1", "2", "--num-envs", "0"], "--num-envs must be a positive integer"),
+        (["--seeds", "1", "--env", "Breakout-v4"], "one of Gymnasium's older Atari ids"),
+        (["--seeds", "1", "--env-kwargs", '{"bogus": 1}'], "cannot build CartPole-v1"),
     ],
 )
 def test_bad_group_input_is_refused_in_one_line(tmp_path, capsys, args, message):
@@ -67,7 +72,21 @@ def test_a_group_is_not_replaced_or_changed_by_accident(tmp_path, capsys):
     assert main(["train", *SMALL, "--seeds", "1", "--run-dir", str(group)]) == 2
     assert "already holds a seed group; continue it with: htsrl train --resume" in capsys.readouterr().err
     assert main(["train", "--resume", str(group), "--lr", "0.1"]) == 2
-    assert "takes only layout and --stop-at-steps flags, not --lr" in capsys.readouterr().err
+    assert "takes only layout and run-control flags, not --lr" in capsys.readouterr().err
+    assert main(["train", *SMALL, "--run-dir", str(group)]) == 2  # a single run in a group's folder
+    assert "holds a seed group; give the run another --run-dir" in capsys.readouterr().err
+    assert main(["train", *SMALL, "--seeds", "1", "--run-dir", str(group / "seed_1")]) == 2  # a group in a run's
+    assert "holds a single run (config.json" in capsys.readouterr().err
+
+
+def test_a_printed_config_with_its_seed_starts_a_group(tmp_path, capsys):
+    """The README's chain: --print-config writes seed: 1; --seeds replaces it (only a --seed flag clashes)."""
+    assert main(["train", *SMALL, "--total-steps", "128", "--print-config"]) == 0
+    config = tmp_path / "run.yaml"
+    config.write_text(capsys.readouterr().out)
+    group = tmp_path / "group"
+    assert main(["train", "--config", str(config), "--seeds", "4", "5", "--run-dir", str(group), "--no-progress"]) == 0
+    assert [json.loads((group / f"seed_{s}" / "config.json").read_text())["seed"] for s in (4, 5)] == [4, 5]
 
 
 def _seed_pids(group, seeds, timeout=90.0):
@@ -81,14 +100,16 @@ def test_ctrl_c_stops_every_seed_with_a_checkpoint_and_no_orphan(tmp_path):
     try:
         pids = _seed_pids(group, (1, 2))
         time.sleep(1.0)
-        proc.send_signal(signal.SIGINT)  # to the group's process only: it forwards the stop to its seeds
+        # as a terminal's Ctrl-C: to the foreground process group. The seeds run in sessions of their own,
+        # so each gets one SIGINT, the group's (two would stop it at once, without a checkpoint)
+        os.killpg(proc.pid, signal.SIGINT)
         code, _, err = finish_cli(proc, timeout=120)
     finally:
         kill_group(proc)
     assert code == 130 and "continue with: htsrl train --resume" in err, err
     for seed in (1, 2):
         assert (group / f"seed_{seed}" / "checkpoint.pt").is_file()
-        assert f"seed {seed}: stopped with a checkpoint" in err, err
+        assert f"seed {seed}: stopped (Ctrl-C or SIGTERM); its last checkpoint is kept" in err, err
     assert_all_gone([p for roles in pids.values() for p in roles.values()])
 
 

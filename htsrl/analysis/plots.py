@@ -128,13 +128,12 @@ def plot_resources(run_dirs: list[str | Path], out: str | Path, title: str | Non
 def _pyplot():
     try:
         import matplotlib
-        import scipy  # noqa: F401  (the seeds' bootstrap band)
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
         from matplotlib.ticker import EngFormatter
     except ImportError:
-        raise ConfigError('htsrl plot needs matplotlib and scipy: pip install -e ".[plot]"') from None
+        raise ConfigError('htsrl plot needs matplotlib: pip install -e ".[plot]"') from None
     return plt, EngFormatter
 
 
@@ -155,7 +154,10 @@ def seed_statistics(ys: np.ndarray) -> dict[str, np.ndarray]:
     the middle half, scipy.stats.trim_mean), min and max. One seed: the band is that seed's curve."""
     import inspect
 
-    from scipy import stats
+    try:
+        from scipy import stats
+    except ImportError:
+        raise ConfigError('htsrl plot needs scipy for the band over seeds: pip install -e ".[plot]"') from None
 
     mean = ys.mean(0)
     if len(ys) > 1:
@@ -181,6 +183,8 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, title: str | None = N
     against env steps (game frames: a run of several football players is put on the same axis as one
     of one player) and wall time; one curve per setting: the mean over its seeds with a 95% bootstrap band,
     and their IQM dashed. The numbers drawn go to a CSV beside the image (``curves.png`` -> ``curves.csv``)."""
+    if Path(out).suffix.lower() == ".csv":
+        raise ConfigError(f"--out {out} is the image (PNG); the numbers go beside it, in the same name with .csv")
     plt, EngFormatter = _pyplot()
     runs = [read_run(Path(d), metric) for d in run_dirs]
     runs = [r for r in runs if len(r["value"])]

@@ -81,18 +81,10 @@ def default_run_dir(cfg: Config) -> Path:
     return Path("runs") / f"{name}__{cfg.algo}__{cfg.seed}__{int(time.time())}"
 
 
-def train(cfg: Config, on_window: WindowHook | None = None, resume: bool = False) -> dict:
-    """Train; under torchrun (WORLD_SIZE > 1) as one data-parallel rank (see htsrl/distributed.py).
-    ``resume``: continue the run in ``cfg.run_dir`` from its checkpoint; every setting that changes the
-    numbers must equal the run's (ConfigError otherwise)."""
-    cfg = resolve(cfg)
-    if resume:
-        if not cfg.run_dir:
-            raise ConfigError("resume needs the run's folder (run_dir)")
-        saved = Path(cfg.run_dir) / "config.json"
-        if not saved.is_file():
-            raise ConfigError(f"--resume {cfg.run_dir}: no config.json there (is it a run directory?)")
-        check_resume(resolve(Config.from_saved(json.loads(saved.read_text()))), cfg)
+def preflight(cfg: Config) -> tuple[EnvInfo, Config]:
+    """The checks of a resolved config that need no run folder, in the order a run meets them: the env
+    (built once here), what the network and the world size allow, CUDA. Returns the env's spaces and this
+    rank's config (its share of the envs). A seed group runs it once before any of its seeds starts."""
     info = probe_env(cfg.env, cfg.env_kwargs, cfg.env_backend)
     if cfg.precision == "bf16" and len(info.obs_shape) != 3:
         raise ConfigError(
@@ -115,6 +107,22 @@ def train(cfg: Config, on_window: WindowHook | None = None, resume: bool = False
         deterministic_cuda(cfg.device)
     if cfg.actor_device != "cpu" and not torch.cuda.is_available():  # whoever infers sets its own modes
         raise ConfigError(f"--actor-device {cfg.actor_device}: no CUDA device is visible to torch")
+    return info, local
+
+
+def train(cfg: Config, on_window: WindowHook | None = None, resume: bool = False) -> dict:
+    """Train; under torchrun (WORLD_SIZE > 1) as one data-parallel rank (see htsrl/distributed.py).
+    ``resume``: continue the run in ``cfg.run_dir`` from its checkpoint; every setting that changes the
+    numbers must equal the run's (ConfigError otherwise)."""
+    cfg = resolve(cfg)
+    if resume:
+        if not cfg.run_dir:
+            raise ConfigError("resume needs the run's folder (run_dir)")
+        saved = Path(cfg.run_dir) / "config.json"
+        if not saved.is_file():
+            raise ConfigError(f"--resume {cfg.run_dir}: no config.json there (is it a run directory?)")
+        check_resume(resolve(Config.from_saved(json.loads(saved.read_text()))), cfg)
+    info, local = preflight(cfg)
     if launched_by_torchrun():
         # one GPU per rank of a node, for this rank's learner and actors; the run's config keeps "cuda", so a
         # resume (which compares configs) gives every rank its own GPU again
@@ -179,7 +187,11 @@ class StopRequest:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        print("\nhtsrl: stopping at the next barrier to save a checkpoint (press Ctrl-C again to stop now)", flush=True)
+        print(
+            "\nhtsrl: stopping at the next barrier to save a checkpoint (press Ctrl-C again to stop now)",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def __exit__(self, *exc):
         for sig, handler in self._old.items():
