@@ -159,7 +159,7 @@ def test_second_ctrl_c_before_the_first_checkpoint_says_nothing_can_be_resumed(t
     proc = start_cli([*FAULTY, *LONG, *hang], tmp_path)
     pids = wait_for_pids(tmp_path)
     os.kill(pids["main"], signal.SIGINT)
-    assert "stopping at the next barrier" in proc.stdout.readline() + proc.stdout.readline()
+    assert "stopping at the next barrier" in proc.stderr.readline() + proc.stderr.readline()
     os.kill(pids["main"], signal.SIGINT)
     code, _, err = finish_cli(proc)
     assert code == 130, err

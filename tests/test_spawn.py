@@ -86,13 +86,13 @@ def test_ctrl_c_while_spawned_roles_start_is_a_clean_stop(tmp_path):
 
     from conftest import REPO
 
-    out = tmp_path / "stdout.txt"
+    out = tmp_path / "stderr.txt"  # the human lines, "stopping at the next barrier" among them
     cmd = [sys.executable, "-m", "htsrl", "train", "--run-dir", str(tmp_path / "r"), "--no-progress", *FAULTY, *SLOW]
-    with open(out, "w") as stdout:
+    with open(out, "w") as stderr:
         proc = subprocess.Popen(
             [*cmd, "--start-method", "spawn"],
-            stdout=stdout,
-            stderr=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
             text=True,
             start_new_session=True,
             cwd=REPO,
@@ -114,7 +114,8 @@ def test_ctrl_c_while_spawned_roles_start_is_a_clean_stop(tmp_path):
             time.sleep(0.05)
         if "stopping at the next barrier" in out.read_text():
             break
-    code, _, err = finish_cli(proc, timeout=120)
+    code, _, _ = finish_cli(proc, timeout=120)
+    err = out.read_text()
     assert code == 130 and "KeyboardInterrupt" not in err and "Traceback" not in err, err
     assert_all_gone([c.pid for c in children])
 
