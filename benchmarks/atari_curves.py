@@ -187,7 +187,9 @@ def export_run(where: Path, results: Path) -> None:
             shutil.copyfile(where / name, results / f"{where.name}.{name}")
 
 
-def plot_game(game: str, runs: dict[str, dict[int, Path]], cleanrl_sps: float | None, out: Path) -> None:
+def plot_game(
+    game: str, runs: dict[str, dict[int, Path]], cleanrl_sps: float | None, out: Path, htsrl_sps: float | None = None
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -203,15 +205,28 @@ def plot_game(game: str, runs: dict[str, dict[int, Path]], cleanrl_sps: float | 
             continue
         color = next(colors)
         label = f"htsrl {setting}" + (" (atari-ppo, EnvPool)" if setting == "defaults" else "")
+        shared = ", as run (2 runs shared the cores)" if htsrl_sps else ""
         for ax, x, scale in ((by_steps, 0, 1.0), (by_hours, 1, 1 / 3600)):
             for c in curves.values():
                 ax.plot([r[x] * scale for r in c], [r[2] for r in c], color=color, alpha=0.35, lw=0.8)
             end = min(c[-1][x] for c in curves.values())
             grid = np.linspace(max(c[0][x] for c in curves.values()), end, 300)
             ys = np.stack([np.interp(grid, [r[x] for r in c], [r[2] for r in c]) for c in curves.values()])
-            ax.plot(grid * scale, ys.mean(0), color=color, lw=2, label=f"{label}, mean of {len(curves)} seeds")
+            shown = f"{label}, mean of {len(curves)} seeds" + (shared if ax is by_hours else "")
+            ax.plot(grid * scale, ys.mean(0), color=color, lw=2, label=shown)
             if ax is by_hours:
                 hours_shown = max(hours_shown, max(c[-1][1] for c in curves.values()) / 3600)
+        if htsrl_sps and setting == "defaults":  # the same curve at the steps/s it runs at alone, as CleanRL's is
+            steps_grid = np.linspace(max(c[0][0] for c in curves.values()), min(c[-1][0] for c in curves.values()), 300)
+            ys = np.stack([np.interp(steps_grid, [r[0] for r in c], [r[2] for r in c]) for c in curves.values()])
+            by_hours.plot(
+                steps_grid / htsrl_sps / 3600,
+                ys.mean(0),
+                color=color,
+                ls="--",
+                lw=1.5,
+                label=f"{label}, at {htsrl_sps:.0f} steps/s measured here alone",
+            )
             if len(curves) > 1:
                 ax.fill_between(grid * scale, ys.min(0), ys.max(0), color=color, alpha=0.15)
     for (name, values), marker in zip(CLEANRL.get(game, {}).items(), ("o", "s")):
@@ -257,12 +272,15 @@ def table(result: dict) -> None:
                 at = " | ".join(
                     "-" if r["at_budget"][str(b)] is None else f"{r['at_budget'][str(b)]:.2f}" for b in BUDGETS[:3]
                 )
-                hits = " | ".join(
-                    "-"
-                    if r["race"][str(s)] is None
-                    else f"{r['race'][str(s)]['steps'] / 1e6:.2f}M, {r['race'][str(s)]['wall_s'] / 60:.0f}"
-                    for s in race
-                )
+
+                def hit(score, r=r) -> str:
+                    h = r["race"][str(score)]
+                    if h is None:
+                        return "-"
+                    alone = f" ({h['steps'] / result['htsrl_sps'] / 60:.0f} alone)" if result["htsrl_sps"] else ""
+                    return f"{h['steps'] / 1e6:.2f}M, {h['wall_s'] / 60:.0f}{alone}"
+
+                hits = " | ".join(hit(s) for s in race)
                 g = r["resources"]
                 mem = "-"
                 if g:
@@ -296,6 +314,9 @@ def main() -> int:
     p.add_argument("--parallel", type=int, default=2, help="runs at a time (two fit 2 cores)")
     p.add_argument("--summarize-only", action="store_true", help="read what is there, start nothing")
     p.add_argument("--cleanrl-sps", type=float, default=None, help="CleanRL's ppo_atari_envpool steps/s measured here")
+    p.add_argument(
+        "--htsrl-sps", type=float, default=None, help="htsrl's steps/s measured here alone (benchmarks/race_sps.py)"
+    )
     p.add_argument("--out", default="runs/atari_curves", help="run folders")
     p.add_argument("--results", default="benchmarks/results/atari_curves", help="small outputs to commit")
     args = p.parse_args()
@@ -324,6 +345,7 @@ def main() -> int:
         "seeds": args.seeds,
         "settings": settings,
         "cleanrl_sps": args.cleanrl_sps,
+        "htsrl_sps": args.htsrl_sps,
         "games": {},
     }
     for game in args.games:
@@ -334,7 +356,7 @@ def main() -> int:
         for folder in (where[game, s, seed] for s in settings for seed in args.seeds):
             export_run(folder, results)
         runs = {s: {seed: where[game, s, seed] for seed in args.seeds} for s in settings}
-        plot_game(game, runs, args.cleanrl_sps, results / f"{game.lower()}.png")
+        plot_game(game, runs, args.cleanrl_sps, results / f"{game.lower()}.png", args.htsrl_sps)
     for game, settings_ in result["games"].items():
         finals = [r["final"] for seeds in settings_.values() for r in seeds.values() if r and r["finished"]]
         if len(finals) > 1:
