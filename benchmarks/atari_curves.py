@@ -200,7 +200,8 @@ def plot_game(
     hours_shown = 0.0
     colors = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"])
     for setting, seeds in runs.items():
-        curves = {s: read_curve(w)["curve"] for s, w in seeds.items() if read_curve(w) and read_curve(w)["curve"]}
+        read = {s: read_curve(w) for s, w in seeds.items()}  # each progress.csv read once
+        curves = {s: r["curve"] for s, r in read.items() if r and r["curve"]}
         if not curves:
             continue
         color = next(colors)

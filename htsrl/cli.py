@@ -292,11 +292,11 @@ def _train_seeds(args: argparse.Namespace) -> int:
     per_invocation = {"stop_at_steps", "overwrite"}  # this invocation's, not the group's config
     values = {k: v for k, v in given.items() if k not in (*per_invocation, "seed", "run_dir")}
     from htsrl.config import resolve
-    from htsrl.engine.runner import preflight
+    from htsrl.engine.runner import default_run_dir, preflight
 
     first = Config(**values, seed=args.seeds[0])
     preflight(resolve(first))  # refused here, in one line, before the group folder or any seed exists
-    group = Path(given["run_dir"]) if "run_dir" in given else default_group_dir(first)
+    group = Path(given["run_dir"]) if "run_dir" in given else default_run_dir(first, seed="seeds")
     run_flags = [x for name, value in given.items() if name in per_invocation for x in _as_flag(name, value)]
     return seeds.start_group(group, values, args.seeds, args.jobs, run_flags)
 
@@ -305,13 +305,6 @@ def _as_flag(name: str, value) -> list[str]:
     if isinstance(value, bool):
         return [flag(name) if value else "--no-" + name.replace("_", "-")]
     return [flag(name), json.dumps(value) if isinstance(value, dict) else str(value)]
-
-
-def default_group_dir(cfg: Config) -> Path:
-    from htsrl.engine.runner import default_run_dir
-
-    run = default_run_dir(cfg)
-    return run.with_name(run.name.replace(f"__{cfg.seed}__", "__seeds__", 1))
 
 
 def _what_resumes(args: argparse.Namespace) -> str:

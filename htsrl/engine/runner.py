@@ -76,9 +76,10 @@ CHECKPOINT_FORMAT = 4
 RESOURCES_INTERVAL_S = 1.0  # resources/* sampled at most this often
 
 
-def default_run_dir(cfg: Config) -> Path:
+def default_run_dir(cfg: Config, seed: str | None = None) -> Path:
+    """``runs/<env>__<algo>__<seed>__<time>``; a seed group's folder has ``seeds`` for the seed."""
     name = cfg.env.replace("/", "-").replace(":", "-")  # a custom env's module:EnvId too
-    return Path("runs") / f"{name}__{cfg.algo}__{cfg.seed}__{int(time.time())}"
+    return Path("runs") / f"{name}__{cfg.algo}__{cfg.seed if seed is None else seed}__{int(time.time())}"
 
 
 def preflight(cfg: Config) -> tuple[EnvInfo, Config]:
