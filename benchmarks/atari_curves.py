@@ -258,6 +258,27 @@ def plot_game(
     plt.close(fig)
 
 
+def merged(path: Path, result: dict) -> dict:
+    """``result`` over the curves.json already there: the runs this invocation read replace theirs, the
+    others (other games, settings or seeds) stay, so a run summarized alone never drops its neighbours."""
+    if not path.is_file():
+        return result
+    old = json.loads(path.read_text())
+    games = old.get("games", {})
+    for game, settings in result["games"].items():
+        for setting, seeds in settings.items():
+            games.setdefault(game, {}).setdefault(setting, {}).update({str(k): v for k, v in seeds.items()})
+    seeds = sorted({int(s) for g in games.values() for runs in g.values() for s in runs})
+    given = {k: v for k, v in result.items() if v is not None}  # a speed not given keeps the one there
+    return {
+        **old,
+        **given,
+        "seeds": seeds,
+        "settings": {**old.get("settings", {}), **result["settings"]},
+        "games": games,
+    }
+
+
 def table(result: dict) -> None:
     for game, settings in result["games"].items():
         print(f"\n{game}-v5 (score = mean of the last 100 full games; race counted once 100 games ended)")
@@ -363,7 +384,7 @@ def main() -> int:
         if len(finals) > 1:
             spread = f"{statistics.fmean(finals):.2f} ({min(finals):.2f}-{max(finals):.2f})"
             print(f"{game}: final score over {len(finals)} finished runs: {spread}")
-    (results / "curves.json").write_text(json.dumps(result, indent=2))
+    (results / "curves.json").write_text(json.dumps(merged(results / "curves.json", result), indent=2))
     table(result)
     return 0
 

@@ -89,7 +89,9 @@ def main() -> None:
     except ImportError:
         modes = "raw,sync,hts"
     cores = os.cpu_count() or 2
-    executors = "2" if a.tiny else str(min(8, max(2, cores // 2)))
+    # an executor owns whole groups: 16 envs make 4 groups by default (config.default_envs_per_group), so at
+    # most 4 executors (8 would be refused before start on a 16-core machine)
+    executors = "2" if a.tiny else str(min(4, max(2, cores // 2)))
     tables = {}
     benches = [
         (algo, steps, modes, [])

@@ -31,8 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
+from htsrl.checks import check_bf16
 from htsrl.config import Config, ConfigError, default_learner_threads, resolve
-from htsrl.envs import is_atari
+from htsrl.engine.summary import layout
+from htsrl.env_families import SYNTHETIC, family_of
+from htsrl.run_dir import RunDir
 
 ENGINE_MODES = ("raw", "sync", "hts", "async")
 ENVPOOL, BF16 = "-envpool", "-bf16"
@@ -56,7 +59,7 @@ def split_mode(mode: str) -> tuple[str, str]:
 
 def steady_rate(run_dir: Path) -> tuple[float, float]:
     """(steps/s, median rollout seconds per window) over the last four fifths of a run."""
-    with open(run_dir / "progress.csv") as f:
+    with open(RunDir(run_dir).progress) as f:
         rows = list(csv.DictReader(f))
     if len(rows) < 3:
         raise ConfigError("a benchmark run needs at least 3 windows; raise --steps")
@@ -87,7 +90,7 @@ def run_htsrl(cfg: Config, mode: str, run_dir: Path, per_mode: dict) -> dict:
     )
     summary = train(cfg)
     sps, rollout_s = steady_rate(run_dir)
-    saved = json.loads((run_dir / "config.json").read_text())  # the defaults this mode resolved to
+    saved = RunDir(run_dir).saved_config_dict()  # the defaults this mode resolved to
     return {
         **{k: saved[k] for k in ("learner_threads", "learner_shards", "precision", "envs_per_group")},
         "mode": mode,
@@ -130,12 +133,12 @@ def run_sb3(cfg: Config, steps: int, threads: int) -> dict:
 
 
 def claim1_prediction(cfg: Config) -> dict | None:
-    if not cfg.env.startswith("synthetic/"):
+    if family_of(cfg.env) is not SYNTHETIC:
         return None
     from htsrl.analysis.claim1 import predicted_speedup, simulate
     from htsrl.envs.synthetic import SyntheticEnv
 
-    env = SyntheticEnv(distribution=cfg.env.split("/", 1)[1], **{k: v for k, v in cfg.env_kwargs.items()})
+    env = SyntheticEnv(distribution=SYNTHETIC.name_in(cfg.env), **{k: v for k, v in cfg.env_kwargs.items()})
     if env.distribution == "exponential":
         return {"model": "exponential (closed form)", "speedup": predicted_speedup(cfg.num_envs, cfg.alpha)}
     if env.distribution in ("constant", "straggler"):
@@ -187,8 +190,8 @@ def bench(cfg: Config, steps: int, reps: int, modes: list[str], out_dir: Path) -
                 f"the {BF16} modes are compared with the same modes in fp32; leave --precision at fp32 "
                 "(or give plain modes only)"
             )
-        if len(probe_env(cfg.env, cfg.env_kwargs, cfg.env_backend).obs_shape) != 3:
-            raise ConfigError(f"the {BF16} modes run the CNN in bfloat16; {cfg.env} has vector observations")
+        obs_shape = probe_env(cfg.env, cfg.env_kwargs, cfg.env_backend).obs_shape
+        check_bf16(cfg.env, obs_shape, f"each {BF16} mode", instead=f"leave out the {BF16} modes")
     if any(m.endswith(ENVPOOL) for m in modes):
         if cfg.env_backend == "envpool":
             raise ConfigError(
@@ -211,7 +214,7 @@ def bench(cfg: Config, steps: int, reps: int, modes: list[str], out_dir: Path) -
             r["rep"] = rep
             runs.append(r)
             print(f"[bench]   {r['sps']:,.0f} steps/s", file=sys.stderr, flush=True)
-    frames_per_step = (4 if is_atari(cfg.env) else 1) / cfg.players
+    frames_per_step = family_of(cfg.env).frames_per_step / cfg.players
     med = {m: statistics.median(r["sps"] for r in runs if r["mode"] == m) for m in modes}
     table = []
     for m in modes:
@@ -231,12 +234,7 @@ def bench(cfg: Config, steps: int, reps: int, modes: list[str], out_dir: Path) -
             row[f"x_{VARIANTS[suffix][1]}"] = med[m] / med[base]
         table.append(row)
     result = {
-        "env": cfg.env,
-        "algo": cfg.algo,
-        "num_envs": cfg.num_envs,
-        "alpha": cfg.alpha,
-        "num_executors": cfg.num_executors,
-        "num_actors": cfg.num_actors,
+        **layout(cfg),
         # per mode, as each resolves its own defaults
         "envs_per_group": {r["mode"]: r["envs_per_group"] for r in runs if "envs_per_group" in r},
         "learner_threads": {r["mode"]: r.get("learner_threads", sb3_threads) for r in runs},

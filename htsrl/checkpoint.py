@@ -37,10 +37,10 @@ import numpy as np
 import torch
 
 from htsrl.errors import CheckpointError, CheckpointWriteError
+from htsrl.run_dir import RunDir
 
 MAGIC = b"HTSRLCK2"  # 2: large integer arrays encoded (encode_state)
 READABLE = (MAGIC, b"HTSRLCK1")  # 1: the plain state
-FILENAME = "checkpoint.pt"
 PACKED = "__htsrl_packed__"  # the key that marks an encoded tensor in the payload
 PACK_MIN_BYTES = 4096  # smaller tensors are not worth a zlib stream
 PACKABLE_DTYPES = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
@@ -48,7 +48,7 @@ ZLIB_LEVEL = 6  # an Atari PPO window: 45% smaller than level 1 in about the sam
 
 
 def save_checkpoint(run_dir: Path, state: dict) -> Path:
-    path = Path(run_dir) / FILENAME
+    path = RunDir(run_dir).checkpoint
     buf = io.BytesIO()
     torch.save(encode_state(state), buf)
     payload = buf.getvalue()
@@ -81,7 +81,7 @@ def save_checkpoint(run_dir: Path, state: dict) -> Path:
 def load_checkpoint(run_dir: Path) -> dict:
     """The state ``save_checkpoint`` was given, bitwise (checked by its sha256, unpickled with
     ``weights_only=True``, decoded)."""
-    path = Path(run_dir) / FILENAME
+    path = RunDir(run_dir).checkpoint
     payload = _load_payload(path)
     try:
         return decode_state(payload)
@@ -242,7 +242,7 @@ def stored_sizes(run_dir: Path) -> dict[str, int]:
     ``learner`` and ``window`` field by field. Each part is ``torch.save``d alone, so each counts about
     1.3 kB of container that the file holds once."""
     sizes = {}
-    for key, value in _load_payload(Path(run_dir) / FILENAME).items():
+    for key, value in _load_payload(RunDir(run_dir).checkpoint).items():
         parts = value.items() if key in ("learner", "window") and isinstance(value, dict) else [(None, value)]
         for sub, part in parts:
             buf = io.BytesIO()
@@ -260,7 +260,7 @@ def print_stored_sizes(run_dirs: list[str], min_bytes: int = 64 * 1024) -> None:
     rows = [(n, [table.get(n, 0) for table in tables]) for n in big]
     rest = [n for n in names if n not in big]
     rows.append((f"{len(rest)} other parts", [sum(table.get(n, 0) for n in rest) for table in tables]))
-    rows.append(("checkpoint.pt (file)", [(Path(d) / FILENAME).stat().st_size for d in run_dirs]))
+    rows.append(("checkpoint.pt (file)", [RunDir(d).checkpoint.stat().st_size for d in run_dirs]))
     width = max(len(n) for n, _ in rows)
     print(f"{'part':{width}s}" + "".join(f"  {Path(d).name:>16s}" for d in run_dirs))
     for name, values in rows:

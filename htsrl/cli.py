@@ -12,7 +12,10 @@ from pathlib import Path
 
 from htsrl import seeds
 from htsrl.config import LAYOUT, PRESETS, RUN_CONTROL, Config, fields_of_kind, flag
+from htsrl.config_files import as_flags, given_values
+from htsrl.env_families import SYNTHETIC, family_of
 from htsrl.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, ConfigError, HtsrlError
+from htsrl.run_dir import RunDir, default_run_dir
 
 # Before torch loads: idle OpenMP threads sleep instead of spinning, so a learner thread waiting in a
 # parallel region does not steal the core an environment needs (measured: +4% SPS on Breakout).
@@ -173,6 +176,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_checkpoint_flag(ex)
     _add_json_flag(ex, "also print the file's path, inputs and outputs as one JSON line on stdout")
+    sw = sub.add_parser(
+        "sweep",
+        help='search hyper-parameters with Optuna, one run per trial (pip install -e ".[sweep]"); the train flags '
+        "given are every trial's",
+        formatter_class=_HelpFormatter,
+    )
+    _add_config_flags(sw)
+    from htsrl.sweep import add_sweep_flags
+
+    add_sweep_flags(sw)
     pl = sub.add_parser("plot", help="learning curves of one or more runs as PNG")
     pl.add_argument("run_dirs", nargs="+")
     pl.add_argument("--out", default="learning_curves.png", help="PNG path")
@@ -204,18 +217,6 @@ def _add_checkpoint_flag(p: argparse.ArgumentParser) -> None:
     )
 
 
-def given_values(args: argparse.Namespace) -> dict:
-    """The config values this invocation sets: its --config file's, then the flags given over them."""
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config) if getattr(args, f.name) is not None}
-    if getattr(args, "config", None):
-        if args.resume:
-            raise ConfigError("--config starts a run from a file; --resume continues a run with its own config")
-        from htsrl.config_files import read_config_file
-
-        given = {**read_config_file(args.config), **given}  # a flag on the command line wins over the file
-    return given
-
-
 def config_from_args(args: argparse.Namespace) -> Config:
     """The config of this invocation: the flags given over the defaults, or, with --resume DIR, over the
     run's saved config (``train`` then refuses any given flag that would change the numbers)."""
@@ -223,23 +224,15 @@ def config_from_args(args: argparse.Namespace) -> Config:
     if not args.resume:
         cfg = Config(**given)
         if cfg.run_dir is None:
-            from htsrl.engine.runner import default_run_dir
-
             cfg.run_dir = str(default_run_dir(cfg))
         return cfg
+    _refuse_overwrite_with_resume(given)
+    return RunDir(args.resume).resume_config(given)
+
+
+def _refuse_overwrite_with_resume(given: dict) -> None:
     if given.get("overwrite"):
         raise ConfigError("--overwrite starts a new run in place of the old; --resume continues the old one")
-    saved = Path(args.resume) / "config.json"
-    if not saved.is_file():
-        raise ConfigError(f"--resume {args.resume}: no config.json there (is it a run directory?)")
-    if "run_dir" in given and Path(given["run_dir"]).resolve() != Path(args.resume).resolve():
-        raise ConfigError(f"--run-dir {given['run_dir']} is not the run being resumed ({args.resume})")
-    base = dataclasses.asdict(Config.from_saved(json.loads(saved.read_text())))
-    base["stop_at_steps"] = None  # a stop point belongs to one invocation, not to the run
-    base["overwrite"] = False  # likewise
-    base.update(given)
-    base["run_dir"] = args.resume
-    return Config.from_dict(base)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -276,8 +269,7 @@ def _train_seeds(args: argparse.Namespace) -> int:
     if args.resume:
         if args.seeds:
             raise ConfigError(f"--resume {args.resume} continues the seed group's own seeds; leave out --seeds")
-        if given.get("overwrite"):
-            raise ConfigError("--overwrite starts a new run in place of the old; --resume continues the old one")
+        _refuse_overwrite_with_resume(given)
         # as for one run: how it is laid out and controlled may change, what it computes may not
         allowed = set(fields_of_kind(LAYOUT, RUN_CONTROL))
         changed = sorted(set(given) - allowed - {"run_dir"})
@@ -285,26 +277,20 @@ def _train_seeds(args: argparse.Namespace) -> int:
             raise ConfigError(
                 f"--resume of a seed group takes only layout and run-control flags, not {flag(changed[0])}"
             )
-        run_flags = [x for name, value in given.items() if name in allowed for x in _as_flag(name, value)]
+        run_flags = [x for name, value in given.items() if name in allowed for x in as_flags(name, value)]
         return seeds.resume_group(Path(args.resume), args.jobs, run_flags)
     if args.seed is not None:  # a seed in a --config file is the group's to replace
         raise ConfigError("--seed and --seeds: give one (--seeds trains one run per seed)")
     per_invocation = {"stop_at_steps", "overwrite"}  # this invocation's, not the group's config
     values = {k: v for k, v in given.items() if k not in (*per_invocation, "seed", "run_dir")}
+    from htsrl.checks import preflight
     from htsrl.config import resolve
-    from htsrl.engine.runner import default_run_dir, preflight
 
     first = Config(**values, seed=args.seeds[0])
     preflight(resolve(first))  # refused here, in one line, before the group folder or any seed exists
     group = Path(given["run_dir"]) if "run_dir" in given else default_run_dir(first, seed="seeds")
-    run_flags = [x for name, value in given.items() if name in per_invocation for x in _as_flag(name, value)]
+    run_flags = [x for name, value in given.items() if name in per_invocation for x in as_flags(name, value)]
     return seeds.start_group(group, values, args.seeds, args.jobs, run_flags)
-
-
-def _as_flag(name: str, value) -> list[str]:
-    if isinstance(value, bool):
-        return [flag(name) if value else "--no-" + name.replace("_", "-")]
-    return [flag(name), json.dumps(value) if isinstance(value, dict) else str(value)]
 
 
 def _what_resumes(args: argparse.Namespace) -> str:
@@ -312,7 +298,7 @@ def _what_resumes(args: argparse.Namespace) -> str:
     run_dir = getattr(args, "train_dir", None)
     if run_dir is None:
         return ""
-    if (Path(run_dir) / "checkpoint.pt").is_file():
+    if RunDir(run_dir).has_checkpoint():
         return f"; its last checkpoint is kept, continue with: htsrl train --resume {run_dir}"
     return "; no checkpoint was saved yet, so nothing can be resumed (start the run again)"
 
@@ -320,6 +306,7 @@ def _what_resumes(args: argparse.Namespace) -> str:
 def _run(args: argparse.Namespace) -> int:
     if args.command == "train":
         from htsrl.engine.runner import train
+        from htsrl.engine.summary import count
 
         if args.print_config:
             from htsrl.config import resolve
@@ -338,7 +325,7 @@ def _run(args: argparse.Namespace) -> int:
         print(
             f"htsrl: {'done' if summary['finished'] else 'stopped'}: {summary['env_steps']:,} steps in "
             f"{summary['wall_time_s']:,.0f} s ({summary['sps']:,.0f} steps/s), "
-            f"{_count(summary['episodes'], 'episode')}, "
+            f"{count(summary['episodes'], 'episode')}, "
             f"mean return of the last 100 {'-' if ret is None else f'{ret:.2f}'}",
             file=sys.stderr,
         )
@@ -356,7 +343,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.steps <= 0 or args.reps <= 0:
             raise ConfigError("--steps and --reps must be positive")
         given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config) if getattr(args, f.name) is not None}
-        if given.get("env", "").startswith("synthetic/") and "num_executors" not in given:
+        if family_of(given.get("env", "")) is SYNTHETIC and "num_executors" not in given:
             # one env per executor: sleeping envs then step in parallel, as the Claim 1 model assumes
             given.setdefault("num_envs", 16)
             given["num_executors"] = given["num_envs"]
@@ -371,6 +358,7 @@ def _run(args: argparse.Namespace) -> int:
             raise ConfigError(str(e)) from None
         print(json.dumps(result))
     elif args.command == "eval":
+        from htsrl.engine.summary import count
         from htsrl.evaluation import evaluate
 
         video = None if args.video is None else (args.video or str(Path(args.run_dir) / "eval.mp4"))
@@ -386,17 +374,25 @@ def _run(args: argparse.Namespace) -> int:
             print(json.dumps({k: v for k, v in result.items() if k != "scores"}))
         scores = result["scores"]
         print(
-            f"htsrl: eval: {_count(len(scores), 'game')} of {result['env']} with {result['actions']} actions, "
+            f"htsrl: eval: {count(len(scores), 'game')} of {result['env']} with {result['actions']} actions, "
             f"score {result['mean_score']:.2f} +- {result['std_score']:.2f} (min {min(scores):.2f}, max "
             f"{max(scores):.2f}), {result['mean_steps']:.0f} agent steps a game; written to {result['path']}",
             file=sys.stderr,
         )
+        if video is not None:  # a tracked run (--track): the video and the score go to its W&B run too
+            from htsrl.sinks.wandb import log_evaluation
+
+            log_evaluation(args.run_dir, result, video)
     elif args.command == "export":
         _export(args)
+    elif args.command == "sweep":
+        from htsrl.sweep import run_sweep
+
+        return run_sweep(args)
     elif args.command == "plot":
         from htsrl.analysis.plots import plot_resources, plot_runs
 
-        run_dirs = seeds.expand(args.run_dirs)  # a seed group: its seeds' runs
+        run_dirs = seeds.expand(args.run_dirs)  # a seed group: its seeds' runs; a sweep: its trials'
         if args.resources:
             out = plot_resources(run_dirs, args.out, args.title)
         else:
@@ -435,11 +431,6 @@ def _export(args: argparse.Namespace) -> None:
         f"{io(described['input'])}{state} -> actions {io(described['output'])}{state}",
         file=sys.stderr,
     )
-
-
-def _count(n: int, noun: str) -> str:
-    """'1 game', '30 games'."""
-    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 if __name__ == "__main__":

@@ -11,8 +11,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from htsrl.algo_rules import ALGOS, algo_help, algorithm
+from htsrl.env_families import default_preset, env_players, is_atari, require_envpool_task
 from htsrl.errors import ConfigError
-from htsrl.presets import PRESETS, default_preset, is_atari, is_football  # noqa: F401  (re-exported)
+from htsrl.presets import PRESETS
 
 # What kind of setting each field is. One declaration, from which the resume check (only LAYOUT and
 # RUN_CONTROL may change on resume) and ``htsrl plot``'s grouping (runs that differ only in IDENTITY,
@@ -42,11 +44,7 @@ class Config:
     # --- what to train
     env: str = _f("ALE/Breakout-v5", "Gymnasium id (ALE/..., CartPole-v1, htsrl/... debug envs)")
     env_kwargs: dict = _f({}, "JSON dict passed to gymnasium.make")
-    algo: str = _f(
-        "ppo",
-        "ppo, a2c or impala (IMPALA's actor-critic loss on V-trace targets, Espeholt et al. 2018)",
-        choices=("ppo", "a2c", "impala"),
-    )
+    algo: str = _f("ppo", algo_help(), choices=ALGOS)  # the algorithms: htsrl/algo_rules.py
     preset: str | None = _f(
         None,
         "hyper-parameter preset, each a cited published setting (htsrl/presets.py); "
@@ -155,6 +153,28 @@ class Config:
     )
     watchdog_s: float = _f(120.0, "stop with a message if a window takes longer than this", kind=RUN_CONTROL)
     progress: bool = _f(True, "print a live progress line", kind=RUN_CONTROL)
+    report_to: str = _f(
+        "",
+        "more report sinks beside progress.csv, TensorBoard and the progress line, comma-separated (htsrl.sinks."
+        "SINKS: jsonl writes progress.jsonl)",
+        kind=RUN_CONTROL,
+    )
+    # W&B (htsrl/sinks/wandb.py; pip install 'htsrl[track]')
+    track: bool = _f(
+        False,
+        "log the run to Weights & Biases (the wandb report sink): its config and every update's scalars; a resumed "
+        "run continues its W&B run; WANDB_MODE=offline logs offline (then: wandb sync). A W&B failure warns once "
+        "and the run goes on; needs pip install 'htsrl[track]' (default: false)",
+        kind=RUN_CONTROL,
+    )
+    wandb_project: str = _f("htsrl", "the W&B project of --track", kind=RUN_CONTROL)
+    wandb_entity: str | None = _f(
+        None, "the W&B entity (team or user) of --track (default: your W&B default)", kind=RUN_CONTROL
+    )
+    wandb_group: str | None = _f(
+        None, "the W&B group of --track (default: a seed group's folder name; none otherwise)", kind=RUN_CONTROL
+    )
+    wandb_tags: str = _f("", "the W&B tags of --track, comma-separated (default: none)", kind=RUN_CONTROL)
     overwrite: bool = _f(
         False,
         "replace the run that --run-dir already holds (only the files training writes are removed); without "
@@ -289,17 +309,6 @@ def check_resume(saved: Config, given: Config) -> None:
         )
 
 
-def env_players(env: str, env_kwargs) -> int:
-    """:attr:`Config.players` of an env id and its ``--env-kwargs``."""
-    if not is_football(env) or not isinstance(env_kwargs, dict):
-        return 1  # (validate refuses env_kwargs that are not a dict)
-    left, right = env_kwargs.get("left_players", 1), env_kwargs.get("right_players", 0)
-    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (left, right)):
-        return 1
-    return max(1, left + right)
-
-
-ALGOS = ("ppo", "a2c", "impala")
 MODES = ("hts", "sync", "async", "raw")
 
 
@@ -336,15 +345,16 @@ def default_learner_shards(cfg: Config) -> int:
     pass, Welch p = 0.54 (the rule was set before the runs; BENCHMARKS.md). 1 elsewhere: sync mode's
     learner has the cores to itself and gains nothing from shards over 2 threads, and the other settings
     (fp32, recurrent, vector observations) are not measured."""
-    measured = cfg.algo == "ppo" and is_atari(cfg.env) and cfg.precision == "bf16" and cfg.recurrent == "none"
+    shards = algorithm(cfg.algo).atari_bf16_shards  # 1 where not measured (htsrl/algo_rules.py)
+    measured = shards > 1 and is_atari(cfg.env) and cfg.precision == "bf16" and cfg.recurrent == "none"
     if not (measured and cfg.mode in ("hts", "async") and cfg.device == "cpu"):
         return 1
     if cfg.learner_threads not in (None, 1):
         return 1  # the user asked for one pass on several threads
     sizes = (cfg.num_envs, cfg.alpha, cfg.minibatches)
     if all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in sizes):  # else validate refuses
-        return max(1, min(2, cfg.num_envs * cfg.alpha // cfg.minibatches))  # a part has at least one row
-    return 2
+        return max(1, min(shards, cfg.num_envs * cfg.alpha // cfg.minibatches))  # a part has at least one row
+    return shards
 
 
 def default_precision(algo: str, env: str, device: str, actor_device: str = "cpu") -> str:
@@ -355,7 +365,7 @@ def default_precision(algo: str, env: str, device: str, actor_device: str = "cpu
     On CUDA, fp32 by default: not every GPU has bf16 (pre-Ampere), and asking would initialise CUDA in the
     process that forks the executors; pass --precision bf16 there. Everything else (IMPALA, vector
     observations) keeps fp32 until measured."""
-    if algo not in ("ppo", "a2c") or not is_atari(env) or device != "cpu" or actor_device != "cpu":
+    if not algorithm(algo).bf16_on_atari or not is_atari(env) or device != "cpu" or actor_device != "cpu":
         return "fp32"
     import torch
 
@@ -367,8 +377,7 @@ def default_precision(algo: str, env: str, device: str, actor_device: str = "cpu
 
 def resolve(cfg: Config) -> Config:
     """Fill preset values into unset fields and validate; raises ConfigError with one clear line."""
-    if cfg.algo not in ALGOS:
-        raise ConfigError(f"--algo must be one of {list(ALGOS)}, got {cfg.algo!r}")
+    algorithm(cfg.algo)  # one the registry holds
     if cfg.mode not in MODES:
         raise ConfigError(f"--mode must be one of {list(MODES)}, got {cfg.mode!r}")
     preset_name = cfg.preset or default_preset(cfg.algo, cfg.env)
@@ -392,7 +401,7 @@ def resolve(cfg: Config) -> Config:
         out.learner_threads = 1 if out.learner_shards > 1 else default_learner_threads(out.mode)
     validate(out)
     # here, not in validate: that also checks one rank's share of the envs, and columns span the ranks
-    if out.recurrent != "none" and out.algo == "ppo" and out.num_envs % out.minibatches:
+    if out.recurrent != "none" and algorithm(out.algo).minibatches and out.num_envs % out.minibatches:
         raise ConfigError(
             f"--recurrent {out.recurrent}: PPO minibatches are whole env columns (each env's window is re-run "
             f"from its state at the window start), so --num-envs {out.num_envs} must be divisible by "
@@ -427,8 +436,9 @@ def validate(c: Config) -> None:
             "--mode async runs the roles in processes that never wait for each other; --serial has no such "
             "schedule (use --mode hts or sync with --serial)"
         )
+    minibatches = algorithm(c.algo).minibatches
     if c.learner_shards > 1:
-        if c.algo != "ppo":
+        if not minibatches:
             raise ConfigError(
                 f"--learner-shards {c.learner_shards} splits PPO's minibatches; --algo {c.algo} takes one step "
                 "per window (leave --learner-shards 1)"
@@ -495,9 +505,9 @@ def validate(c: Config) -> None:
     if c.recurrent not in RECURRENT_CORES:
         raise ConfigError(f"--recurrent must be one of {', '.join(RECURRENT_CORES)}, got {c.recurrent!r}")
     batch = c.num_envs * c.alpha
-    if c.algo == "ppo" and batch % c.minibatches:
+    if minibatches and batch % c.minibatches:
         raise ConfigError(f"batch num_envs*alpha = {batch} is not divisible by --minibatches {c.minibatches}")
-    if c.algo == "ppo" and c.learner_shards > 1:
+    if minibatches and c.learner_shards > 1:
         parts_of = "envs" if c.recurrent != "none" else "rows"  # recurrent minibatches are whole env columns
         per_minibatch = (c.num_envs if c.recurrent != "none" else batch) // c.minibatches
         if c.learner_shards > per_minibatch:
@@ -508,8 +518,5 @@ def validate(c: Config) -> None:
         raise ConfigError("--env-kwargs must be a JSON object")
     if c.env_backend not in ENV_BACKENDS:
         raise ConfigError(f"--env-backend must be 'python' or 'envpool', got {c.env_backend!r}")
-    if c.env_backend == "envpool" and not is_atari(c.env):
-        raise ConfigError(
-            f"--env-backend envpool steps Atari only (ALE/<Game>-v5 or <Game>NoFrameskip-v4), "
-            f"not {c.env}; use --env-backend python"
-        )
+    if c.env_backend == "envpool":
+        require_envpool_task(c.env)

@@ -17,7 +17,7 @@ import math
 import typing
 from pathlib import Path
 
-from htsrl.config import Config
+from htsrl.config import Config, flag
 from htsrl.errors import ConfigError
 
 FORMATS = {".yaml": "yaml", ".yml": "yaml", ".toml": "toml"}
@@ -61,6 +61,15 @@ def _check_value(key: str, value, allowed: tuple[type, ...], choices, path: Path
     return value
 
 
+def check_key(key, path) -> None:
+    """A file's key must be a Config field: one line naming the key and the file otherwise."""
+    fields = [f.name for f in dataclasses.fields(Config)]
+    if key not in fields:
+        close = difflib.get_close_matches(str(key).replace("-", "_"), fields, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise ConfigError(f"{path}: unknown key {key!r} (keys are htsrl train's flags with _ for -){hint}")
+
+
 def read_config_file(path: str | Path) -> dict:
     """The values a config file sets, checked against Config's fields and types (ConfigError otherwise)."""
     path = Path(path)
@@ -93,10 +102,7 @@ def read_config_file(path: str | Path) -> dict:
     fields = {f.name: f for f in dataclasses.fields(Config)}
     values = {}
     for key, value in data.items():
-        if key not in fields:
-            close = difflib.get_close_matches(str(key).replace("-", "_"), list(fields), n=1)
-            hint = f"; did you mean {close[0]}?" if close else ""
-            raise ConfigError(f"{path}: unknown key {key!r} (keys are htsrl train's flags with _ for -){hint}")
+        check_key(key, path)
         values[key] = _check_value(key, value, types[key], fields[key].metadata.get("choices"), path)
     return values
 
@@ -133,3 +139,20 @@ def _toml(value) -> str:
     if isinstance(value, dict):
         return "{" + ", ".join(f"{json.dumps(str(k))} = {_toml(v)}" for k, v in value.items()) + "}"
     raise ConfigError(f"cannot write {value!r} ({type(value).__name__}) to TOML")
+
+
+def given_values(args) -> dict:
+    """The config values this invocation sets: its --config file's, then the flags given over them."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config) if getattr(args, f.name) is not None}
+    if getattr(args, "config", None):
+        if args.resume:
+            raise ConfigError("--config starts a run from a file; --resume continues a run with its own config")
+        given = {**read_config_file(args.config), **given}  # a flag on the command line wins over the file
+    return given
+
+
+def as_flags(name: str, value) -> list[str]:
+    """The command-line flags that give ``name`` the config value ``value``."""
+    if isinstance(value, bool):
+        return [flag(name) if value else "--no-" + name.replace("_", "-")]
+    return [flag(name), json.dumps(value) if isinstance(value, dict) else str(value)]

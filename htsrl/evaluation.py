@@ -53,6 +53,7 @@ import torch
 from htsrl.config import ConfigError
 from htsrl.distributions import distribution, spec_of
 from htsrl.envs import EPISODE_KEY, make_env_set
+from htsrl.run_dir import RunDir
 
 # Spawn keys of evaluation's streams; training uses 0..3 (see engine/streams.py).
 _EVAL_RESETS, _EVAL_ACTIONS = 4, 5
@@ -213,7 +214,7 @@ def result_path(run_dir: Path, result: dict) -> Path:
     """A new file ``<run_dir>/eval/<time>_<K>-games_<actions>_seed<S>[_<checkpoint>].json``, e.g.
     ``eval/20250614-101502_30-games_sampled_seed1.json``: sorted by time, its settings readable in the
     name; ``-2``, ``-3``... where one of that name exists (two evaluations in one second)."""
-    folder = run_dir / "eval"
+    folder = RunDir(run_dir).evaluations
     folder.mkdir(exist_ok=True)
     games = f"{result['episodes']}-game{'' if result['episodes'] == 1 else 's'}"
     name = f"{time.strftime('%Y%m%d-%H%M%S')}_{games}_{result['actions']}_seed{result['seed']}"

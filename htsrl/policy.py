@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import inspect
-import json
 import warnings
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from htsrl.distributions import ActionSpec, distribution, greedy, spec_of
 from htsrl.envs import EnvInfo, make_env_set, probe_env
 from htsrl.errors import CheckpointError, ConfigError
 from htsrl.nn import build_model, mismatch
+from htsrl.run_dir import RunDir
 
 CHECKPOINTS = ("auto", "final", "last")
 EXPORT_FORMATS = ("torchscript", "onnx")
@@ -289,39 +289,18 @@ def load(run_dir: str | Path, checkpoint: str = "auto", seed: int = 0) -> Policy
 
 
 def read_config(run_dir: Path) -> Config:
-    path = run_dir / "config.json"
-    if not path.is_file():
-        raise ConfigError(f"{run_dir} has no config.json: not an htsrl run directory")
-    try:
-        return Config.from_saved(json.loads(path.read_text()))
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{path} is not valid JSON: {e}") from None
+    return RunDir(run_dir).saved_config()
 
 
 def load_weights(run_dir: Path, checkpoint: str) -> tuple[dict, str]:
-    """The network's state dict and which file it came from ("final" or "last")."""
-    from htsrl.checkpoint import FILENAME, load_checkpoint
+    """The network's state dict and which file it came from ("final" or "last"; ``checkpoint`` "auto":
+    the newer of the two)."""
+    from htsrl.checkpoint import load_checkpoint
 
-    final, last = run_dir / "model.pt", run_dir / FILENAME
-    if checkpoint == "auto":
-        checkpoint = "final" if _final_is_current(final, last) else "last"
-    if checkpoint == "final":
-        if not final.is_file():
-            raise CheckpointError(f"{run_dir} has no model.pt (no training invocation ended); use the last checkpoint")
-        return torch.load(final, weights_only=True, map_location="cpu"), "final"
-    if not last.is_file():
-        neither = "" if final.is_file() else " nor model.pt: no weights to load"
-        raise CheckpointError(f"{run_dir} has no {FILENAME}{neither}")
+    path, which = RunDir(run_dir).weights_file(checkpoint)
+    if which == "final":
+        return torch.load(path, weights_only=True, map_location="cpu"), "final"
     return load_checkpoint(run_dir)["learner"]["model"], "last"
-
-
-def _final_is_current(final: Path, last: Path) -> bool:
-    """Whether ``model.pt`` holds the run's latest weights. Every invocation that ends normally (done or
-    stopped by ``--stop-at-steps``) writes its checkpoint and then ``model.pt`` (the same weights); one
-    that is interrupted or fails after a resume leaves a newer checkpoint next to an older model.pt."""
-    if not final.is_file():
-        return False
-    return not last.is_file() or final.stat().st_mtime_ns >= last.stat().st_mtime_ns
 
 
 def export(policy: Policy, path: str | Path, format: str = "torchscript") -> Path:

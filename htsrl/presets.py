@@ -1,4 +1,5 @@
-"""Hyper-parameter presets, each equal to one published source, and the rule that picks one.
+"""Hyper-parameter presets, each equal to one published source (which one an env takes by default is its
+family's: ``htsrl/env_families.py``).
 
 A flag the user gives always wins; a preset only fills the hyper-parameters the user left unset
 (``config.resolve``), and the saved ``config.json`` holds the resolved values. So a preset never has
@@ -403,79 +404,3 @@ PRESETS: dict[str, dict[str, Any]] = {
         norm_clip=10.0,  # not read when both are off
     ),
 }
-
-# MuJoCo ids (gymnasium's MuJoCo envs, any version) take mujoco-ppo; Pendulum-v1 takes pendulum-ppo.
-MUJOCO_ENVS = (
-    "Ant",
-    "HalfCheetah",
-    "Hopper",
-    "Humanoid",
-    "HumanoidStandup",
-    "InvertedDoublePendulum",
-    "InvertedPendulum",
-    "Pusher",
-    "Reacher",
-    "Swimmer",
-    "Walker2d",
-)
-
-# IMPALA on a classic-control env has no published setting that maps onto htsrl's fields. On-policy,
-# V-trace is n-step A2C (with IMPALA's 0.5 in the value loss), so ``--algo impala`` on such an env takes
-# the A2C CartPole setting (SB3 zoo); htsrl's choice, give flags to change it.
-CLASSIC_IMPALA_PRESET = "classic-a2c"
-
-# A2C on football has no published source: the HTS-RL authors' code is PPO only (arguments.py asserts
-# algo == 'ppo'), and GRF's paper and examples train PPO, IMPALA and DQN. So ``--algo a2c`` on a
-# football env takes ``atari-a2c`` (Kostrikov's = OpenAI baselines' A2C settings): htsrl's default
-# football observation is the stacked super-minimap, an image read by the same kind of CNN those
-# settings were tuned for, and its 16 envs are the HTS-RL football env count. This is htsrl's choice,
-# not a tuned football setting; give flags to change it.
-FOOTBALL_A2C_PRESET = "atari-a2c"
-
-
-def is_atari(env: str) -> bool:
-    """Atari ids: ``ALE/<Game>-v5`` or ``<Game>NoFrameskip-v4``."""
-    return env.startswith("ALE/") or env.endswith("NoFrameskip-v4")
-
-
-def is_football(env: str) -> bool:
-    return env.startswith("football/")
-
-
-def is_mujoco(env: str) -> bool:
-    """Gymnasium's MuJoCo ids: ``HalfCheetah-v5``, ``Hopper-v4``, ..."""
-    return env.rsplit("-v", 1)[0] in MUJOCO_ENVS and "-v" in env
-
-
-def default_preset(algo: str, env: str) -> str:
-    """The preset ``--algo algo --env env`` takes when no ``--preset`` is given.
-
-    ppo: Atari -> atari-ppo, football -> football-ppo, MuJoCo -> mujoco-ppo, Pendulum-v1 -> pendulum-ppo,
-    anything else -> classic-ppo (other continuous-action envs too: no preset fits them all).
-    a2c: Atari -> atari-a2c, football -> atari-a2c (see FOOTBALL_A2C_PRESET), anything else -> classic-a2c.
-    impala: Atari -> atari-impala, football -> football-impala, anything else -> classic-a2c (see
-    CLASSIC_IMPALA_PRESET).
-    """
-    if algo == "ppo":
-        if is_atari(env):
-            return "atari-ppo"
-        if is_football(env):
-            return "football-ppo"
-        if is_mujoco(env):
-            return "mujoco-ppo"
-        if env == "Pendulum-v1":
-            return "pendulum-ppo"
-        return "classic-ppo"
-    if algo == "a2c":
-        if is_atari(env):
-            return "atari-a2c"
-        if is_football(env):
-            return FOOTBALL_A2C_PRESET
-        return "classic-a2c"
-    if algo == "impala":
-        if is_atari(env):
-            return "atari-impala"
-        if is_football(env):
-            return "football-impala"
-        return CLASSIC_IMPALA_PRESET
-    raise ValueError(f"algo must be 'ppo', 'a2c' or 'impala', got {algo!r}")

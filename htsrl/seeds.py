@@ -15,7 +15,6 @@ resumed (bitwise), one that saved no checkpoint started again.
 from __future__ import annotations
 
 import ctypes
-import json
 import math
 import os
 import select
@@ -26,28 +25,21 @@ import sys
 from pathlib import Path
 
 from htsrl.errors import EXIT_INTERRUPTED, ConfigError, Interrupted
-
-GROUP_FILE = "group.json"
-CONFIG_FILE = "config.yaml"
-
-
-def seed_dir(group: Path, seed: int) -> Path:
-    return group / f"seed_{seed}"
+from htsrl.run_dir import GROUP_CONFIG, RunDir, group_seeds, is_sweep, seed_dir, seed_log, sweep_trials, write_group
 
 
 def is_group(folder: str | Path) -> bool:
-    return (Path(folder) / GROUP_FILE).is_file()
+    return RunDir(folder).is_group()
 
 
 def expand(folders: list[str]) -> list[str]:
-    """Run folders, with each seed group replaced by its seeds' runs (``htsrl plot GROUP``)."""
+    """Run folders, with each seed group replaced by its seeds' runs and each sweep by its trials' (``htsrl plot
+    GROUP``, ``htsrl plot SWEEP``)."""
     out = []
     for folder in folders:
-        if is_group(folder):
-            seeds = json.loads((Path(folder) / GROUP_FILE).read_text())["seeds"]
-            out += [
-                str(seed_dir(Path(folder), s)) for s in seeds if (seed_dir(Path(folder), s) / "progress.csv").is_file()
-            ]
+        if is_group(folder) or is_sweep(folder):
+            runs = sweep_trials(folder) if is_sweep(folder) else [seed_dir(folder, s) for s in group_seeds(folder)]
+            out += [str(run) for run in runs if RunDir(run).progress.is_file()]
         else:
             out.append(folder)
     return out
@@ -80,9 +72,7 @@ def start_group(group: Path, given: dict, seeds: list[int], jobs: int, run_flags
             f"{group} already holds a seed group; continue it with: htsrl train --resume {group}, or replace it "
             "with --overwrite"
         )
-    from htsrl.run_dir import RUN_MARKERS
-
-    held = [name for name in RUN_MARKERS if (group / name).exists()]
+    held = RunDir(group).run_markers()
     if held:
         raise ConfigError(
             f"{group} holds a single run ({', '.join(held)}), not a seed group; give --seeds another --run-dir"
@@ -91,33 +81,27 @@ def start_group(group: Path, given: dict, seeds: list[int], jobs: int, run_flags
 
     group.mkdir(parents=True, exist_ok=True)
     values = {k: v for k, v in given.items() if k not in ("seed", "run_dir", "overwrite", "stop_at_steps")}
-    (group / CONFIG_FILE).write_text(yaml.safe_dump(values, sort_keys=False))
-    (group / GROUP_FILE).write_text(json.dumps({"seeds": seeds}, indent=2))
+    write_group(group, seeds, yaml.safe_dump(values, sort_keys=False))
     return _run_seeds(group, seeds, jobs, run_flags)
 
 
 def resume_group(group: Path, jobs: int, run_flags: list[str]) -> int:
-    seeds = json.loads((group / GROUP_FILE).read_text())["seeds"]
-    return _run_seeds(group, seeds, jobs, [f for f in run_flags if f != "--overwrite"], resume=True)
-
-
-def _finished(run: Path) -> bool:
-    summary = run / "summary.json"
-    return summary.is_file() and json.loads(summary.read_text()).get("finished", False)
+    return _run_seeds(group, group_seeds(group), jobs, [f for f in run_flags if f != "--overwrite"], resume=True)
 
 
 def _command(group: Path, seed: int, run_flags: list[str], resume: bool) -> list[str]:
     run = seed_dir(group, seed)
     base = [sys.executable, "-m", "htsrl", "train", "--no-progress"]
-    if resume and (run / "checkpoint.pt").is_file():
+    if resume and RunDir(run).has_checkpoint():
         return [*base, "--resume", str(run), *run_flags]
     # a seed that saved no checkpoint (it failed or was stopped before its first) starts again in place
     again = ["--overwrite"] if resume and "--overwrite" not in run_flags else []
-    return [*base, "--config", str(group / CONFIG_FILE), "--seed", str(seed), "--run-dir", str(run), *again, *run_flags]
+    config = str(group / GROUP_CONFIG)
+    return [*base, "--config", config, "--seed", str(seed), "--run-dir", str(run), *again, *run_flags]
 
 
 def _run_seeds(group: Path, seeds: list[int], jobs: int, run_flags: list[str], resume: bool = False) -> int:
-    queue = [s for s in seeds if not (resume and _finished(seed_dir(group, s)))]
+    queue = [s for s in seeds if not (resume and RunDir(seed_dir(group, s)).finished())]
     for s in seeds:
         if s not in queue:
             print(f"htsrl: seed {s}: finished before, left as it is", file=sys.stderr)
@@ -143,7 +127,7 @@ def _run_seeds(group: Path, seeds: list[int], jobs: int, run_flags: list[str], r
         while queue or running:
             while queue and len(running) < jobs and not stopping:
                 seed = queue.pop(0)
-                with open(group / f"seed_{seed}.log", "a") as log:
+                with open(seed_log(group, seed), "a") as log:
                     running[seed] = subprocess.Popen(
                         _command(group, seed, run_flags, resume),
                         stdout=log,
@@ -154,7 +138,7 @@ def _run_seeds(group: Path, seeds: list[int], jobs: int, run_flags: list[str], r
                 ended[os.pidfd_open(running[seed].pid)] = seed
                 if stopping:  # a stop that came while it was being started
                     forward()
-                where = f"{seed_dir(group, seed)}, output in seed_{seed}.log"
+                where = f"{seed_dir(group, seed)}, output in {seed_log(group, seed).name}"
                 print(f"htsrl: seed {seed}: started ({where})", file=sys.stderr)
             if running:
                 ready, _, _ = select.select(list(ended), [], [])
@@ -187,12 +171,12 @@ def _run_seeds(group: Path, seeds: list[int], jobs: int, run_flags: list[str], r
 
 def _describe(group: Path, seed: int, code: int) -> str:
     if code == 0:
-        summary = json.loads((seed_dir(group, seed) / "summary.json").read_text())
+        summary = RunDir(seed_dir(group, seed)).read_summary() or {}
         ret = summary.get("mean_return_last_100")
         state = "done" if summary.get("finished") else "stopped"
         return f"{state} at {summary['env_steps']:,} steps, mean return of the last 100 {_fmt(ret)}"
     if code == EXIT_INTERRUPTED:
-        if (seed_dir(group, seed) / "checkpoint.pt").is_file():
+        if RunDir(seed_dir(group, seed)).has_checkpoint():
             return "stopped (Ctrl-C or SIGTERM); its last checkpoint is kept"
         return "stopped (Ctrl-C or SIGTERM) before its first checkpoint: --resume starts it again"
     if code < 0:
@@ -207,9 +191,8 @@ def _fmt(x) -> str:
 def _report(group: Path, seeds: list[int]) -> None:
     finals = []
     for s in seeds:
-        summary = seed_dir(group, s) / "summary.json"
-        if summary.is_file():
-            r = json.loads(summary.read_text())
+        r = RunDir(seed_dir(group, s)).read_summary()
+        if r is not None:
             if r.get("finished") and r.get("mean_return_last_100") is not None:
                 finals.append(r["mean_return_last_100"])
     if finals:

@@ -174,9 +174,9 @@ class StateRecorder:
     def __enter__(self):
         import copy
 
-        from htsrl.engine import runner
+        from htsrl.engine import runner, state
 
-        self._patched = (runner.save_checkpoint, runner.Trainer._restore)
+        self._patched = (state.save_checkpoint, runner.Trainer._restore)
         save, restore = self._patched
 
         def saving(run_dir, state):
@@ -188,13 +188,13 @@ class StateRecorder:
             state = trainer.state(ckpt["last_window"], ckpt["next_window"], ckpt["finished"], trainer.pending)
             self.events.append(("restored", str(trainer.run_dir), copy.deepcopy(state)))
 
-        runner.save_checkpoint, runner.Trainer._restore = saving, restoring
+        state.save_checkpoint, runner.Trainer._restore = saving, restoring
         return self
 
     def __exit__(self, *exc):
-        from htsrl.engine import runner
+        from htsrl.engine import runner, state
 
-        runner.save_checkpoint, runner.Trainer._restore = self._patched
+        state.save_checkpoint, runner.Trainer._restore = self._patched
 
     def states(self, kind: str, run_dir) -> dict[int, dict]:
         """The last state of ``kind`` recorded for ``run_dir`` at each barrier, by ``next_window``."""

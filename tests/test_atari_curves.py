@@ -58,3 +58,14 @@ def test_a_stopped_run_is_resumed_bitwise_and_its_curve_written(tmp_path):
     for name in ("pong__s3.summary.json", "pong__s3.config.json", "pong__s3.resources.csv", "curves.json"):
         assert (tmp_path / "res" / name).is_file(), name
     assert not list((tmp_path / "res").glob("*.pt"))  # never a checkpoint among the files to commit
+
+
+def test_a_run_summarized_alone_keeps_its_neighbours_in_curves_json(tmp_path):
+    """Summarizing Pong seed 3 (or Breakout) must not drop the committed Pong seeds 1 and 2."""
+    path = tmp_path / "curves.json"
+    before = {"cleanrl_sps": 526, "settings": {"defaults": ""}, "games": {"Pong": {"defaults": {"1": "a", "2": "b"}}}}
+    path.write_text(json.dumps(before))
+    new = {"cleanrl_sps": None, "seeds": [3], "settings": {"defaults": ""}, "games": {"Pong": {"defaults": {3: "c"}}}}
+    merged = atari_curves.merged(path, new)
+    assert merged["games"]["Pong"]["defaults"] == {"1": "a", "2": "b", "3": "c"}
+    assert merged["seeds"] == [1, 2, 3] and merged["cleanrl_sps"] == 526

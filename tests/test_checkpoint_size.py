@@ -12,7 +12,6 @@ from conftest import assert_same_state
 
 from htsrl import Config, train
 from htsrl.checkpoint import (
-    FILENAME,
     PACKED,
     encode_state,
     load_checkpoint,
@@ -20,6 +19,7 @@ from htsrl.checkpoint import (
     stored_sizes,
 )
 from htsrl.errors import CheckpointError
+from htsrl.run_dir import CHECKPOINT as FILENAME
 
 
 def stacked_window(steps=17, envs=3, stack=4, size=(6, 5), reset_every=(5, 7, 100), seed=0, dtype=np.uint8):

@@ -114,7 +114,7 @@ def test_bench_compares_bf16_with_fp32_side_by_side(tmp_path, capsys):
 def test_bench_bf16_modes_on_vector_observations_are_refused(tmp_path, capsys):
     assert main(["bench", "--env", "CartPole-v1", "--modes", "hts-bf16", "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err.strip()
-    assert "-bf16 modes run the CNN in bfloat16" in err and len(err.splitlines()) == 1, err
+    assert "-bf16 mode runs the CNN in bfloat16" in err and len(err.splitlines()) == 1, err
 
 
 def test_actors_bf16_trunk_copy_equals_autocast_bitwise_and_follows_each_published_version():

@@ -14,8 +14,10 @@ import inspect
 import pytest
 import torch
 
+import htsrl.env_families
 import htsrl.presets
-from htsrl.presets import PRESET_FIELDS, PRESET_SOURCES, PRESETS, default_preset
+from htsrl.env_families import default_preset
+from htsrl.presets import PRESET_FIELDS, PRESET_SOURCES, PRESETS
 
 FIELDS = (
     "num_envs",
@@ -472,7 +474,7 @@ def test_default_preset(algo, env, expected):
     assert got in PRESETS
     # the algorithm's own kind of preset, except the stated fallbacks: football A2C (also an A2C preset)
     # and classic-control IMPALA (the A2C setting, V-trace's on-policy limit)
-    assert got.endswith("-" + algo) or (algo, got) == ("impala", htsrl.presets.CLASSIC_IMPALA_PRESET)
+    assert got.endswith("-" + algo) or (algo, got) == ("impala", htsrl.env_families.CLASSIC_IMPALA_PRESET)
 
 
 def test_impala_sum_form_equals_htsrl_mean_form_with_eps_and_clip_scaled():

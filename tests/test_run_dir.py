@@ -116,6 +116,17 @@ def test_any_file_of_a_run_marks_the_folder_as_taken(tmp_path, capsys, marker):
     assert _snapshot(run_dir) == {marker: b"the user's bytes"}
 
 
+@pytest.mark.parametrize(("marker", "what"), [("group.json", "a seed group"), ("sweep.json", "a sweep")])
+def test_a_seed_group_or_sweep_folder_is_not_a_run_folder(tmp_path, capsys, marker, what):
+    """A run started in a group's or a sweep's folder would mix its files with theirs: refused, nothing written."""
+    folder = tmp_path / "many"
+    folder.mkdir()
+    (folder / marker).write_text("{}")
+    assert _train(*TINY, "--total-steps", WINDOW, "--run-dir", folder, "--overwrite") == 2
+    assert f"holds {what}; give the run another --run-dir" in _one_line(capsys)
+    assert _snapshot(folder) == {marker: b"{}"}
+
+
 def test_a_folder_with_only_other_files_is_not_a_run(tmp_path):
     """A folder the user made (notes, a job script) may receive a new run; those files stay."""
     run_dir = tmp_path / "run"

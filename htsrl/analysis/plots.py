@@ -11,9 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from htsrl.config import IDENTITY, LAYOUT, RUN_CONTROL, Config, env_players, fields_of_kind, saved_values
+from htsrl.config import IDENTITY, LAYOUT, RUN_CONTROL, Config, fields_of_kind, saved_values
+from htsrl.env_families import env_players
 from htsrl.errors import ConfigError
 from htsrl.presets import PRESETS
+from htsrl.run_dir import RunDir
 
 METRIC = "charts/mean_return_last_100"
 # Config fields that do not make a run another experiment: which run it is (seed, folder), how many
@@ -21,11 +23,16 @@ METRIC = "charts/mean_return_last_100"
 NOT_A_SETTING = set(fields_of_kind(IDENTITY, LAYOUT, RUN_CONTROL))
 
 
-def read_run(run_dir: Path, metric: str = METRIC) -> dict:
-    progress = run_dir / "progress.csv"
+def _progress_of(run_dir: Path) -> Path:
+    progress = RunDir(run_dir).progress
     if not progress.is_file():
-        raise ConfigError(f"{run_dir} has no progress.csv: not an htsrl run directory")
-    cfg = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").is_file() else {}
+        raise ConfigError(f"{run_dir} has no {progress.name}: not an htsrl run directory")
+    return progress
+
+
+def read_run(run_dir: Path, metric: str = METRIC) -> dict:
+    progress = _progress_of(run_dir)
+    cfg = RunDir(run_dir).saved_config_dict()
     cfg = {**dataclasses.asdict(Config()), **saved_values(cfg)}  # fields added since: their value then
     # x is env steps, i.e. game frames: a football run of N controlled players counts N steps per frame
     players = env_players(cfg["env"], cfg.get("env_kwargs"))
@@ -77,10 +84,7 @@ def group_runs(runs: list[dict]) -> dict[str, list[dict]]:
 def read_resources(run_dir: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """The ``resources/*`` columns of a run's progress.csv: env steps and, per column, its values (NaN
     where a row has none: they are sampled at most once a second)."""
-    progress = run_dir / "progress.csv"
-    if not progress.is_file():
-        raise ConfigError(f"{run_dir} has no progress.csv: not an htsrl run directory")
-    with open(progress) as f:
+    with open(_progress_of(run_dir)) as f:
         rows = [r for r in csv.DictReader(f) if r.get("resources/open_fds")]
     names = sorted({k for r in rows for k in r if k.startswith("resources/")})
     steps = np.array([float(r["env_steps"]) for r in rows])

@@ -18,7 +18,8 @@ import argparse
 import json
 import time
 
-from htsrl.presets import PRESETS, default_preset
+from htsrl.env_families import default_preset
+from htsrl.presets import PRESETS
 
 
 def _make(env_id: str, index: int):
@@ -64,41 +65,32 @@ def main(argv=None) -> dict:
     lr = h["lr"]
     learning_rate = (lambda remaining: remaining * lr) if h["lr_decay"] else lr  # SB3's progress_remaining
     policy = "CnnPolicy" if image else "MlpPolicy"
+    # the settings both algorithms take, from the same preset htsrl resolved
+    common = dict(
+        n_steps=args.n_steps,
+        learning_rate=learning_rate,
+        gamma=h["gamma"],
+        ent_coef=h["ent_coef"],
+        vf_coef=h["vf_coef"],
+        max_grad_norm=h["max_grad_norm"],
+        seed=args.seed,
+        device=args.device,
+        verbose=0,
+    )
     if args.algo == "ppo":
         model = PPO(
             policy,
             venv,
-            n_steps=args.n_steps,
             batch_size=args.n_steps * args.num_envs // h["minibatches"],
             n_epochs=h["epochs"],
-            learning_rate=learning_rate,
-            gamma=h["gamma"],
             gae_lambda=h["gae_lambda"],
             clip_range=h["clip_coef"],
             clip_range_vf=h["clip_coef"] if h["clip_value_loss"] else None,
             normalize_advantage=h["norm_adv"],
-            ent_coef=h["ent_coef"],
-            vf_coef=h["vf_coef"],
-            max_grad_norm=h["max_grad_norm"],
-            seed=args.seed,
-            device=args.device,
-            verbose=0,
+            **common,
         )
     else:
-        model = A2C(
-            policy,
-            venv,
-            n_steps=args.n_steps,
-            learning_rate=learning_rate,
-            gamma=h["gamma"],
-            ent_coef=h["ent_coef"],
-            vf_coef=h["vf_coef"],
-            max_grad_norm=h["max_grad_norm"],
-            rms_prop_eps=h["optim_eps"],
-            seed=args.seed,
-            device=args.device,
-            verbose=0,
-        )
+        model = A2C(policy, venv, rms_prop_eps=h["optim_eps"], **common)
 
     class Clock(BaseCallback):
         def __init__(self):

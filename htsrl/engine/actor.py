@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 
+from htsrl.device import deterministic_cuda
 from htsrl.distributions import ActionSpec, distribution
 from htsrl.engine.channels import STOP, Channel, decode_task
 from htsrl.engine.clock import RoleClock
@@ -37,8 +38,6 @@ class Policy:
         self.model = build_model(obs_shape, action_spec, **network_options)  # the learner's network, bound below
         self.bound: object = -1  # what the model's parameters hold: a params slot (CPU), (slot, seq) (GPU)
         if self.device.type != "cpu":
-            from htsrl.engine.runner import deterministic_cuda
-
             deterministic_cuda(device)
             self.model.to(self.device)
             self.on_device = torch.empty(bufs.params.shape[1], device=self.device)

@@ -32,10 +32,15 @@ class _Pipe:
 
     def close(self) -> None:
         for fd in (self.r, self.w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+            close_fd(fd)
+
+
+def close_fd(fd: int) -> None:
+    """Close ``fd``; one already closed (or never opened) is no error."""
+    try:
+        os.close(fd)
+    except OSError:
+        pass
 
 
 def _reopen(cls, r, w) -> _Pipe:

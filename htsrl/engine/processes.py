@@ -14,7 +14,6 @@ from __future__ import annotations
 import ctypes
 import faulthandler
 import gc
-import json
 import multiprocessing as mp
 import multiprocessing.connection
 import os
@@ -147,11 +146,6 @@ def _remove_unused(stack_dir: Path | None, roles: Iterable[str]) -> None:
         pass
 
 
-def write_pids(run_dir: Path, pids: dict[str, int]) -> None:
-    """``pids.json``: the main process and every role (tests and the soak look for orphans with it)."""
-    (run_dir / "pids.json").write_text(json.dumps({"main": os.getpid(), **pids}, indent=2))
-
-
 _continued_at = [0.0]  # time.monotonic() of the last SIGCONT this process received
 
 
@@ -250,3 +244,32 @@ class Roles:
             and threading.current_thread() is threading.main_thread()
         ):
             signal.signal(signal.SIGCONT, previous)  # the host program's handler (SIG_DFL for the CLI)
+
+
+class StopRequest:
+    """The first Ctrl-C/SIGTERM asks for a stop at the next barrier; a second one stops at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old = {}
+
+    def __enter__(self):
+        if threading.current_thread() is not threading.main_thread():
+            return self  # signals can only be handled in the main thread
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print(
+            "\nhtsrl: stopping at the next barrier to save a checkpoint (press Ctrl-C again to stop now)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def __exit__(self, *exc):
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)

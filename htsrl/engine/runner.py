@@ -11,21 +11,17 @@ there (after update w) drive window w+2: the policy lag is exactly one update. L
 (``--mode sync``) runs collect w with θ_w, then update w, with no overlap and no lag; raw mode
 collects with random actions and never learns (the throughput ceiling).
 
-Checkpoints are taken at barriers only (HTS: before collect w+1, with window w still to learn;
-lock-step: after update w), where no process is working, so the state is complete and resume is
-bitwise exact.
+Checkpoints are taken at barriers only, where no process is working (engine/state.py says what they
+hold); engine/summary.py writes what the run says about itself.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import math
 import os
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,81 +30,29 @@ import numpy as np
 import torch
 
 from htsrl import resources
-from htsrl.checkpoint import load_checkpoint, save_checkpoint
-from htsrl.config import Config, check_resume, resolve, validate
+from htsrl.checks import check_new_run_folder, check_resume_folder, preflight
+from htsrl.config import Config, resolve
+from htsrl.device import rank_devices
 from htsrl.distributed import DataParallel, SingleProcess, launched_by_torchrun
+from htsrl.engine import state
 from htsrl.engine.history import EnvHistory
 from htsrl.engine.learner import Learner
 from htsrl.engine.policy_lag import PolicyLag
-from htsrl.engine.processes import write_pids
+from htsrl.engine.processes import StopRequest
 from htsrl.engine.rollout import ParallelRollout, Rollout, SerialRollout
-from htsrl.engine.shm import CARRIED_ROWS, STAT, STAT_NAMES, RolloutBuffers
+from htsrl.engine.shm import STAT, RolloutBuffers
 from htsrl.engine.streams import ActionStreams
-from htsrl.envs import EnvInfo, probe_env
-from htsrl.errors import ConfigError, Interrupted, NonFiniteError, RoleFailed
+from htsrl.engine.summary import WindowTimes, run_summary, start_line
+from htsrl.envs import EnvInfo
+from htsrl.errors import Interrupted, NonFiniteError, RoleFailed
 from htsrl.monitor import Episodes, Monitor
-from htsrl.nn import flat_size, flatten_params, num_params, params_sha256
-from htsrl.run_dir import RunDirLock, claim_new_run
+from htsrl.nn import flat_size, flatten_params
+from htsrl.run_dir import RunDir, default_run_dir
+from htsrl.sinks import report_sinks
 
 # on_window(window, bufs, buf): called with `window` complete in buffer `buf`, before its update (tests use it).
 WindowHook = Callable[[int, RolloutBuffers, int], None]
-# Buffer fields a checkpoint keeps of the last window (the one still to learn in HTS mode).
-WINDOW_FIELDS = (
-    "obs",
-    "final_obs",
-    "actions",
-    "logp",
-    "value",
-    "reward",
-    "terminated",
-    "truncated",
-    "uniforms",
-    "version",
-    "ep_return",
-    "ep_length",
-    "ep_score",
-    "starts",
-    "hidden",
-)
-# 2: tensors and plain types only (weights_only=True); 3: + the learner's normalization state;
-# 4: + the window's episode starts and recurrent states (+ next_behaviour since htsrl 0.3: optional)
-CHECKPOINT_FORMAT = 4
 RESOURCES_INTERVAL_S = 1.0  # resources/* sampled at most this often
-
-
-def default_run_dir(cfg: Config, seed: str | None = None) -> Path:
-    """``runs/<env>__<algo>__<seed>__<time>``; a seed group's folder has ``seeds`` for the seed."""
-    name = cfg.env.replace("/", "-").replace(":", "-")  # a custom env's module:EnvId too
-    return Path("runs") / f"{name}__{cfg.algo}__{cfg.seed if seed is None else seed}__{int(time.time())}"
-
-
-def preflight(cfg: Config) -> tuple[EnvInfo, Config]:
-    """The checks of a resolved config that need no run folder, in the order a run meets them: the env
-    (built once here), what the network and the world size allow, CUDA. Returns the env's spaces and this
-    rank's config (its share of the envs). A seed group runs it once before any of its seeds starts."""
-    info = probe_env(cfg.env, cfg.env_kwargs, cfg.env_backend)
-    if cfg.precision == "bf16" and len(info.obs_shape) != 3:
-        raise ConfigError(
-            f"--precision bf16 runs the CNN in bfloat16; {cfg.env} has vector observations {info.obs_shape}, "
-            "whose MLP runs in fp32 (leave --precision fp32)"
-        )
-    if cfg.norm_obs and len(info.obs_shape) != 1:
-        raise ConfigError(
-            f"--norm-obs normalizes vector observations; {cfg.env} has observations of shape {info.obs_shape} "
-            "(images, which the CNN scales by 1/255: leave --norm-obs off)"
-        )
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if cfg.mode == "async" and world > 1:
-        raise ConfigError("--mode async runs on one machine: data parallelism needs the ranks to meet at barriers")
-    if cfg.num_envs % world:
-        raise ConfigError(f"--num-envs {cfg.num_envs} is not divisible by the world size {world}")
-    local = dataclasses.replace(cfg, num_envs=cfg.num_envs // world)  # this rank's envs
-    validate(local)
-    if cfg.device != "cpu":
-        deterministic_cuda(cfg.device)
-    if cfg.actor_device != "cpu" and not torch.cuda.is_available():  # whoever infers sets its own modes
-        raise ConfigError(f"--actor-device {cfg.actor_device}: no CUDA device is visible to torch")
-    return info, local
 
 
 def train(cfg: Config, on_window: WindowHook | None = None, resume: bool = False) -> dict:
@@ -117,36 +61,21 @@ def train(cfg: Config, on_window: WindowHook | None = None, resume: bool = False
     numbers must equal the run's (ConfigError otherwise)."""
     cfg = resolve(cfg)
     if resume:
-        if not cfg.run_dir:
-            raise ConfigError("resume needs the run's folder (run_dir)")
-        saved = Path(cfg.run_dir) / "config.json"
-        if not saved.is_file():
-            raise ConfigError(f"--resume {cfg.run_dir}: no config.json there (is it a run directory?)")
-        check_resume(resolve(Config.from_saved(json.loads(saved.read_text()))), cfg)
+        check_resume_folder(cfg)
     info, local = preflight(cfg)
     if launched_by_torchrun():
-        # one GPU per rank of a node, for this rank's learner and actors; the run's config keeps "cuda", so a
-        # resume (which compares configs) gives every rank its own GPU again
-        gpu = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-        local = dataclasses.replace(
-            local,
-            device=gpu if cfg.device == "cuda" else cfg.device,
-            actor_device=gpu if cfg.actor_device == "cuda" else cfg.actor_device,
-        )
+        local = rank_devices(local, int(os.environ.get("LOCAL_RANK", "0")))
     dp = DataParallel(cfg.watchdog_s, cfg.device) if launched_by_torchrun() else SingleProcess()
-    run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
-    if dp.rank > 0:  # every rank keeps its own checkpoint (its envs' history and streams)
-        run_dir = run_dir / f"rank{dp.rank}"
+    # every rank keeps its own checkpoint (its envs' history and streams)
+    run_dir = RunDir(cfg.run_dir or default_run_dir(cfg)).rank(dp.rank)
+    cfg = dataclasses.replace(cfg, run_dir=str(run_dir))  # what config.json and the checkpoint keep
     clean = False  # every rank ends the same way: finished, or stopped at one barrier
     lock = None
     try:
-        lock = RunDirLock(run_dir)  # before anything in the folder is read or written
+        lock = run_dir.lock()  # before anything in the folder is read or written
         if not resume:
-            if cfg.init_from and Path(cfg.init_from).resolve() == run_dir.resolve():
-                raise ConfigError(
-                    f"--init-from {cfg.init_from} is the folder this run would write; give another --run-dir"
-                )
-            claim_new_run(run_dir, cfg.overwrite)
+            check_new_run_folder(cfg, run_dir)
+            run_dir.claim_new_run(cfg.overwrite)
         summary = Trainer(cfg, local, info, dp, on_window, resume, run_dir).run()
         clean = True
         return summary
@@ -159,76 +88,19 @@ def train(cfg: Config, on_window: WindowHook | None = None, resume: bool = False
         dp.close(clean)
 
 
-def deterministic_cuda(device: str) -> None:
-    """What PyTorch needs for bitwise-repeatable CUDA results (costs some speed: no cuDNN autotuning,
-    deterministic kernels where they exist, a fixed cuBLAS workspace)."""
-    if not torch.cuda.is_available():
-        raise ConfigError(f"--device {device}: no CUDA device is visible to torch")
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts
-    torch.backends.cudnn.benchmark = False
-    torch.backends.cudnn.deterministic = True
-    torch.use_deterministic_algorithms(True)
-
-
-class StopRequest:
-    """The first Ctrl-C/SIGTERM asks for a stop at the next barrier; a second one stops at once."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._old = {}
-
-    def __enter__(self):
-        if threading.current_thread() is not threading.main_thread():
-            return self  # signals can only be handled in the main thread
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        print(
-            "\nhtsrl: stopping at the next barrier to save a checkpoint (press Ctrl-C again to stop now)",
-            file=sys.stderr,
-            flush=True,
-        )
-
-    def __exit__(self, *exc):
-        for sig, handler in self._old.items():
-            signal.signal(sig, handler)
-
-
-@dataclasses.dataclass
-class WindowTimes:
-    """Seconds of the last window, reported per update as ``time/*``."""
-
-    rollout_s: float = 0.0
-    learn_s: float = 0.0
-    barrier_wait_s: float = 0.0
-    collect_started: float = 0.0
-
-    def metrics(self) -> dict[str, float]:
-        return {
-            "time/rollout_s": self.rollout_s,
-            "time/learn_s": self.learn_s,
-            "time/barrier_wait_s": self.barrier_wait_s,
-        }
-
-
 class Trainer:
     """One run of one rank: set-up and restore, the steps of the schedule (collect, wait, recover, record,
     learn, barrier), the HTS and the lock-step schedule, and the summary."""
 
     def __init__(
-        self, cfg: Config, local: Config, info: EnvInfo, dp, on_window: WindowHook | None, resume: bool, run_dir: Path
+        self, cfg: Config, local: Config, info: EnvInfo, dp, on_window: WindowHook | None, resume: bool, run_dir: RunDir
     ):
         self.cfg, self.dp, self.on_window, self.resume = cfg, dp, on_window, resume
         self.run_dir = run_dir
         # num_envs: envs of every rank (steps per window = num_envs * alpha); this rank's are buffer columns
         self.steps_per_window = cfg.num_envs * cfg.alpha
         self.windows = math.ceil(cfg.total_steps / self.steps_per_window)
-        ckpt = self._checkpoint_to_resume() if resume else None
+        ckpt = state.checkpoint_to_resume(cfg, run_dir, self.windows, self.steps_per_window) if resume else None
         torch.set_num_threads(cfg.learner_threads)
         env_offset = dp.env_offset(cfg.num_envs)
         self.learner = Learner(
@@ -240,9 +112,8 @@ class Trainer:
         )
         if ckpt is None and cfg.init_from:
             self.learner.start_from(Path(cfg.init_from))
-        cfg.run_dir = str(run_dir)
         if ckpt is None or ckpt["config"]["total_steps"] != cfg.total_steps:  # a new run, or one trained longer
-            (run_dir / "config.json").write_text(cfg.to_json())
+            run_dir.write_config(cfg)
         self.bufs = RolloutBuffers(
             local.num_envs,
             cfg.alpha,
@@ -270,13 +141,17 @@ class Trainer:
         self.rollout: Rollout = (SerialRollout if cfg.serial else ParallelRollout)(
             local, info.obs_shape, info.action_spec, self.bufs, env_offset
         )
-        self.rollout.stack_dir = run_dir / "stacks"  # made when a role starts; its files are left only by a hang
+        self.rollout.stack_dir = run_dir.stacks  # made when a role starts; its files are left only by a hang
         self.steps_before = self.first_window * self.steps_per_window
         self.monitor = Monitor(
-            run_dir,
+            run_dir.path,
             self.windows * self.steps_per_window,
             start_steps=self.steps_before,
             enabled=cfg.progress and dp.rank == 0,
+            report_to=report_sinks(cfg),
+            cfg=cfg,
+            rank=dp.rank,
+            resumed=ckpt is not None,
         )
         if ckpt is not None:
             self._restore(ckpt)
@@ -286,85 +161,19 @@ class Trainer:
         self.windows_done = self.first_window  # windows learned (raw mode: collected)
         self._resources_at = -math.inf
 
-    # -- checkpoints
-    def _checkpoint_to_resume(self) -> dict:
-        """The run's checkpoint, if it can go on to ``self.windows``: a run stopped on the way, or a finished
-        one trained longer (a larger ``--total-steps``, which ``check_resume`` allows where the learning
-        rate does not decay over the run)."""
-        ckpt, path = load_checkpoint(self.run_dir), self.run_dir / "checkpoint.pt"
-        # format 3 lacks only the recurrent rows, which a feed-forward run never reads
-        readable = (CHECKPOINT_FORMAT, 3) if self.cfg.recurrent == "none" else (CHECKPOINT_FORMAT,)
-        if ckpt.get("format") not in readable:
-            raise ConfigError(
-                f"{path} was written by another version of htsrl "
-                f"(format {ckpt.get('format')}, this one reads {CHECKPOINT_FORMAT})"
-            )
-        steps = ckpt["next_window"] * self.steps_per_window
-        if ckpt["next_window"] < self.windows:
-            if ckpt["finished"] and self.cfg.mode == "hts" and ckpt.get("next_behaviour") is None:
-                raise ConfigError(
-                    f"the run in {self.run_dir} finished before htsrl 0.3, whose final checkpoint lacks the weights "
-                    f"that act next in HTS mode; start a new run from its weights with --init-from {self.run_dir}"
-                )
-            return ckpt
-        if ckpt["finished"]:
-            raise ConfigError(
-                f"the run in {self.run_dir} already finished ({steps} steps, {ckpt['learner']['updates']} updates); "
-                f"to train it longer give a larger --total-steps with --resume, or start a new run from its "
-                f"weights with --init-from {self.run_dir}"
-            )
-        raise ConfigError(f"--total-steps {self.cfg.total_steps} ends before the checkpoint in {path} ({steps} steps)")
-
-    def _restore(self, ckpt: dict) -> None:
-        """The state of ``ckpt`` (``state``'s dict) into this fresh trainer: the inverse of ``state``."""
-        self.learner.load_state_dict(ckpt["learner"])
-        self.streams.set_state(ckpt["streams"])
-        self.history.load_state_dict(ckpt["history"])
-        buf = self.bufs.slot(ckpt["last_window"])
-        for name in WINDOW_FIELDS:
-            if name in ckpt["window"]:  # format 3: no starts or hidden (feed-forward; left as zeros)
-                getattr(self.bufs, name)[buf] = ckpt["window"][name].numpy()
-        self.rollout_sha256 = ckpt["rollout_sha256"]
-        self.policy_lag.load_state_dict(ckpt.get("policy_lag", {}))  # absent from older checkpoints
-        self.monitor.restore(**ckpt["monitor"])
-        self.next_behaviour = ckpt.get("next_behaviour")  # absent before htsrl 0.3
-        self.last_window = ckpt["last_window"]
-        if self.cfg.mode == "hts" and not ckpt["finished"]:  # window last_window is collected, still to learn
-            self.pending = Episodes(**ckpt["pending_episodes"])
-        if self.cfg.mode == "async":
-            self.carried = self._carried_rows(buf)
-
-    def _carried_rows(self, buf: int) -> dict[str, np.ndarray]:
-        return {name: getattr(self.bufs, name)[buf, self.bufs.alpha].copy() for name in CARRIED_ROWS}
-
+    # -- checkpoints (engine/state.py)
     def state(
         self, last_window: int, next_window: int, finished: bool = False, pending: Episodes | None = None
     ) -> dict:
-        """Everything to continue bitwise, as tensors and plain types: the learner, every stream, each env's
-        history and the buffer of ``last_window`` (HTS: the window still to learn). ``_restore`` reads
-        back every field (``tests/test_resume.py`` checks both against an uninterrupted run's)."""
-        buf = self.bufs.slot(last_window)
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "config": dataclasses.asdict(self.cfg),
-            "finished": finished,
-            "last_window": last_window,
-            "next_window": next_window,
-            "pending_episodes": dataclasses.asdict(pending or Episodes()),
-            "learner": self.learner.state_dict(),
-            "streams": self.streams.state(),
-            "history": self.history.state_dict(),
-            "window": {name: torch.from_numpy(getattr(self.bufs, name)[buf].copy()) for name in WINDOW_FIELDS},
-            "rollout_sha256": self.rollout_sha256,
-            "monitor": self.monitor.state_dict(),
-            "policy_lag": self.policy_lag.state_dict(),
-            "next_behaviour": self.next_behaviour,
-        }
+        return state.capture(self, last_window, next_window, finished, pending)
+
+    def _restore(self, ckpt: dict) -> None:
+        state.restore(self, ckpt)
 
     def save_checkpoint(
         self, last_window: int, next_window: int, finished: bool = False, pending: Episodes | None = None
     ) -> None:
-        save_checkpoint(self.run_dir, self.state(last_window, next_window, finished, pending))
+        state.save(self, last_window, next_window, finished, pending)
 
     # -- the steps of a schedule
     def collect(self, window: int, publish: bool = True) -> None:
@@ -423,7 +232,7 @@ class Trainer:
                         getattr(self.bufs, name)[self.bufs.slot(window - 1), self.bufs.alpha] = row
                 self.learner.shards.close()  # fork from a process without idle threads; remade at the next update
                 self.rollout.restart(self.history if window > 0 else None, window - 1)
-                write_pids(self.run_dir, self.rollout.pids)
+                self.run_dir.write_pids(self.rollout.pids)
                 for w in range(window, max(self.begun, window + 1)):  # async: every window begun
                     self.rollout.begin(w)
                 return
@@ -441,7 +250,7 @@ class Trainer:
             h.update(np.ascontiguousarray(getattr(bufs, name)[buf]).tobytes())
         self.rollout_sha256 = h.hexdigest()
         if self.cfg.mode == "async":  # where the envs are after this window, should a role fail later
-            self.carried = self._carried_rows(buf)
+            self.carried = state.carried_rows(self.bufs, buf)
         ended = ~np.isnan(bufs.ep_return[buf])  # row-major: ordered by (step, env)
         self.history.record_window(bufs.actions[buf], bufs.terminated[buf] | bufs.truncated[buf], ended)
         scores = bufs.ep_score[buf][ended]
@@ -480,9 +289,8 @@ class Trainer:
     def report(self, window: int, episodes: Episodes, metrics: dict[str, float]) -> None:
         steps = (window + 1) * self.steps_per_window
         extra = {**self.times.metrics(), **self._resources()}
-        self.monitor.row(steps, self.learner.updates, episodes, {**metrics, **extra})
-        if "policy_lag/mean" in metrics:
-            self.monitor.histogram("policy_lag", self.policy_lag.last, steps)
+        histograms = {"policy_lag": self.policy_lag.last} if "policy_lag/mean" in metrics else {}
+        self.monitor.row(steps, self.learner.updates, episodes, {**metrics, **extra}, histograms)
 
     def _resources(self) -> dict[str, float]:
         """``resources/*`` of this rank's processes, at most once a second (0.2-0.7 ms a sample): every window
@@ -524,7 +332,7 @@ class Trainer:
         return bool(self.dp.sum_(torch.tensor([float(flag)]))[0] > 0)
 
     def _kept_checkpoint(self) -> str:
-        path = self.run_dir / "checkpoint.pt"
+        path = self.run_dir.checkpoint
         if path.exists():
             return f"the last good checkpoint ({path}) is kept; continue with: htsrl train --resume {self.cfg.run_dir}"
         return "no checkpoint was saved yet"
@@ -600,40 +408,14 @@ class Trainer:
         runs on one rank, so no rank has to agree)."""
         return any(self._pause_or_save_due(next_window, self.stop.requested))
 
-    def announce(self) -> None:
-        """One line at start: what trains, how, and where it is written."""
-        cfg = self.cfg
-        what = f"resuming at {self.steps_before:,} steps" if self.resume else "starting"
-
-        def count(n: int, noun: str) -> str:
-            return f"{n} {noun}{'s' if n != 1 else ''}"
-
-        layout = "serial" if cfg.serial else count(cfg.num_executors, "executor")
-        if cfg.mode in ("hts", "async") and not cfg.serial:
-            layout += f", {count(cfg.num_actors, 'actor')}"
-        start = f", from the weights of {cfg.init_from}" if cfg.init_from else ""
-        steps = self.windows * self.steps_per_window
-        if steps != cfg.total_steps:  # say why the run is longer than asked
-            rounded = f"--total-steps {cfg.total_steps:,} rounded up to whole windows of {self.steps_per_window:,}"
-            steps_said = f"{steps:,} steps ({rounded})"
-        else:
-            steps_said = f"{steps:,} steps"
-        print(
-            f"htsrl: {what}: {cfg.algo} (preset {cfg.preset}) on {cfg.env}{start}, {cfg.mode} mode, {cfg.num_envs} "
-            f"envs x alpha {cfg.alpha}, {cfg.precision}, {layout}, {steps_said}; "
-            f"run dir {self.run_dir}",
-            file=sys.stderr,
-            flush=True,
-        )
-
     def run(self) -> dict:
         t_start = time.perf_counter()
         if self.cfg.progress and self.dp.rank == 0:
-            self.announce()
+            print(start_line(self), file=sys.stderr, flush=True)
         with self.stop:
             try:
                 self.rollout.start(self.history if self.resume else None, self.last_window if self.resume else -1)
-                write_pids(self.run_dir, self.rollout.pids)
+                self.run_dir.write_pids(self.rollout.pids)
                 t_loop, cpu_loop = time.perf_counter(), time.process_time()
                 schedule = {"hts": self.run_hts, "async": self.run_async}.get(self.cfg.mode, self.run_lockstep)
                 schedule()
@@ -646,66 +428,7 @@ class Trainer:
                 self.rollout.close()
                 self.monitor.close()
         self.bufs.stats[-1][STAT["cpu_s"]] = time.process_time() - cpu_loop  # this process's CPU in training
-        summary = self.summary(finished, wall, t_loop - t_start)
-        torch.save(self.learner.model.state_dict(), self.run_dir / "model.pt")
-        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        summary = run_summary(self, finished, wall, t_loop - t_start)
+        torch.save(self.learner.model.state_dict(), self.run_dir.model)
+        self.run_dir.write_summary(summary)
         return summary
-
-    def summary(self, finished: bool, wall: float, startup_s: float) -> dict:
-        cfg, dp = self.cfg, self.dp
-        env_steps = self.windows_done * self.steps_per_window
-        params_sha = params_sha256(self.learner.model)
-        rollout_sha = self.rollout_sha256
-        if dp.world_size > 1:
-            shas = dp.gather(params_sha)
-            if len(set(shas)) != 1:
-                raise RuntimeError(f"parameters differ across ranks: {shas}")
-            rollout_sha = hashlib.sha256("".join(dp.gather(rollout_sha)).encode()).hexdigest()
-        return {
-            "run_dir": str(self.run_dir),
-            "rank": dp.rank,
-            "world_size": dp.world_size,
-            "env": cfg.env,
-            "algo": cfg.algo,
-            "mode": cfg.mode,
-            "serial": cfg.serial,
-            "seed": cfg.seed,
-            "num_envs": cfg.num_envs,
-            "alpha": cfg.alpha,
-            "num_executors": cfg.num_executors,
-            "num_actors": cfg.num_actors,
-            "resumed_at_steps": self.steps_before if self.resume else None,
-            "finished": finished,
-            "env_steps": env_steps,
-            "updates": self.learner.updates,
-            "wall_time_s": wall,
-            "startup_s": startup_s,
-            "sps": (env_steps - self.steps_before) / wall,
-            "params_sha256": params_sha,
-            "rollout_sha256": rollout_sha,
-            "episodes": self.monitor.episodes,
-            "mean_return_last_100": _none_if_nan(self.monitor.mean_return()),
-            "mean_score_last_100": _none_if_nan(self.monitor.mean_score()),
-            "time_split": time_split(cfg, self.bufs),
-            "num_params": num_params(self.learner.model),
-            "restarts": self.restarts,
-            # async: which weights an action sees depends on timing, so the numbers change run to run
-            "deterministic": cfg.mode != "async",
-            "policy_lag": self.policy_lag.summary(),
-        }
-
-
-def time_split(cfg: Config, bufs: RolloutBuffers) -> dict[str, dict[str, float]]:
-    """Seconds per role (summed over processes of the role), from the shared counters."""
-    rows = {
-        "executors": bufs.stats[: cfg.num_executors],
-        "actors": bufs.stats[cfg.num_executors : cfg.num_executors + cfg.num_actors],
-        "learner": bufs.stats[-1:],
-    }
-    if cfg.serial:
-        rows = {"learner": bufs.stats[-1:]}
-    return {role: {name: float(r[:, i].sum()) for i, name in enumerate(STAT_NAMES)} for role, r in rows.items()}
-
-
-def _none_if_nan(x: float) -> float | None:
-    return None if math.isnan(x) else x

@@ -30,6 +30,7 @@ import torch
 
 from htsrl.algos.returns import Window
 from htsrl.distributions import ActionSpec
+from htsrl.engine.channels import close_fd
 
 # Per-process counters (seconds) in ``stats``; one row per role process, the last row is the learner.
 STAT_NAMES = ("cpu_s", "env_s", "infer_s", "wait_s", "ipc_s", "learn_s")
@@ -56,7 +57,7 @@ class SharedArrays:
 
     def _map(self, fd: int, layout: dict, size: int) -> None:
         self._fd, self._layout, self.nbytes = fd, layout, size
-        weakref.finalize(self, _close_fd, fd)
+        weakref.finalize(self, close_fd, fd)
         self._mm = mmap.mmap(fd, max(size, 1))  # MAP_SHARED
         for name, (shape, dtype, offset) in layout.items():
             setattr(self, name, np.ndarray(shape, dtype, buffer=self._mm, offset=offset))
@@ -75,13 +76,6 @@ def _attach(cls, fd, layout: dict, size: int, plain: dict) -> SharedArrays:
     obj.__dict__.update(plain)
     obj._map(fd.detach(), layout, size)
     return obj
-
-
-def _close_fd(fd: int) -> None:
-    try:
-        os.close(fd)
-    except OSError:
-        pass
 
 
 class RolloutBuffers(SharedArrays):

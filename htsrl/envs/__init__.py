@@ -18,39 +18,19 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
-from htsrl.config import ConfigError, env_players, is_atari
 from htsrl.distributions import BOX, ActionSpec, action_spec
-from htsrl.presets import is_mujoco
-
-EPISODE_KEY = "htsrl_episode"
-
-
-class EpisodeStats(gym.Wrapper):
-    """Records the raw episode return and length; innermost wrapper, so it sees unclipped rewards.
-
-    Where the env reports ``info["score_reward"]`` (football: +1 goal scored, -1 conceded) its sum is
-    the episode's score difference ``"s"``. An env of several players (a reward per player) adds what its
-    ``team_reward(rewards)`` says (football: the mean over the controlled left players).
-    """
-
-    def __init__(self, env: gym.Env):
-        super().__init__(env)
-        self._ret, self._len, self._score = 0.0, 0, None
-
-    def reset(self, **kwargs):
-        self._ret, self._len, self._score = 0.0, 0, None
-        return self.env.reset(**kwargs)
-
-    def step(self, action):
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        self._ret += float(reward) if np.ndim(reward) == 0 else self.env.unwrapped.team_reward(reward)
-        self._len += 1
-        if "score_reward" in info:
-            self._score = (self._score or 0.0) + float(info["score_reward"])
-        if terminated or truncated:
-            info = dict(info)
-            info[EPISODE_KEY] = {"r": self._ret, "l": self._len, "s": self._score}
-        return obs, reward, terminated, truncated, info
+from htsrl.env_families import (
+    ATARI,
+    FOOTBALL,
+    atari_game,
+    atari_ids,
+    env_players,
+    family_of,
+    is_older_atari,
+    user_env,
+)
+from htsrl.envs.sets import EPISODE_KEY, EnvSet, EpisodeStats, PlayerSet  # noqa: F401  (re-exported)
+from htsrl.errors import ConfigError
 
 
 def _register_extras() -> None:
@@ -69,9 +49,10 @@ def _register_extras() -> None:
 def registered_id(env_id: str) -> str:
     """The registry id of ``env_id``: ``EnvId`` of ``module:EnvId`` once the module is imported (which
     registers it), else ``env_id`` itself. Spawned roles call it too: they start with the parent's sys.path."""
-    if ":" not in env_id:
+    user = user_env(env_id)
+    if user is None:
         return env_id
-    module, _, name = env_id.partition(":")
+    module, name = user
     for _ in range(2):
         try:
             importlib.import_module(module)
@@ -101,10 +82,9 @@ def _did_you_mean(name: str) -> str:
 
 
 def _atari_with_builtin_skip(env_id: str) -> bool:
-    """Gymnasium's older Atari ids (``Breakout-v4``, ``Pong-v0``, ``PongNoFrameskip-v0``): RGB frames, a
-    random built-in frame skip or sticky actions, none of which htsrl's Atari pipeline is built for."""
+    """Gymnasium's older Atari ids (``env_families.is_older_atari``)."""
     spec = gym.registry.get(env_id)
-    return spec is not None and spec.entry_point == "ale_py.env:AtariEnv" and not is_atari(env_id)
+    return spec is not None and is_older_atari(env_id, spec.entry_point)
 
 
 def _refuse_other_atari_ids(env_id: str) -> None:
@@ -112,11 +92,10 @@ def _refuse_other_atari_ids(env_id: str) -> None:
         kwargs = gym.registry[env_id].kwargs
         skip = kwargs.get("frameskip")
         skip = f"random {skip[0]}-{skip[1] - 1}" if isinstance(skip, tuple) else skip
-        game = env_id.split("-")[0].removesuffix("NoFrameskip").removesuffix("Deterministic")
         raise ConfigError(
             f"{env_id} is one of Gymnasium's older Atari ids (RGB frames, frame skip {skip}, sticky actions "
-            f"{kwargs.get('repeat_action_probability')}); htsrl's Atari pipeline (frame skip 4 with max-pooling, "
-            f"84x84 grayscale, 4-frame stack, no-op starts) takes ALE/{game}-v5 or {game}NoFrameskip-v4"
+            f"{kwargs.get('repeat_action_probability')}); htsrl's Atari pipeline (frame skip {ATARI.frames_per_step} "
+            f"with max-pooling, 84x84 grayscale, 4-frame stack, no-op starts) takes {atari_ids(atari_game(env_id))}"
         )
 
 
@@ -129,105 +108,14 @@ def make_env(env_id: str, env_kwargs: dict | None = None, training: bool = True,
     """``index`` is the env's id in the run; envs that vary per replica (synthetic stragglers) get it."""
     _register_extras()
     kwargs = dict(env_kwargs or {})
-    if is_atari(env_id):
+    family = family_of(env_id)
+    if family is ATARI:
         from htsrl.envs.atari import make_atari
 
         return make_atari(env_id, kwargs, training=training)
-    if env_id.startswith("synthetic/"):
+    if family.takes_env_index:
         kwargs["env_index"] = index
     return EpisodeStats(gym.make(registered_id(env_id), **kwargs))
-
-
-class EnvSet:
-    """The envs of one process by buffer column: ``envs[i]`` is a Gymnasium env (resets, replay), and
-    :meth:`step` steps several at once (a loop here; one C++ call for EnvPool). ``players``: columns
-    per env (:class:`PlayerSet`); :meth:`game` is the env that plays column ``i``, whole."""
-
-    players = 1
-
-    def __init__(self, envs: dict[int, gym.Env]):
-        self.envs = envs
-
-    def game(self, i: int) -> gym.Env:
-        return self.envs[i]
-
-    def step(self, ids: range, actions: np.ndarray) -> list[tuple]:
-        return [self.envs[i].step(a if np.ndim(a) else int(a)) for i, a in zip(ids, actions)]
-
-    def close(self) -> None:
-        for env in self.envs.values():
-            env.close()
-
-
-class PlayerSet(EnvSet):
-    """Envs of several controlled players (football ``left_players``/``right_players``): game ``g`` fills
-    the ``players`` consecutive columns from ``g * players``, one per player, each with its own
-    observation, action (from its own stream) and reward.
-
-    :meth:`step` steps each game once on its columns' actions; only a game's first column reports the
-    episode (``info["htsrl_episode"]``), so an episode is counted once per game. ``envs[i]`` is column
-    ``i`` for resets: the first column's reset resets the game with its seed (the game's seeds are its
-    first column's), the others take their player's observation of that reset, so the executor resets
-    a game's columns in column order as it does any env's. Replay goes through :meth:`game`."""
-
-    def __init__(self, games: dict[int, gym.Env], players: int):
-        self.games, self.players = games, players
-        envs = {}
-        for first, game in games.items():
-            seat = _Seats(game, players)
-            envs.update({first + p: _PlayerColumn(seat, p) for p in range(players)})
-        super().__init__(envs)
-
-    def game(self, i: int) -> gym.Env:
-        return self.games[i - i % self.players]
-
-    def step(self, ids: range, actions: np.ndarray) -> list[tuple]:
-        if ids.start % self.players or ids.stop % self.players:
-            raise RuntimeError(f"columns {ids} split a game of {self.players} players")
-        out = []
-        for first in range(ids.start, ids.stop, self.players):
-            j = first - ids.start
-            obs, reward, terminated, truncated, info = self.games[first].step(actions[j : j + self.players])
-            others = {k: v for k, v in info.items() if k != EPISODE_KEY}
-            for p in range(self.players):
-                out.append((obs[p], float(reward[p]), terminated, truncated, info if p == 0 else others))
-        return out
-
-    def close(self) -> None:
-        for game in self.games.values():
-            game.close()
-
-
-class _Seats:
-    """A game and the observations of its last reset, which its columns other than the first take."""
-
-    def __init__(self, game: gym.Env, players: int):
-        self.game, self.obs, self.waiting = game, None, [False] * players
-
-
-class _PlayerColumn(gym.Env):
-    def __init__(self, seats: _Seats, player: int):
-        self.seats, self.player = seats, player
-        self.observation_space = seats.game.unwrapped.single_observation_space
-        self.action_space = seats.game.unwrapped.single_action_space
-
-    def reset(self, *, seed: int | None = None, options=None):
-        seats = self.seats
-        if self.player == 0:
-            seats.obs, info = seats.game.reset(seed=seed, options=options)
-            seats.waiting = [True] * len(seats.waiting)
-        elif not seats.waiting[self.player]:
-            raise RuntimeError(f"player column {self.player} was reset without its game (reset column 0 first)")
-        else:
-            info = {}
-        seats.waiting[self.player] = False
-        return seats.obs[self.player], info
-
-    def step(self, action):
-        raise RuntimeError("a player column is stepped with its game (PlayerSet.step)")
-
-    def close(self) -> None:
-        pass  # the game is closed by its PlayerSet
 
 
 def make_env_set(
@@ -274,12 +162,13 @@ def probe_env(env_id: str, env_kwargs: dict | None = None, backend: str = "pytho
         from htsrl.envs.envpool_atari import probe_envpool
 
         return _env_info(env_id, *probe_envpool(env_id, env_kwargs))
-    if is_atari(env_id):
+    family = family_of(env_id)
+    if family is ATARI:
         try:
             import ale_py  # noqa: F401
         except ImportError:
-            raise ConfigError(f"{env_id} needs ale-py: pip install 'htsrl[atari]'") from None
-    if env_id.startswith("football/"):
+            raise ConfigError(f"{env_id} needs ale-py: {ATARI.install_hint}") from None
+    if family is FOOTBALL:
         from htsrl.envs.football import INSTALL_HINT, football_installed
 
         if env_id in gym.registry and not football_installed():
@@ -292,7 +181,7 @@ def probe_env(env_id: str, env_kwargs: dict | None = None, backend: str = "pytho
     except (TypeError, ValueError, RuntimeError) as e:  # RuntimeError: ALE's "Invalid game mode requested"
         raise ConfigError(f"cannot build {env_id} with --env-kwargs {env_kwargs}: {e}") from None
     except gym.error.DependencyNotInstalled as e:  # e.g. the MuJoCo envs without the mujoco wheel
-        hint = "; pip install -e '.[mujoco]'" if is_mujoco(env_id) else ""
+        hint = f"; {family.install_hint}" if family.install_hint else ""
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(f"{env_id} needs a package that is not installed: {first}{hint}") from None
     try:

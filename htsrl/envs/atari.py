@@ -13,7 +13,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation
 
-from htsrl.envs import EpisodeStats
+from htsrl.env_families import ATARI, atari_skips_itself
+from htsrl.envs.sets import EpisodeStats
 
 
 class ReseedWithoutReload(gym.Wrapper):
@@ -85,14 +86,14 @@ def make_atari(env_id: str, env_kwargs: dict, training: bool = True) -> gym.Env:
     # AtariPreprocessing reads the screen from the emulator itself and drops the observation that the
     # inner env makes at every emulator frame; a grayscale one is a third of the bytes of an RGB one.
     kwargs.setdefault("obs_type", "grayscale")
-    if env_id.startswith("ALE/"):
+    if atari_skips_itself(env_id):  # turned off: the wrappers below skip frames
         kwargs.setdefault("frameskip", 1)
         kwargs.setdefault("repeat_action_probability", 0.0)
     env = gym.make(env_id, **kwargs)
     if kwargs.get("repeat_action_probability", 0.25) == 0.0:
         env = ReseedWithoutReload(env)
     env = EpisodeStats(env)
-    env = AtariPreprocessing(env, noop_max=30, frame_skip=4, screen_size=84, grayscale_obs=True)
+    env = AtariPreprocessing(env, noop_max=30, frame_skip=ATARI.frames_per_step, screen_size=84, grayscale_obs=True)
     if training:
         env = EpisodicLife(env)
     if "FIRE" in env.unwrapped.get_action_meanings():

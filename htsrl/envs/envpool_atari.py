@@ -25,12 +25,13 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
-from htsrl.config import ConfigError
-from htsrl.envs import EPISODE_KEY, EnvSet
+from htsrl.env_families import ATARI, require_envpool_task
+from htsrl.envs.sets import EPISODE_KEY, EnvSet
+from htsrl.errors import ConfigError
 
 NOOP, FIRE = 0, 1
 MAX_NOOP_STEPS = 7
-FRAME_SKIP = 4
+FRAME_SKIP = ATARI.frames_per_step
 # Settings of EnvPool's Atari a user may pass in --env-kwargs; the rest are fixed above.
 ALLOWED_KWARGS = (
     "full_action_space",
@@ -41,18 +42,6 @@ ALLOWED_KWARGS = (
     "render_mode",
 )
 INSTALL_HINT = "--env-backend envpool needs EnvPool: pip install 'htsrl[envpool]' (envpool 1.2.5 on Python 3.11)"
-
-
-def envpool_task(env_id: str) -> str:
-    """ALE/Breakout-v5 and BreakoutNoFrameskip-v4 are EnvPool's Breakout-v5."""
-    if env_id.startswith("ALE/"):
-        return env_id[len("ALE/") :]
-    if env_id.endswith("NoFrameskip-v4"):
-        return env_id[: -len("NoFrameskip-v4")] + "-v5"
-    raise ConfigError(
-        f"--env-backend envpool steps Atari only (ALE/<Game>-v5 or <Game>NoFrameskip-v4), "
-        f"not {env_id}; use --env-backend python"
-    )
 
 
 def _pool_kwargs(env_id: str, env_kwargs: dict | None) -> dict:
@@ -69,7 +58,7 @@ def _pool_kwargs(env_id: str, env_kwargs: dict | None) -> dict:
             "use --env-backend python for sticky actions"
         )
     return dict(
-        task_id=envpool_task(env_id),
+        task_id=require_envpool_task(env_id),
         noop_max=1,
         episodic_life=False,
         reward_clip=False,

@@ -31,6 +31,8 @@ import warnings
 import gymnasium as gym
 import numpy as np
 
+from htsrl.env_families import FOOTBALL, FOOTBALL_PLAYERS
+
 # The academy scenarios of the HTS-RL paper, and the full game.
 SCENARIOS = (
     "academy_empty_goal_close",
@@ -50,10 +52,7 @@ SCENARIOS = (
 )
 REPRESENTATIONS = {"extracted": "extracted", "simple115": "simple115v2"}
 REWARDS = ("scoring", "scoring,checkpoints")
-INSTALL_HINT = (
-    "Google Research Football is not installed; build it with `bash scripts/install_football.sh` "
-    "(Debian build packages + gfootball 2.10.2 from source, about 5 minutes)"
-)
+INSTALL_HINT = f"Google Research Football is not installed; {FOOTBALL.install_hint}"
 
 
 class FootballNotInstalled(ImportError):
@@ -118,8 +117,8 @@ class FootballEnv(gym.Env):
         scenario: str = "academy_3_vs_1_with_keeper",
         representation: str = "extracted",
         rewards: str = "scoring,checkpoints",
-        left_players: int = 1,
-        right_players: int = 0,
+        left_players: int = FOOTBALL_PLAYERS["left_players"],
+        right_players: int = FOOTBALL_PLAYERS["right_players"],
     ):
         check_options(scenario, representation, rewards)
         if not football_installed():
@@ -209,7 +208,7 @@ class FootballEnv(gym.Env):
 
 def register() -> None:
     for scenario in SCENARIOS:
-        env_id = f"football/{scenario}"
+        env_id = FOOTBALL.id_of(scenario)
         if env_id not in gym.registry:
             gym.register(env_id, entry_point=FootballEnv, kwargs={"scenario": scenario}, disable_env_checker=True)
 

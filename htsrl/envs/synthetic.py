@@ -19,6 +19,8 @@ import time
 import gymnasium as gym
 import numpy as np
 
+from htsrl.env_families import SYNTHETIC
+
 DISTRIBUTIONS = ("exponential", "gamma", "constant", "lognormal", "straggler")
 
 
@@ -84,7 +86,7 @@ class SyntheticEnv(gym.Env):
 
 
 for _name in DISTRIBUTIONS:
-    if f"synthetic/{_name}" not in gym.registry:
+    if SYNTHETIC.id_of(_name) not in gym.registry:
         gym.register(
-            f"synthetic/{_name}", entry_point=SyntheticEnv, kwargs={"distribution": _name}, disable_env_checker=True
+            SYNTHETIC.id_of(_name), entry_point=SyntheticEnv, kwargs={"distribution": _name}, disable_env_checker=True
         )
