@@ -267,7 +267,3 @@ class RunDirLock:
         if self.fd >= 0:
             os.close(self.fd)  # closing the last descriptor drops the flock
             self.fd = -1
-
-
-def claim_new_run(run_dir: Path, overwrite: bool) -> None:
-    RunDir(run_dir).claim_new_run(overwrite)

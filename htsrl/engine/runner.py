@@ -144,7 +144,7 @@ class Trainer:
         self.rollout.stack_dir = run_dir.stacks  # made when a role starts; its files are left only by a hang
         self.steps_before = self.first_window * self.steps_per_window
         self.monitor = Monitor(
-            run_dir.path,
+            run_dir,
             self.windows * self.steps_per_window,
             start_steps=self.steps_before,
             enabled=cfg.progress and dp.rank == 0,
