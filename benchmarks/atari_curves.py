@@ -213,8 +213,11 @@ def plot_game(
             end = min(c[-1][x] for c in curves.values())
             grid = np.linspace(max(c[0][x] for c in curves.values()), end, 300)
             ys = np.stack([np.interp(grid, [r[x] for r in c], [r[2] for r in c]) for c in curves.values()])
-            shown = f"{label}, mean of {len(curves)} seeds" + (shared if ax is by_hours else "")
+            who = f"mean of {len(curves)} seeds" if len(curves) > 1 else f"seed {next(iter(curves))}"
+            shown = f"{label}, {who}" + (shared if ax is by_hours else "")
             ax.plot(grid * scale, ys.mean(0), color=color, lw=2, label=shown)
+            if len(curves) > 1:  # the band on the same grid as the mean it surrounds
+                ax.fill_between(grid * scale, ys.min(0), ys.max(0), color=color, alpha=0.15)
             if ax is by_hours:
                 hours_shown = max(hours_shown, max(c[-1][1] for c in curves.values()) / 3600)
         if htsrl_sps and setting == "defaults":  # the same curve at the steps/s it runs at alone, as CleanRL's is
@@ -228,8 +231,6 @@ def plot_game(
                 lw=1.5,
                 label=f"{label}, at {htsrl_sps:.0f} steps/s measured here alone",
             )
-            if len(curves) > 1:
-                ax.fill_between(grid * scale, ys.min(0), ys.max(0), color=color, alpha=0.15)
     for (name, values), marker in zip(CLEANRL.get(game, {}).items(), ("o", "s")):
         by_steps.plot(BUDGETS, values, marker=marker, ls=":", color="k", alpha=0.7, label=name + ", published")
         if cleanrl_sps and name == CLEANRL_ENVPOOL[game]:

@@ -69,3 +69,35 @@ def test_a_run_summarized_alone_keeps_its_neighbours_in_curves_json(tmp_path):
     merged = atari_curves.merged(path, new)
     assert merged["games"]["Pong"]["defaults"] == {"1": "a", "2": "b", "3": "c"}
     assert merged["seeds"] == [1, 2, 3] and merged["cleanrl_sps"] == 526
+
+
+def _fake_run(where: Path, scores: list[float]) -> Path:
+    where.mkdir(parents=True)
+    with open(where / "progress.csv", "w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["env_steps", "wall_time_s", atari_curves.SCORE, "charts/episodes"])
+        for i, score in enumerate(scores, start=1):
+            out.writerow([i * 1000, i * 2.0, score, 100 + i])
+    return where
+
+
+@pytest.mark.parametrize("htsrl_sps", [None, 500.0])
+def test_the_seed_band_surrounds_the_mean_on_each_panel(tmp_path, htsrl_sps, monkeypatch):
+    """The min-max band is drawn on both panels, on the grid of the mean it surrounds, with or without
+    --htsrl-sps (it was drawn only with it, on the hours panel, from the steps panel's values)."""
+    import matplotlib.pyplot as plt
+
+    low = _fake_run(tmp_path / "pong__s1", [0.0, 1.0, 2.0, 3.0])
+    high = _fake_run(tmp_path / "pong__s2", [10.0, 11.0, 12.0, 13.0])
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    atari_curves.plot_game("Pong", {"defaults": {1: low, 2: high}}, None, tmp_path / "pong.png", htsrl_sps)
+    by_steps, by_hours = figures[0].axes
+    for ax, xmax in ((by_steps, 4000), (by_hours, 8 / 3600)):
+        (band,) = ax.collections
+        (vertices,) = band.get_paths()
+        xs, ys = vertices.vertices[:, 0], vertices.vertices[:, 1]
+        assert xs.min() == pytest.approx(xmax / 4) and xs.max() == pytest.approx(xmax)
+        assert ys.min() == pytest.approx(0.0) and ys.max() == pytest.approx(13.0)
+    legend = [t.get_text() for t in by_steps.get_legend().get_texts()]
+    assert "htsrl defaults (atari-ppo, EnvPool), mean of 2 seeds" in legend
