@@ -216,16 +216,16 @@ def plot_game(
             who = f"mean of {len(curves)} seeds" if len(curves) > 1 else f"seed {next(iter(curves))}"
             shown = f"{label}, {who}" + (shared if ax is by_hours else "")
             ax.plot(grid * scale, ys.mean(0), color=color, lw=2, label=shown)
+            if ax is by_steps:  # the mean per step, which --htsrl-sps also draws against hours below
+                steps_grid, steps_mean = grid, ys.mean(0)
             if len(curves) > 1:  # the band on the same grid as the mean it surrounds
                 ax.fill_between(grid * scale, ys.min(0), ys.max(0), color=color, alpha=0.15)
             if ax is by_hours:
                 hours_shown = max(hours_shown, max(c[-1][1] for c in curves.values()) / 3600)
         if htsrl_sps and setting == "defaults":  # the same curve at the steps/s it runs at alone, as CleanRL's is
-            steps_grid = np.linspace(max(c[0][0] for c in curves.values()), min(c[-1][0] for c in curves.values()), 300)
-            ys = np.stack([np.interp(steps_grid, [r[0] for r in c], [r[2] for r in c]) for c in curves.values()])
             by_hours.plot(
                 steps_grid / htsrl_sps / 3600,
-                ys.mean(0),
+                steps_mean,
                 color=color,
                 ls="--",
                 lw=1.5,
