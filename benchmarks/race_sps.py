@@ -1,15 +1,18 @@
-"""Steps/s of CleanRL's ``ppo_atari_envpool.py`` and of htsrl's defaults on one Atari game, interleaved on a
+"""Steps/s of CleanRL's ``ppo_atari_envpool.py`` and of htsrl settings on one Atari game, interleaved on a
 quiet machine: the divisor that turns steps-to-score (CleanRL's published curve, htsrl's measured one) into
 wall time here (benchmarks/atari_curves.py --cleanrl-sps, BENCHMARKS.md "the race to a score").
 
     python benchmarks/race_sps.py --cleanrl DIR --game Pong --steps 40960 --reps 3 --out race_sps.json
+    python benchmarks/race_sps.py --cleanrl DIR --game Pong --setting fast="--preset atari-ppo-fast"
 
 DIR holds CleanRL's script, unmodified, and its venv (``DIR/ppo_atari_envpool.py``, ``DIR/venv``; envpool
-0.8.4 with gym 0.23.1, which still have the API it uses). Both run 8 envs x 128 steps (CleanRL's defaults,
-htsrl's atari-ppo preset) on EnvPool. CleanRL's own "SPS:" line counts every step from the start of its
-loop (after its envs are made); htsrl's rate is every step over the wall time of its last progress.csv row,
-which counts from before its env processes start: if anything, htsrl's side is the slower. Never run it
-beside a learning run.
+0.8.4 with gym 0.23.1, which still have the API it uses); without ``--cleanrl`` only htsrl's sides run.
+htsrl's defaults always run; each ``--setting NAME=FLAGS`` adds a side with those ``htsrl train`` flags.
+CleanRL and the defaults both run 8 envs x 128 steps (CleanRL's defaults, htsrl's atari-ppo preset) on
+EnvPool. CleanRL's own "SPS:" line counts every step from the start of its loop (after its envs are made);
+htsrl's rate counts the steps between its first and last progress.csv rows over the wall time between them
+(so its start-up, and its first window, are left out on its side as CleanRL's start-up is on CleanRL's).
+Never run it beside a learning run.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import argparse
 import csv
 import json
 import re
+import shlex
 import statistics
 import subprocess
 import sys
@@ -38,10 +42,10 @@ def cleanrl_sps(folder: Path, game: str, steps: int) -> float:
     return float(re.findall(r"SPS: (\d+)", out.stdout)[-1])  # its last: global_step / time since the loop began
 
 
-def htsrl_sps(game: str, steps: int) -> float:
+def htsrl_sps(game: str, steps: int, flags: list[str]) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "htsrl", "train", "--env", f"ALE/{game}-v5", "--env-backend", "envpool"]
-        cmd += ["--total-steps", str(steps), "--run-dir", f"{tmp}/run", "--no-progress"]
+        cmd += ["--total-steps", str(steps), "--run-dir", f"{tmp}/run", "--no-progress", *flags]
         subprocess.run(cmd, check=True, capture_output=True)
         with open(f"{tmp}/run/progress.csv") as f:
             rows = list(csv.DictReader(f))
@@ -53,26 +57,41 @@ def htsrl_sps(game: str, steps: int) -> float:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cleanrl", required=True, type=Path, help="folder with ppo_atari_envpool.py and venv/")
+    p.add_argument("--cleanrl", type=Path, help="folder with ppo_atari_envpool.py and venv/ (else htsrl only)")
+    p.add_argument("--setting", action="append", default=[], metavar="NAME=FLAGS", help="an htsrl side (repeat)")
     p.add_argument("--game", default="Pong")
     p.add_argument("--steps", type=int, default=40_960)
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--out", default="race_sps.json")
     args = p.parse_args()
+    sides: dict[str, list[str]] = {"htsrl": []}  # "htsrl": the defaults, the name the first results used
+    for item in args.setting:
+        name, sep, flags = item.partition("=")
+        if not sep or not name or name in sides or name == "cleanrl":
+            p.error(f"--setting wants a new NAME=FLAGS, got {item!r}")
+        sides[name] = shlex.split(flags)
     rows = []
-    for rep in range(args.reps):  # interleaved, so a drift of the machine falls on both sides
+    for rep in range(args.reps):  # interleaved, so a drift of the machine falls on every side
         t0 = time.time()
-        c = cleanrl_sps(args.cleanrl, args.game, args.steps)
-        h = htsrl_sps(args.game, args.steps)
-        rows.append({"rep": rep, "cleanrl_sps": c, "htsrl_sps": h, "ratio": h / c})
-        print(f"rep {rep}: CleanRL {c:.0f} steps/s, htsrl {h:.0f} steps/s, {h / c:.2f}x ({time.time() - t0:.0f} s)")
-    med = {k: statistics.median(r[k] for r in rows) for k in ("cleanrl_sps", "htsrl_sps", "ratio")}
-    spread = {k: [min(r[k] for r in rows), max(r[k] for r in rows)] for k in med}
-    print(
-        f"median: CleanRL {med['cleanrl_sps']:.0f}, htsrl {med['htsrl_sps']:.0f} steps/s, {med['ratio']:.2f}x "
-        f"(range {spread['ratio'][0]:.2f}-{spread['ratio'][1]:.2f})"
-    )
-    result = {"game": args.game, "steps": args.steps, "reps": rows, "median": med, "range": spread}
+        row: dict = {"rep": rep}
+        if args.cleanrl:
+            row["cleanrl_sps"] = cleanrl_sps(args.cleanrl, args.game, args.steps)
+        for name, flags in sides.items():
+            row[f"{name}_sps"] = htsrl_sps(args.game, args.steps, flags)
+            if args.cleanrl:
+                row[f"{name}_ratio"] = row[f"{name}_sps"] / row["cleanrl_sps"]
+        row["ratio"] = row.get("htsrl_ratio")  # the key the first results used
+        rows.append(row)
+        rates = ", ".join(f"{k[:-4]} {v:.0f}" for k, v in row.items() if k.endswith("_sps"))
+        print(f"rep {rep}: steps/s {rates} ({time.time() - t0:.0f} s)", flush=True)
+    keys = [k for k in rows[0] if k != "rep" and rows[0][k] is not None]
+    med = {k: statistics.median(r[k] for r in rows) for k in keys}
+    spread = {k: [min(r[k] for r in rows), max(r[k] for r in rows)] for k in keys}
+    for k in keys:
+        print(f"median {k}: {med[k]:.2f} (range {spread[k][0]:.2f}-{spread[k][1]:.2f})")
+    settings = {name: " ".join(flags) for name, flags in sides.items()}
+    result = {"game": args.game, "steps": args.steps, "settings": settings, "reps": rows}
+    result |= {"median": med, "range": spread}
     Path(args.out).write_text(json.dumps(result, indent=2))
     return 0
 

@@ -26,16 +26,16 @@ class Algorithm:
     # its Atari learning in bf16 measured against fp32 (BENCHMARKS.md): bf16 by default there, on a CPU with
     # bf16 kernels (config.default_precision)
     bf16_on_atari: bool = False
-    # learner shards measured for feed-forward Atari in bf16 on a CPU learner in hts and async mode
-    # (BENCHMARKS.md): the default --learner-shards there (config.default_learner_shards); 1: not measured
-    atari_bf16_shards: int = 1
+    # learner shards measured for feed-forward Atari on a CPU learner in hts and async mode, in bf16 and in
+    # fp32 (BENCHMARKS.md): the default --learner-shards there (config.default_learner_shards); 1: not measured
+    atari_shards: int = 1
     help: str = ""  # what --algo's help says of it, beside its name
 
 
 ALGORITHMS: dict[str, Algorithm] = {
     a.name: a
     for a in (
-        Algorithm("ppo", "htsrl.algos.ppo:ppo_update", minibatches=True, bf16_on_atari=True, atari_bf16_shards=2),
+        Algorithm("ppo", "htsrl.algos.ppo:ppo_update", minibatches=True, bf16_on_atari=True, atari_shards=2),
         Algorithm("a2c", "htsrl.algos.a2c:a2c_update", bf16_on_atari=True),
         Algorithm(
             "impala",

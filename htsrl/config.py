@@ -104,15 +104,15 @@ class Config:
         "PPO: compute each minibatch's gradient in K parts of its rows, each part's forward and backward on "
         "its own thread with one torch thread, summed in part order: the numbers depend on K only, not on the "
         "cores, and the K threads fill the cores the rollout leaves idle (K > 1 needs --learner-threads 1 and "
-        "a CPU learner); default 2 for feed-forward Atari PPO in bf16 in hts and async mode on CPU (measured in "
+        "a CPU learner); default 2 for feed-forward Atari PPO in hts and async mode on CPU (measured in "
         "BENCHMARKS.md), 1 otherwise",
     )
     precision: str | None = _f(
         None,
         "fp32, or bf16: the CNN's convolutions and hidden layer in bfloat16 in the learner (autocast) and the "
         "actors (image observations; weights and optimizer stay fp32; heads fp32); eval and export run fp32. "
-        "default: bf16 for Atari PPO and A2C on a CPU with native bfloat16 (measured in BENCHMARKS.md), "
-        "fp32 otherwise (and on CUDA)",
+        "default: bf16 for Atari PPO and A2C on a CPU where it measured cheaper than fp32 (Intel with AMX, AMD "
+        "with AVX512-BF16; BENCHMARKS.md), fp32 otherwise (and on CUDA)",
         choices=("fp32", "bf16"),
     )
     recurrent: str = _f(
@@ -337,16 +337,17 @@ def default_learner_threads(mode: str) -> int:
 
 
 def default_learner_shards(cfg: Config) -> int:
-    """2 for feed-forward Atari PPO in bf16 on a CPU learner in hts and async mode, where the learner learns
-    while executors and actors collect: one pass on one thread left the second core idle part of each
-    window (the learner was the critical path), and two shards fill it at 1.0-1.2x one thread's CPU per
-    sample (two OpenMP threads: 1.75x), with the numbers independent of the cores: 1.28x the steps/s.
-    Breakout, 204,800 steps, seeds 1-6: 5.81 (3.58-8.30) with 2 shards against 6.37 (4.77-8.05) in one
-    pass, Welch p = 0.54 (the rule was set before the runs; BENCHMARKS.md). 1 elsewhere: sync mode's
-    learner has the cores to itself and gains nothing from shards over 2 threads, and the other settings
-    (fp32, recurrent, vector observations) are not measured."""
-    shards = algorithm(cfg.algo).atari_bf16_shards  # 1 where not measured (htsrl/algo_rules.py)
-    measured = shards > 1 and is_atari(cfg.env) and cfg.precision == "bf16" and cfg.recurrent == "none"
+    """2 for feed-forward Atari PPO on a CPU learner in hts and async mode, where the learner learns while
+    executors and actors collect: one pass on one thread left the second core idle part of each window (the
+    learner was the critical path), and two shards fill it at 1.0-1.2x one thread's CPU per sample (two
+    OpenMP threads: 1.75x), with the numbers independent of the cores. bf16: 1.28x the steps/s (Breakout);
+    fp32: 1.26x (Pong, on an Intel CPU where fp32 is the default precision). Breakout, 204,800 steps,
+    seeds 1-6: 5.81 (3.58-8.30) with 2 shards against 6.37 (4.77-8.05) in one pass, Welch p = 0.54 (the
+    rule was set before the runs; BENCHMARKS.md). 1 elsewhere: sync mode's learner has the cores to itself
+    and gains nothing from shards over 2 threads, and the other settings (recurrent, vector observations)
+    are not measured."""
+    shards = algorithm(cfg.algo).atari_shards  # 1 where not measured (htsrl/algo_rules.py)
+    measured = shards > 1 and is_atari(cfg.env) and cfg.recurrent == "none"
     if not (measured and cfg.mode in ("hts", "async") and cfg.device == "cpu"):
         return 1
     if cfg.learner_threads not in (None, 1):
@@ -357,22 +358,50 @@ def default_learner_shards(cfg: Config) -> int:
     return shards
 
 
+def bf16_pays_on(cpuinfo: str) -> bool:
+    """Whether this kind of CPU (``/proc/cpuinfo``'s text) is one where a bf16 learner measured cheaper than
+    fp32 (BENCHMARKS.md "bf16 against fp32"): Intel with AMX (Breakout PPO, learner 2.8 against 4.6 ms CPU
+    per step) and AMD with AVX512-BF16 (Table 1's A2C at 16 envs: 0.45-0.52 against 0.59-0.66 ms per
+    step). Not Intel with AVX512-BF16 and no AMX (a VM of a 5th-generation Xeon that hides AMX; Pong PPO, 2
+    shards: learner 4.89 against 3.98 ms CPU per step; 0.87-0.97x the steps/s). Other CPUs (bf16 emulated
+    on AVX512, other vendors): not measured, so fp32, the reference numerics."""
+    vendor, flags = "", set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "vendor_id" and not vendor:
+            vendor = value.strip()
+        elif key.strip() == "flags" and not flags:
+            flags = set(value.split())
+    if "amx_bf16" in flags:
+        return True
+    return vendor == "AuthenticAMD" and "avx512_bf16" in flags
+
+
+def _bf16_pays_here() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return bf16_pays_on(f.read())
+    except OSError:  # not Linux: not measured
+        return False
+
+
 def default_precision(algo: str, env: str, device: str, actor_device: str = "cpu") -> str:
     """bf16 for Atari PPO and A2C (the settings whose learning comparisons in BENCHMARKS.md support it) where
-    learner and actors run on a CPU whose oneDNN has bf16 kernels (AVX512-BF16/AMX, or AVX512 with
-    emulation); fp32 otherwise. A2C over 6 seeds at 204,800 steps: 4.54 (3.61-6.64) in bf16 against 4.84
-    (4.11-5.39) in fp32, Welch p = 0.6, within fp32's range (the rule set before the last 3 seeds ran).
-    On CUDA, fp32 by default: not every GPU has bf16 (pre-Ampere), and asking would initialise CUDA in the
-    process that forks the executors; pass --precision bf16 there. Everything else (IMPALA, vector
-    observations) keeps fp32 until measured."""
+    learner and actors run on a CPU whose oneDNN has bf16 kernels and where bf16 measured cheaper than fp32
+    (:func:`bf16_pays_on`); fp32 otherwise. A2C over 6 seeds at 204,800 steps: 4.54 (3.61-6.64) in bf16
+    against 4.84 (4.11-5.39) in fp32, Welch p = 0.6, within fp32's range (the rule set before the last 3
+    seeds ran). On CUDA, fp32 by default: not every GPU has bf16 (pre-Ampere), and asking would initialise
+    CUDA in the process that forks the executors; pass --precision bf16 there. Everything else (IMPALA,
+    vector observations) keeps fp32 until measured."""
     if not algorithm(algo).bf16_on_atari or not is_atari(env) or device != "cpu" or actor_device != "cpu":
         return "fp32"
     import torch
 
     try:
-        return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+        native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
     except (AttributeError, RuntimeError):  # a torch without oneDNN
         return "fp32"
+    return "bf16" if native and _bf16_pays_here() else "fp32"
 
 
 def resolve(cfg: Config) -> Config:

@@ -86,7 +86,7 @@ def test_algorithm_registry():
         assert fn.__name__ == entry.update.partition(":")[2]
         takes = list(inspect.signature(fn).parameters)
         assert ("generator" in takes) == entry.minibatches, name  # the calling convention algos.update uses
-        assert entry.minibatches or entry.atari_bf16_shards == 1, name  # shards split minibatches
+        assert entry.minibatches or entry.atari_shards == 1, name  # shards split minibatches
     with pytest.raises(ConfigError, match=r"--algo must be one of \['ppo', 'a2c', 'impala'\], got 'dqn'"):
         algorithm("dqn")
 
