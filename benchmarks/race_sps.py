@@ -3,7 +3,7 @@ quiet machine: the divisor that turns steps-to-score (CleanRL's published curve,
 wall time here (benchmarks/atari_curves.py --cleanrl-sps, BENCHMARKS.md "the race to a score").
 
     python benchmarks/race_sps.py --cleanrl DIR --game Pong --steps 40960 --reps 3 --out race_sps.json
-    python benchmarks/race_sps.py --cleanrl DIR --game Pong --setting fast="--preset atari-ppo-fast"
+    python benchmarks/race_sps.py --cleanrl DIR --game Pong --setting e2lr5="--epochs 2 --lr 5e-4"
 
 DIR holds CleanRL's script, unmodified, and its venv (``DIR/ppo_atari_envpool.py``, ``DIR/venv``; envpool
 0.8.4 with gym 0.23.1, which still have the API it uses); without ``--cleanrl`` only htsrl's sides run.

@@ -7,6 +7,7 @@ user gives always wins over the preset, and the saved ``config.json`` holds the 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -365,18 +366,28 @@ def bf16_pays_on(cpuinfo: str) -> bool:
     step). Not Intel with AVX512-BF16 and no AMX (a VM of a 5th-generation Xeon that hides AMX; Pong PPO, 2
     shards: learner 4.89 against 3.98 ms CPU per step; 0.87-0.97x the steps/s). Other CPUs (bf16 emulated
     on AVX512, other vendors): not measured, so fp32, the reference numerics."""
-    vendor, flags = "", set()
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "vendor_id" and not vendor:
-            vendor = value.strip()
-        elif key.strip() == "flags" and not flags:
-            flags = set(value.split())
+    fields = first_cpu_fields(cpuinfo)
+    flags = set(fields.get("flags", "").split())
     if "amx_bf16" in flags:
         return True
-    return vendor == "AuthenticAMD" and "avx512_bf16" in flags
+    return fields.get("vendor_id") == "AuthenticAMD" and "avx512_bf16" in flags
 
 
+def first_cpu_fields(cpuinfo: str) -> dict[str, str]:
+    """The ``key: value`` lines of the first processor in ``/proc/cpuinfo``'s text (each processor's block
+    ends at a blank line; the CPUs of one machine are of one kind)."""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        if not line.strip():
+            if fields:
+                break
+            continue
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+@functools.cache  # the machine does not change under a process; resolve() runs often (sweeps, resumes)
 def _bf16_pays_here() -> bool:
     try:
         with open("/proc/cpuinfo") as f:

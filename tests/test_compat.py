@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 
 from htsrl.cli import main
+from htsrl.config import first_cpu_fields
 
 FIXTURE = Path(__file__).parent / "fixtures" / "a4213be_cartpole_stopped"
 UNINTERRUPTED_AT_A4213BE = "308b420724b9e8e6a3859ec82376cd0e0ddf721328cce57c4e5345d949bce677"
@@ -32,14 +33,10 @@ OTHER_CPU_KINDS = {
 
 def cpu_kind() -> tuple[str, ...]:
     """Vendor, family, model and whether AMX shows, from the first processor of /proc/cpuinfo."""
-    fields: dict[str, str] = {}
     try:
-        text = Path("/proc/cpuinfo").read_text()
+        fields = first_cpu_fields(Path("/proc/cpuinfo").read_text())
     except OSError:
         return ()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        fields.setdefault(key.strip(), value.strip())
     amx = "amx" if "amx_bf16" in fields.get("flags", "").split() else "no amx"
     return (fields.get("vendor_id", ""), fields.get("cpu family", ""), fields.get("model", ""), amx)
 
