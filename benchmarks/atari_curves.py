@@ -21,6 +21,14 @@ Writes into RESULTS (small files, to commit; never the checkpoints):
 - ``curves.json`` and a printed table: per run the score at each published budget, the agent steps and
   wall time at which it first reached each race score (counted once 100 games have ended, so a lucky first
   few games are no level reached), and private memory in the last tenth of the run against 10-20% of it.
+
+A run whose folder is not in OUT (made on another machine: only its small outputs were committed) is read
+from its exported files in the first ``--read`` folder that has them, so a plot can set committed runs
+beside new ones, or be drawn again from the repository alone:
+
+    python benchmarks/atari_curves.py --games Pong --seeds 1 2 3 --summarize-only \\
+        --setting e1mb8= --setting e2= --setting e2lr5= --results benchmarks/results/atari_curves/pong_screen \\
+        --read benchmarks/results/atari_curves --read benchmarks/results/atari_curves/pong_screen
 """
 
 from __future__ import annotations
@@ -68,8 +76,16 @@ def run_name(game: str, setting: str, seed: int) -> str:
     return f"{label}__s{seed}"
 
 
+def run_file(where: Path, name: str) -> Path:
+    """A run's file: inside its run folder, or exported beside it as ``<run>.<name>`` (a results folder)."""
+    return where / name if where.is_dir() else where.parent / f"{where.name}.{name}"
+
+
 def read_curve(where: Path) -> dict | None:
-    """(agent steps, wall s, score, games) of every row with a score, and the resources/* rows."""
+    """(agent steps, wall s, score, games) of every row with a score, and the resources/* rows: from the run
+    folder's progress.csv, or from the files ``export_run`` wrote when only those are here (``--read``)."""
+    if not where.is_dir():
+        return read_exported(where)
     path = where / "progress.csv"
     if not path.is_file():
         return None
@@ -90,6 +106,31 @@ def read_curve(where: Path) -> dict | None:
         with open(sampled_outside) as f:  # sampled every 30 s by htsrl.resources.sample from another process
             resources = list(csv.DictReader(f))
     return {"curve": curve, "resources": resources, "env_steps": int(rows[-1]["env_steps"]) if rows else 0}
+
+
+def read_exported(where: Path) -> dict | None:
+    path = run_file(where, "curve.csv")
+    if not path.is_file():
+        return None
+    with open(path) as f:
+        curve = [(int(r[0]), float(r[1]), float(r[2]), int(r[3])) for r in list(csv.reader(f))[1:]]
+    resources = []
+    if run_file(where, "resources.csv").is_file():
+        with open(run_file(where, "resources.csv")) as f:
+            resources = list(csv.DictReader(f))
+    summary = run_file(where, "summary.json")
+    done = json.loads(summary.read_text())["env_steps"] if summary.is_file() else 0
+    steps = [int(r["env_steps"]) for r in resources] + [c[0] for c in curve] + [done]
+    return {"curve": curve, "resources": resources, "env_steps": max(steps)}
+
+
+def find_run(name: str, out: Path, read: list[Path]) -> Path:
+    """The run folder in OUT; else the first results folder in ``read`` with the run's exported curve (a
+    run whose folder, checkpoints included, stayed on another machine); else the folder a run would have."""
+    for folder in read:
+        if not (out / name).is_dir() and (folder / f"{name}.curve.csv").is_file():
+            return folder / name
+    return out / name
 
 
 def first_reach(curve: list[tuple], score: float) -> tuple[int, float] | None:
@@ -149,9 +190,9 @@ def summarize_run(where: Path, game: str) -> dict | None:
     if got is None or not got["curve"]:
         return None
     curve = got["curve"]
-    summary_path = where / "summary.json"
+    summary_path = run_file(where, "summary.json")
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-    total = json.loads((where / "config.json").read_text())["total_steps"]
+    total = json.loads(run_file(where, "config.json").read_text())["total_steps"]
     race = {}
     for score in RACE.get(game, ()):
         hit = first_reach(curve, score)
@@ -171,7 +212,7 @@ def summarize_run(where: Path, game: str) -> dict | None:
 def export_run(where: Path, results: Path) -> None:
     """The run's small outputs into RESULTS, named after the run."""
     got = read_curve(where)
-    if got is None:
+    if got is None or not where.is_dir():  # read from a results folder (--read): exported already
         return
     with open(results / f"{where.name}.curve.csv", "w", newline="") as f:
         w = csv.writer(f)
@@ -183,8 +224,8 @@ def export_run(where: Path, results: Path) -> None:
             w.writeheader()
             w.writerows(got["resources"])
     for name in ("summary.json", "config.json"):
-        if (where / name).is_file():
-            shutil.copyfile(where / name, results / f"{where.name}.{name}")
+        if run_file(where, name).is_file():
+            shutil.copyfile(run_file(where, name), results / f"{where.name}.{name}")
 
 
 def plot_game(
@@ -265,7 +306,7 @@ def merged(path: Path, result: dict) -> dict:
     if not path.is_file():
         return result
     old = json.loads(path.read_text())
-    games = old.get("games", {})
+    old_settings, games = old.get("settings", {}), old.get("games", {})
     for game, settings in result["games"].items():
         for setting, seeds in settings.items():
             games.setdefault(game, {}).setdefault(setting, {}).update({str(k): v for k, v in seeds.items()})
@@ -275,7 +316,8 @@ def merged(path: Path, result: dict) -> dict:
         **old,
         **given,
         "seeds": seeds,
-        "settings": {**old.get("settings", {}), **result["settings"]},
+        # a setting named without its flags (--summarize-only --setting e2=) keeps the flags recorded there
+        "settings": {**old_settings, **{k: v for k, v in result["settings"].items() if v or k not in old_settings}},
         "games": games,
     }
 
@@ -342,6 +384,14 @@ def main() -> int:
     )
     p.add_argument("--out", default="runs/atari_curves", help="run folders")
     p.add_argument("--results", default="benchmarks/results/atari_curves", help="small outputs to commit")
+    p.add_argument(
+        "--read",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="DIR",
+        help="results folder to read a run's exported curve from when OUT has no folder for it (repeat)",
+    )
     args = p.parse_args()
     settings = {} if args.no_defaults else {"defaults": ""}
     settings.update(s.split("=", 1) for s in args.setting)
@@ -349,7 +399,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     results.mkdir(parents=True, exist_ok=True)
     where = {
-        (game, setting, seed): out / run_name(game, setting, seed)
+        (game, setting, seed): find_run(run_name(game, setting, seed), out, args.read)
         for game in args.games
         for seed in args.seeds
         for setting in settings
@@ -357,6 +407,8 @@ def main() -> int:
     if not args.summarize_only:
         jobs = []
         for (game, setting, seed), folder in where.items():  # seed-major: first seeds of every side finish first
+            if not folder.is_relative_to(out):  # read from a results folder (--read): nothing to run
+                continue
             run_args = argparse.Namespace(
                 env=f"ALE/{game}-v5", total_steps=args.total_steps, extra=f"--env-backend envpool {args.extra}"
             )

@@ -101,3 +101,29 @@ def test_the_seed_band_surrounds_the_mean_on_each_panel(tmp_path, htsrl_sps, mon
         assert ys.min() == pytest.approx(0.0) and ys.max() == pytest.approx(13.0)
     legend = [t.get_text() for t in by_steps.get_legend().get_texts()]
     assert "htsrl defaults (atari-ppo, EnvPool), mean of 2 seeds" in legend
+
+
+def test_a_run_read_back_from_its_exported_files_summarizes_as_its_folder(tmp_path):
+    """--read: a run whose folder stayed on another machine is summarized from the small files committed for
+    it exactly as from its folder, resources included, and finding it never reaches past a real folder."""
+    run = _fake_run(tmp_path / "runs" / "pong__s1", [float(s) for s in range(-20, 21, 2)])
+    with open(run / "progress.csv") as f:
+        rows = list(csv.DictReader(f))
+    for i, row in enumerate(rows):  # every row sampled: flat descriptors and shm, memory growing 1 MB a row
+        row.update({"resources/private_mb": 1000 + i, "resources/shm_mb": 120, "resources/open_fds": 93})
+    with open(run / "progress.csv", "w", newline="") as f:
+        out = csv.DictWriter(f, fieldnames=list(rows[0]))
+        out.writeheader()
+        out.writerows(rows)
+    (run / "config.json").write_text(json.dumps({"total_steps": 21_000}))
+    (run / "summary.json").write_text(json.dumps({"finished": True, "env_steps": 21_000}))
+    results = tmp_path / "results"
+    results.mkdir()
+    atari_curves.export_run(run, results)
+    from_folder = atari_curves.summarize_run(run, "Pong")
+    assert from_folder["resources"] is not None and from_folder["race"]["0"]["steps"] == 11_000
+    found = atari_curves.find_run("pong__s1", tmp_path / "elsewhere", [tmp_path / "none", results])
+    assert found == results / "pong__s1"
+    assert atari_curves.summarize_run(found, "Pong") == from_folder
+    assert atari_curves.find_run("pong__s1", tmp_path / "runs", [results]) == run  # the folder comes first
+    assert atari_curves.find_run("pong__s2", tmp_path / "runs", [results]) == tmp_path / "runs" / "pong__s2"
