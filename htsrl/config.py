@@ -364,8 +364,9 @@ def bf16_pays_on(cpuinfo: str) -> bool:
     fp32 (BENCHMARKS.md "bf16 against fp32"): Intel with AMX (Breakout PPO, learner 2.8 against 4.6 ms CPU
     per step) and AMD with AVX512-BF16 (Table 1's A2C at 16 envs: 0.45-0.52 against 0.59-0.66 ms per
     step). Not Intel with AVX512-BF16 and no AMX (a VM of a 5th-generation Xeon that hides AMX; Pong PPO, 2
-    shards: learner 4.89 against 3.98 ms CPU per step; 0.87-0.97x the steps/s). Other CPUs (bf16 emulated
-    on AVX512, other vendors): not measured, so fp32, the reference numerics."""
+    shards: learner 4.89 against 3.98 ms CPU per step; 0.87-0.97x the steps/s), nor Intel with AVX-512 and no
+    native bf16 (Ice Lake: Pong PPO at 2 epochs, 290 against 403 steps/s). Other CPUs (other vendors, AMD
+    without AVX512-BF16): not measured, so fp32, the reference numerics."""
     fields = first_cpu_fields(cpuinfo)
     flags = set(fields.get("flags", "").split())
     if "amx_bf16" in flags:
