@@ -9,10 +9,5 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-device_check_out}
 mkdir -p "$OUT"
 PY=${PYTHON:-python3}
-if compgen -G ".whl/*.whl" >/dev/null; then
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/htsrl-site .whl/*.whl
-  export PYTHONPATH=/tmp/htsrl-site:${PYTHONPATH:-}
-fi
-export PYTHONPATH=$PWD:${PYTHONPATH:-}
-export PYTHONUNBUFFERED=1 OMP_WAIT_POLICY=PASSIVE
+source benchmarks/device_env.sh
 exec "$PY" benchmarks/device_check.py --out "$OUT" ${DEVICE_CHECK_TINY:+--tiny}
