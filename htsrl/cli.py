@@ -11,7 +11,7 @@ import typing
 from pathlib import Path
 
 from htsrl import seeds
-from htsrl.config import LAYOUT, PRESETS, RUN_CONTROL, Config, fields_of_kind, flag
+from htsrl.config import LAYOUT, PER_INVOCATION, PRESETS, RUN_CONTROL, Config, fields_of_kind, flag
 from htsrl.config_files import as_flags, given_values
 from htsrl.env_families import SYNTHETIC, family_of
 from htsrl.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, ConfigError, HtsrlError
@@ -41,7 +41,11 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 # What an unset flag means where no preset sets it (a preset sets the others: "from the preset").
-_UNSET_MEANS = {"stop_at_steps": "none: train all of --total-steps", "init_from": "none: new weights"}
+_UNSET_MEANS = {
+    "stop_at_steps": "none: train all of --total-steps",
+    "stop_at_score": "none: no score stops the run",
+    "init_from": "none: new weights",
+}
 
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
@@ -281,15 +285,14 @@ def _train_seeds(args: argparse.Namespace) -> int:
         return seeds.resume_group(Path(args.resume), args.jobs, run_flags)
     if args.seed is not None:  # a seed in a --config file is the group's to replace
         raise ConfigError("--seed and --seeds: give one (--seeds trains one run per seed)")
-    per_invocation = {"stop_at_steps", "overwrite"}  # this invocation's, not the group's config
-    values = {k: v for k, v in given.items() if k not in (*per_invocation, "seed", "run_dir")}
+    values = {k: v for k, v in given.items() if k not in (*PER_INVOCATION, "seed", "run_dir")}
     from htsrl.checks import preflight
     from htsrl.config import resolve
 
     first = Config(**values, seed=args.seeds[0])
     preflight(resolve(first))  # refused here, in one line, before the group folder or any seed exists
     group = Path(given["run_dir"]) if "run_dir" in given else default_run_dir(first, seed="seeds")
-    run_flags = [x for name, value in given.items() if name in per_invocation for x in as_flags(name, value)]
+    run_flags = [x for name, value in given.items() if name in PER_INVOCATION for x in as_flags(name, value)]
     return seeds.start_group(group, values, args.seeds, args.jobs, run_flags)
 
 
@@ -332,8 +335,11 @@ def _run(args: argparse.Namespace) -> int:
         if summary["finished"]:
             print(f"run saved in {summary['run_dir']}", file=sys.stderr)
         else:
+            why, target = "as asked", cfg.stop_at_score
+            if target is not None and ret is not None and ret >= target:
+                why = f"the mean return of the last 100 episodes reached {ret:.2f} (--stop-at-score {target:g})"
             print(
-                f"stopped at {summary['env_steps']} steps as asked; continue with: "
+                f"stopped at {summary['env_steps']} steps: {why}; continue with: "
                 f"htsrl train --resume {summary['run_dir']}",
                 file=sys.stderr,
             )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,6 +145,12 @@ class Config:
         None,
         "stop with a checkpoint once this many steps are learned; the run "
         "stays resumable with --resume (e.g. to fit a job's time limit)",
+        kind=RUN_CONTROL,
+    )
+    stop_at_score: float | None = _f(
+        None,
+        "stop with a checkpoint at the first barrier where the mean return of the last 100 episodes (Atari: "
+        "the full-game score) is at least this, once 100 have ended; resumable as --stop-at-steps",
         kind=RUN_CONTROL,
     )
     checkpoint_every: int = _f(
@@ -283,6 +290,12 @@ def saved_values(d: dict) -> dict:
 
 def fields_of_kind(*kinds: str) -> list[str]:
     return [f.name for f in dataclasses.fields(Config) if f.metadata["kind"] in kinds]
+
+
+# The settings of one invocation, not of the run: a resumed run or a seed group's next invocation starts
+# without them (a stop point, replacing a run folder).
+PER_INVOCATION = ("stop_at_steps", "stop_at_score", "overwrite")
+SCORE_EPISODES = 100  # --stop-at-score counts once this many episodes have ended: a lucky first few stop nothing
 
 
 def flag(name: str) -> str:
@@ -503,6 +516,10 @@ def validate(c: Config) -> None:
         v = getattr(c, name)
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be a positive number, got {v!r}")
+    score = c.stop_at_score
+    finite = isinstance(score, (int, float)) and not isinstance(score, bool) and math.isfinite(score)
+    if score is not None and not finite:
+        raise ConfigError(f"--stop-at-score must be a finite number, got {score!r}")
     for name in ["lr", "watchdog_s", "optim_eps", "norm_clip"]:
         if not getattr(c, name) > 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {getattr(c, name)!r}")

@@ -23,7 +23,7 @@ import shutil
 import time
 from pathlib import Path
 
-from htsrl.config import Config
+from htsrl.config import PER_INVOCATION, Config
 from htsrl.errors import CheckpointError, ConfigError
 
 CONFIG, CHECKPOINT, PROGRESS, SUMMARY = "config.json", "checkpoint.pt", "progress.csv", "summary.json"
@@ -154,8 +154,8 @@ class RunDir:
         if "run_dir" in given and Path(given["run_dir"]).resolve() != self.path.resolve():
             raise ConfigError(f"--run-dir {given['run_dir']} is not the run being resumed ({self.path})")
         base = dataclasses.asdict(self.saved_config("--resume"))
-        base["stop_at_steps"] = None  # a stop point belongs to one invocation, not to the run
-        base["overwrite"] = False  # likewise
+        defaults = Config()
+        base.update({name: getattr(defaults, name) for name in PER_INVOCATION})  # a stop point is one invocation's
         base.update(given)
         base["run_dir"] = str(self.path)
         return Config.from_dict(base)

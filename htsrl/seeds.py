@@ -24,6 +24,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from htsrl.config import PER_INVOCATION
 from htsrl.errors import EXIT_INTERRUPTED, ConfigError, Interrupted
 from htsrl.run_dir import GROUP_CONFIG, RunDir, group_seeds, is_sweep, seed_dir, seed_log, sweep_trials, write_group
 
@@ -80,7 +81,7 @@ def start_group(group: Path, given: dict, seeds: list[int], jobs: int, run_flags
     import yaml
 
     group.mkdir(parents=True, exist_ok=True)
-    values = {k: v for k, v in given.items() if k not in ("seed", "run_dir", "overwrite", "stop_at_steps")}
+    values = {k: v for k, v in given.items() if k not in ("seed", "run_dir", *PER_INVOCATION)}
     write_group(group, seeds, yaml.safe_dump(values, sort_keys=False))
     return _run_seeds(group, seeds, jobs, run_flags)
 

@@ -91,6 +91,7 @@ NOT_FOR_A_SWEEP = {
     "run_dir": "a sweep's folder is --out (each trial runs in OUT/trial_N)",
     "overwrite": "a sweep replaces no run; give another --out",
     "stop_at_steps": "a sweep's trials run to the end (Ctrl-C stops them, each with a checkpoint)",
+    "stop_at_score": "a sweep's trials run to the end (Ctrl-C stops them, each with a checkpoint)",
 }
 SPEC_KEYS = {"choices", "low", "high", "log", "step"}
 SPEC_FORM = "{choices: [...]} or {low: L, high: H} (with log: true, or step: S)"

@@ -34,6 +34,8 @@ from htsrl.cli import main
             "--learner-threads 2 would change them",
         ),
         (["--env", "CartPole-v1", "--learner-shards", "0"], "--learner-shards must be a positive integer"),
+        (["--env", "CartPole-v1", "--stop-at-score", "nan"], "--stop-at-score must be a finite number, got nan"),
+        (["--env", "CartPole-v1", "--stop-at-score", "inf"], "--stop-at-score must be a finite number, got inf"),
         (
             [
                 "--env",

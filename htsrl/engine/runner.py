@@ -31,7 +31,7 @@ import torch
 
 from htsrl import resources
 from htsrl.checks import check_new_run_folder, check_resume_folder, preflight
-from htsrl.config import Config, resolve
+from htsrl.config import SCORE_EPISODES, Config, resolve
 from htsrl.device import rank_devices
 from htsrl.distributed import DataParallel, SingleProcess, launched_by_torchrun
 from htsrl.engine import state
@@ -319,12 +319,19 @@ class Trainer:
 
     def _pause_or_save_due(self, next_window: int, interrupted: bool) -> tuple[bool, bool]:
         """``(pause, checkpoint due)`` once ``next_window`` windows are learned: the one decision of where a
-        run stops (Ctrl-C, ``--stop-at-steps``) and saves (``--checkpoint-every``). A resumed run neither
-        stops nor saves before it has learned a window."""
+        run stops (Ctrl-C, ``--stop-at-steps``, ``--stop-at-score``) and saves (``--checkpoint-every``). A
+        resumed run neither stops nor saves before it has learned a window."""
         progressed = next_window > self.first_window
-        pause = interrupted or (progressed and next_window * self.steps_per_window >= self.stop_at)
+        stop_point = next_window * self.steps_per_window >= self.stop_at or self.score_reached()
+        pause = interrupted or (progressed and stop_point)
         every = self.cfg.checkpoint_every
         return pause, progressed and every > 0 and self.learner.updates % every == 0
+
+    def score_reached(self) -> bool:
+        """``--stop-at-score``: the mean return of the last 100 episodes learned from is at least the target.
+        Every rank holds every rank's episodes (``record`` gathers them), so every rank decides alike."""
+        target = self.cfg.stop_at_score
+        return target is not None and self.monitor.episodes >= SCORE_EPISODES and self.monitor.mean_return() >= target
 
     def _any_rank(self, flag: bool) -> bool:
         if self.dp.world_size == 1:
