@@ -228,6 +228,21 @@ def export_run(where: Path, results: Path) -> None:
             shutil.copyfile(run_file(where, name), results / f"{where.name}.{name}")
 
 
+def run_cpu(where: Path) -> str | None:
+    """The CPU a run's last invocation ran on (``summary.json``'s ``machines``; None before htsrl wrote it)."""
+    path = run_file(where, "summary.json")
+    machines = json.loads(path.read_text()).get("machines") if path.is_file() else None
+    return f"{machines[0]['cpu']} ({machines[0]['cpu_kind']})" if machines else None
+
+
+def machine_said(cpus: set[str | None]) -> str:
+    """Where the hours were clocked, for the hours panel's legend: one CPU, several, or not recorded."""
+    known = cpus - {None}
+    if not known:
+        return ""
+    return f", on {known.pop()}" if cpus == known and len(known) == 1 else ", on several CPUs"
+
+
 def plot_game(
     game: str, runs: dict[str, dict[int, Path]], cleanrl_sps: float | None, out: Path, htsrl_sps: float | None = None
 ) -> None:
@@ -248,6 +263,7 @@ def plot_game(
         color = next(colors)
         label = f"htsrl {setting}" + (" (atari-ppo, EnvPool)" if setting == "defaults" else "")
         shared = ", as run (2 runs shared the cores)" if htsrl_sps else ""
+        shared += machine_said({run_cpu(w) for s, w in seeds.items() if s in curves})
         for ax, x, scale in ((by_steps, 0, 1.0), (by_hours, 1, 1 / 3600)):
             for c in curves.values():
                 ax.plot([r[x] * scale for r in c], [r[2] for r in c], color=color, alpha=0.35, lw=0.8)

@@ -127,3 +127,17 @@ def test_a_run_read_back_from_its_exported_files_summarizes_as_its_folder(tmp_pa
     assert atari_curves.summarize_run(found, "Pong") == from_folder
     assert atari_curves.find_run("pong__s1", tmp_path / "runs", [results]) == run  # the folder comes first
     assert atari_curves.find_run("pong__s2", tmp_path / "runs", [results]) == tmp_path / "runs" / "pong__s2"
+
+
+def test_the_hours_panel_says_which_cpu_clocked_a_setting_from_its_summaries(tmp_path):
+    """A run's wall clock is its machine's (3x apart between the CPUs of these sessions): the hours panel
+    names the CPU from summary.json's machines when every seed ran on one, and never names one it lacks."""
+    runs = [_fake_run(tmp_path / f"pong__s{seed}", [0.0, 1.0]) for seed in (1, 2, 3)]
+    for run, cpu in zip(runs, ("Xeon A", "Xeon A", None)):
+        machines = [{"cpu": cpu, "cpu_kind": "GenuineIntel family 6 model 106"}] if cpu else None
+        (run / "summary.json").write_text(json.dumps({"finished": True, "machines": machines}))
+    cpus = [atari_curves.run_cpu(run) for run in runs]
+    assert cpus == ["Xeon A (GenuineIntel family 6 model 106)"] * 2 + [None]
+    assert atari_curves.machine_said(set(cpus[:2])) == ", on Xeon A (GenuineIntel family 6 model 106)"
+    assert atari_curves.machine_said(set(cpus)) == ", on several CPUs"  # one seed's machine unknown
+    assert atari_curves.machine_said({None}) == ""

@@ -3,10 +3,13 @@ evaluation (with video) and plots."""
 
 import csv
 import json
+import os
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from htsrl.cli import main
@@ -115,6 +118,12 @@ def test_config_and_summary(cartpole_run):
     for key in ("env_steps", "updates", "wall_time_s", "sps", "params_sha256", "episodes", "mean_return_last_100"):
         assert key in s
     assert s["env_steps"] == 8192 and s["updates"] == 16 and len(s["params_sha256"]) == 64
+    # the machine of the wall clock: this one's CPU (as /proc/cpuinfo names it), cores and torch; no GPU asked
+    (here,) = s["machines"]
+    assert here["cpus"] == os.cpu_count() and here["torch"] == torch.__version__ and here["gpu"] is None
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    if "model name" in cpuinfo:
+        assert here["cpu"] and here["cpu"] in cpuinfo and here["cpu_kind"].split()[0] in cpuinfo
 
 
 def test_eval_reports_true_score_on_unseen_seeds(cartpole_run, capsys):

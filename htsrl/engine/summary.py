@@ -4,11 +4,17 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import math
+import os
+import platform
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from htsrl.config import Config
+import torch
+
+from htsrl.config import Config, first_cpu_fields
 from htsrl.engine.shm import STAT_NAMES, RolloutBuffers
 from htsrl.nn import num_params, params_sha256
 
@@ -63,6 +69,23 @@ def start_line(trainer: Trainer) -> str:
     )
 
 
+@functools.cache
+def machine() -> dict:
+    """The machine of this process, for ``summary.json``: a run's wall clock is this machine's, and a run
+    resumed elsewhere, or a plot of runs from several, has to say which (CPU models differ 3x in speed)."""
+    try:
+        cpu = first_cpu_fields(Path("/proc/cpuinfo").read_text())
+    except OSError:
+        cpu = {}
+    kind = " ".join(f"{name} {cpu[k]}" for k, name in (("cpu family", "family"), ("model", "model")) if k in cpu)
+    return {
+        "cpu": cpu.get("model name") or platform.processor() or None,
+        "cpu_kind": f"{cpu.get('vendor_id', '')} {kind}".strip() or None,  # the name can hide the generation
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+    }
+
+
 def run_summary(trainer: Trainer, finished: bool, wall: float, startup_s: float) -> dict:
     """``summary.json``: identical on every rank (the hashes are the run's, checked equal across ranks)."""
     cfg, dp = trainer.cfg, trainer.dp
@@ -100,7 +123,14 @@ def run_summary(trainer: Trainer, finished: bool, wall: float, startup_s: float)
         # async: which weights an action sees depends on timing, so the numbers change run to run
         "deterministic": cfg.mode != "async",
         "policy_lag": trainer.policy_lag.summary(),
+        # this invocation's machine, one entry per rank (a resumed run's earlier part may have run elsewhere)
+        "machines": dp.gather({**machine(), "gpu": _gpu(cfg)}),
     }
+
+
+def _gpu(cfg: Config) -> str | None:
+    """The learner's GPU, asked only where the run uses CUDA (asking initialises it)."""
+    return torch.cuda.get_device_name(torch.device(cfg.device)) if cfg.device.startswith("cuda") else None
 
 
 def time_split(cfg: Config, bufs: RolloutBuffers) -> dict[str, dict[str, float]]:
