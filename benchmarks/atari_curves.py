@@ -44,6 +44,8 @@ from pathlib import Path
 
 import numpy as np
 
+from htsrl.monitor import LAST_EPISODES
+
 _spec = importlib.util.spec_from_file_location(
     "learning_comparison", Path(__file__).with_name("learning_comparison.py")
 )
@@ -68,7 +70,7 @@ CLEANRL = {
 }
 CLEANRL_ENVPOOL = {game: next(iter(curves)) for game, curves in CLEANRL.items()}  # the one run here for SPS
 RACE = {"Pong": (0, 10, 17, 18, 20), "Breakout": (30, 70, 100)}
-MIN_GAMES = 100  # a last-100 mean counts as a level reached once this many games have ended
+MIN_GAMES = LAST_EPISODES  # a last-100 mean counts as a level reached once 100 games have ended
 
 
 def run_name(game: str, setting: str, seed: int) -> str:
@@ -109,6 +111,7 @@ def read_curve(where: Path) -> dict | None:
 
 
 def read_exported(where: Path) -> dict | None:
+    """``read_curve`` of a run from the files ``export_run`` wrote for it (``<run>.curve.csv``, ...)."""
     path = run_file(where, "curve.csv")
     if not path.is_file():
         return None
@@ -119,7 +122,7 @@ def read_exported(where: Path) -> dict | None:
         with open(run_file(where, "resources.csv")) as f:
             resources = list(csv.DictReader(f))
     summary = run_file(where, "summary.json")
-    done = json.loads(summary.read_text())["env_steps"] if summary.is_file() else 0
+    done = json.loads(summary.read_text()).get("env_steps", 0) if summary.is_file() else 0
     steps = [int(r["env_steps"]) for r in resources] + [c[0] for c in curve] + [done]
     return {"curve": curve, "resources": resources, "env_steps": max(steps)}
 
@@ -229,10 +232,15 @@ def export_run(where: Path, results: Path) -> None:
 
 
 def run_cpu(where: Path) -> str | None:
-    """The CPU a run's last invocation ran on (``summary.json``'s ``machines``; None before htsrl wrote it)."""
+    """The CPU that clocked a run's hours (``summary.json``'s ``machines``), or None where that is not known:
+    a summary from before htsrl wrote it, or a resumed run (the summary names its last invocation's only)."""
     path = run_file(where, "summary.json")
-    machines = json.loads(path.read_text()).get("machines") if path.is_file() else None
-    return f"{machines[0]['cpu']} ({machines[0]['cpu_kind']})" if machines else None
+    summary = json.loads(path.read_text()) if path.is_file() else {}
+    machines = summary.get("machines")
+    if not machines or summary.get("resumed_at_steps") is not None or not machines[0].get("cpu"):
+        return None
+    kind = machines[0].get("cpu_kind")
+    return f"{machines[0]['cpu']} ({kind})" if kind else machines[0]["cpu"]
 
 
 def machine_said(cpus: set[str | None]) -> str:
@@ -240,7 +248,9 @@ def machine_said(cpus: set[str | None]) -> str:
     known = cpus - {None}
     if not known:
         return ""
-    return f", on {known.pop()}" if cpus == known and len(known) == 1 else ", on several CPUs"
+    if None in cpus:
+        return ", CPU not recorded for every seed"
+    return f", on {known.pop()}" if len(known) == 1 else ", on several CPUs"
 
 
 def plot_game(
@@ -325,7 +335,8 @@ def merged(path: Path, result: dict) -> dict:
     old_settings, games = old.get("settings", {}), old.get("games", {})
     for game, settings in result["games"].items():
         for setting, seeds in settings.items():
-            games.setdefault(game, {}).setdefault(setting, {}).update({str(k): v for k, v in seeds.items()})
+            found = {str(k): v for k, v in seeds.items() if v is not None}  # a run not found keeps its entry
+            games.setdefault(game, {}).setdefault(setting, {}).update(found)
     seeds = sorted({int(s) for g in games.values() for runs in g.values() for s in runs})
     given = {k: v for k, v in result.items() if v is not None}  # a speed not given keeps the one there
     return {
@@ -423,7 +434,7 @@ def main() -> int:
     if not args.summarize_only:
         jobs = []
         for (game, setting, seed), folder in where.items():  # seed-major: first seeds of every side finish first
-            if not folder.is_relative_to(out):  # read from a results folder (--read): nothing to run
+            if folder != out / folder.name:  # read from a results folder (--read): nothing to run
                 continue
             run_args = argparse.Namespace(
                 env=f"ALE/{game}-v5", total_steps=args.total_steps, extra=f"--env-backend envpool {args.extra}"

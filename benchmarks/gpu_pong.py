@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+BARRIER_WAIT_S = 60  # after Ctrl-C a run stops at the next barrier: within one window (seconds on a GPU)
 _spec = importlib.util.spec_from_file_location("atari_curves", Path(__file__).with_name("atari_curves.py"))
 atari_curves = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(atari_curves)
@@ -31,6 +32,7 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=420.0, help="wall time before the run is stopped")
     p.add_argument("--num-envs", type=int, default=16)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--stop-at-steps", type=int, default=None, help="stop there if sooner (the CPU fallback's bound)")
     a = p.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     a.out.mkdir(parents=True, exist_ok=True)
@@ -39,6 +41,8 @@ def main() -> int:
         cmd = [sys.executable, "-m", "htsrl", "train", "--env", "ALE/Pong-v5", "--device", device]
         cmd += ["--num-envs", str(a.num_envs), "--total-steps", "3000000", "--seed", str(a.seed)]
         cmd += ["--run-dir", str(run), "--no-progress"]
+        if a.stop_at_steps:
+            cmd += ["--stop-at-steps", str(a.stop_at_steps)]
         print(" ".join(cmd[1:]), flush=True)
         started = time.time()
         with open(a.out / "train.log", "w") as log:
@@ -47,12 +51,18 @@ def main() -> int:
                 proc.wait(timeout=a.seconds)
             except subprocess.TimeoutExpired:
                 proc.send_signal(signal.SIGINT)  # Ctrl-C: the run stops at the next barrier with a checkpoint
-                proc.wait(timeout=180)
+                try:
+                    proc.wait(timeout=BARRIER_WAIT_S)
+                except subprocess.TimeoutExpired:  # a second Ctrl-C stops it at once (and its roles with it)
+                    proc.send_signal(signal.SIGINT)
+                    proc.wait(timeout=30)
         if proc.returncode not in (0, 130):
             print((a.out / "train.log").read_text()[-3000:], file=sys.stderr)
             return 1
-        with open(run / "progress.csv") as f:
-            rows = list(csv.DictReader(f))
+        rows = []
+        if (run / "progress.csv").is_file():
+            with open(run / "progress.csv") as f:
+                rows = list(csv.DictReader(f))
         if not rows:
             print(f"no window ended in {a.seconds:.0f} s: see train.log", file=sys.stderr)
             return 1

@@ -335,8 +335,9 @@ def _run(args: argparse.Namespace) -> int:
         if summary["finished"]:
             print(f"run saved in {summary['run_dir']}", file=sys.stderr)
         else:
-            why, target = "as asked", cfg.stop_at_score
-            if target is not None and ret is not None and ret >= target:
+            why = "as asked"
+            if summary["stopped_by"] == "stop_at_score":
+                target = cfg.stop_at_score
                 why = f"the mean return of the last 100 episodes reached {ret:.2f} (--stop-at-score {target:g})"
             print(
                 f"stopped at {summary['env_steps']} steps: {why}; continue with: "

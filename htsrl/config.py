@@ -295,7 +295,6 @@ def fields_of_kind(*kinds: str) -> list[str]:
 # The settings of one invocation, not of the run: a resumed run or a seed group's next invocation starts
 # without them (a stop point, replacing a run folder).
 PER_INVOCATION = ("stop_at_steps", "stop_at_score", "overwrite")
-SCORE_EPISODES = 100  # --stop-at-score counts once this many episodes have ended: a lucky first few stop nothing
 
 
 def flag(name: str) -> str:

@@ -28,6 +28,8 @@ from htsrl.config import Config
 from htsrl.run_dir import RunDir
 from htsrl.sinks import ALWAYS, Episodes, Report, SinkContext, open_sinks
 
+LAST_EPISODES = 100  # the "last 100" of mean_return_last_100 (CleanRL's, SB3's): --stop-at-score counts once full
+
 __all__ = ["Episodes", "Monitor"]
 
 
@@ -53,8 +55,8 @@ class Monitor:
         rank: int = 0,
         resumed: bool | None = None,
     ):
-        self.returns: deque[float] = deque(maxlen=100)
-        self.scores: deque[float] = deque(maxlen=100)
+        self.returns: deque[float] = deque(maxlen=LAST_EPISODES)
+        self.scores: deque[float] = deque(maxlen=LAST_EPISODES)
         self.episodes = 0
         self.start = time.perf_counter()
         self.start_steps = start_steps

@@ -139,5 +139,10 @@ def test_the_hours_panel_says_which_cpu_clocked_a_setting_from_its_summaries(tmp
     cpus = [atari_curves.run_cpu(run) for run in runs]
     assert cpus == ["Xeon A (GenuineIntel family 6 model 106)"] * 2 + [None]
     assert atari_curves.machine_said(set(cpus[:2])) == ", on Xeon A (GenuineIntel family 6 model 106)"
-    assert atari_curves.machine_said(set(cpus)) == ", on several CPUs"  # one seed's machine unknown
+    assert atari_curves.machine_said(set(cpus)) == ", CPU not recorded for every seed"
+    assert atari_curves.machine_said({"Xeon A", "EPYC B"}) == ", on several CPUs"
     assert atari_curves.machine_said({None}) == ""
+    # a resumed run's summary names its last invocation's machine only, not the one of its earlier hours
+    resumed = {"resumed_at_steps": 1000, "machines": [{"cpu": "Xeon A", "cpu_kind": "GenuineIntel"}]}
+    (runs[0] / "summary.json").write_text(json.dumps(resumed))
+    assert atari_curves.run_cpu(runs[0]) is None

@@ -8,10 +8,11 @@ The same command without ``--stop-at-steps`` at a4213be ended with the weights p
 Those weights are the arithmetic of the kind of CPU they were made on: another kind's kernels (MKL's and
 ATen's paths chosen by its instruction set) round differently, so there the same run ends elsewhere, and a
 run resumed from the fixture (its first half made on the first kind) ends elsewhere again. Such a kind has
-its own pins below, found by vendor, AVX-512 and AMX: the instruction sets that choose the kernels (two
-Intel Xeons of different generations, model 207 and model 106, both with AVX-512 and without AMX, ended
-on the same weights). So a change of htsrl's numbers still fails on every kind; any other kind is held to
-the original pins, as before such a kind was seen."""
+its own pins below, found by vendor, AVX-512 and AMX: the instruction sets that choose the kernels. That
+rule is inferred from two Intel Xeons of different generations (model 207 and model 106, both with
+AVX-512 and without AMX), which ended on the same weights; other AVX-512 Intels without AMX (Skylake,
+Cascade Lake) are assumed to round as they do. So a change of htsrl's numbers still fails on every kind;
+any other kind is held to the original pins, as before such a kind was seen."""
 
 import csv
 import json

@@ -252,3 +252,11 @@ def test_a_killed_sweep_continues_to_exactly_n_trials_resuming_the_cut_one(tmp_p
     assert "2 of 2 trials: 2 complete, 0 pruned, 0 failed (+1 cut, not counted)" in err, err
     assert main(args) == 0  # and once more: nothing left to run
     assert len(_trials(url, "sweep")) == 3
+
+
+def test_a_sweep_refuses_every_setting_of_one_invocation():
+    """config.PER_INVOCATION (the stops, --overwrite) are one invocation's: a sweep names why it refuses each."""
+    from htsrl.config import PER_INVOCATION
+    from htsrl.sweep import NOT_FOR_A_SWEEP
+
+    assert set(PER_INVOCATION) <= set(NOT_FOR_A_SWEEP)

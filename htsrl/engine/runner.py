@@ -31,7 +31,7 @@ import torch
 
 from htsrl import resources
 from htsrl.checks import check_new_run_folder, check_resume_folder, preflight
-from htsrl.config import SCORE_EPISODES, Config, resolve
+from htsrl.config import Config, resolve
 from htsrl.device import rank_devices
 from htsrl.distributed import DataParallel, SingleProcess, launched_by_torchrun
 from htsrl.engine import state
@@ -45,7 +45,7 @@ from htsrl.engine.streams import ActionStreams
 from htsrl.engine.summary import WindowTimes, run_summary, start_line
 from htsrl.envs import EnvInfo
 from htsrl.errors import Interrupted, NonFiniteError, RoleFailed
-from htsrl.monitor import Episodes, Monitor
+from htsrl.monitor import LAST_EPISODES, Episodes, Monitor
 from htsrl.nn import flat_size, flatten_params
 from htsrl.run_dir import RunDir, default_run_dir
 from htsrl.sinks import report_sinks
@@ -158,6 +158,7 @@ class Trainer:
         self.times = WindowTimes()
         self.stop = StopRequest()
         self.stop_at = cfg.stop_at_steps or math.inf
+        self.stopped_by: str | None = None  # why the run stopped before its end: summary.json's stopped_by
         self.windows_done = self.first_window  # windows learned (raw mode: collected)
         self._resources_at = -math.inf
 
@@ -301,37 +302,52 @@ class Trainer:
         self._resources_at = now
         return resources.sample({"main": os.getpid(), **self.rollout.pids})
 
-    def barrier(self, last_window: int, next_window: int, pending: Episodes | None = None, save: bool = False) -> bool:
-        """Nothing runs here. Saves a checkpoint when one is due (or ``save``), when ``--stop-at-steps`` is
-        reached or on Ctrl-C (then raises Interrupted); returns True when the run stops here.
+    def barrier(
+        self,
+        last_window: int,
+        next_window: int,
+        pending: Episodes | None = None,
+        save: bool = False,
+        stopped_by: str | None = None,
+    ) -> bool:
+        """Nothing runs here. Saves a checkpoint when one is due (or ``save``), at a stop point
+        (``--stop-at-steps``, ``--stop-at-score``, or ``stopped_by``: one decided before the windows in
+        flight were learned) or on Ctrl-C (then raises Interrupted); returns True when the run stops here.
         ``next_window``: the window the run would go on with, i.e. the number of windows learned."""
         interrupted = self._any_rank(self.stop.requested)  # every rank stops at the same barrier
         if self.cfg.mode == "raw":  # the throughput ceiling keeps no checkpoints
             if interrupted:
                 raise Interrupted("raw mode keeps no checkpoint")
             return False
-        pause, due = self._pause_or_save_due(next_window, interrupted)
+        reason, due = self._stop_or_save_due(next_window, interrupted)
+        self.stopped_by = reason or stopped_by
+        pause = self.stopped_by is not None
         if pause or due or save:
             self.save_checkpoint(last_window, next_window, pending=pending)
         if interrupted:
             raise Interrupted(f"checkpoint saved, continue with: htsrl train --resume {self.cfg.run_dir}")
         return pause
 
-    def _pause_or_save_due(self, next_window: int, interrupted: bool) -> tuple[bool, bool]:
-        """``(pause, checkpoint due)`` once ``next_window`` windows are learned: the one decision of where a
-        run stops (Ctrl-C, ``--stop-at-steps``, ``--stop-at-score``) and saves (``--checkpoint-every``). A
-        resumed run neither stops nor saves before it has learned a window."""
+    def _stop_or_save_due(self, next_window: int, interrupted: bool) -> tuple[str | None, bool]:
+        """``(why the run stops here or None, checkpoint due)`` once ``next_window`` windows are learned: the
+        one decision of where a run stops (Ctrl-C, ``--stop-at-steps``, ``--stop-at-score``) and saves
+        (``--checkpoint-every``). A resumed run neither stops nor saves before it has learned a window."""
         progressed = next_window > self.first_window
-        stop_point = next_window * self.steps_per_window >= self.stop_at or self.score_reached()
-        pause = interrupted or (progressed and stop_point)
+        reason = "interrupt" if interrupted else None
+        if progressed and reason is None:
+            if next_window * self.steps_per_window >= self.stop_at:
+                reason = "stop_at_steps"
+            elif self.score_reached():
+                reason = "stop_at_score"
         every = self.cfg.checkpoint_every
-        return pause, progressed and every > 0 and self.learner.updates % every == 0
+        return reason, progressed and every > 0 and self.learner.updates % every == 0
 
     def score_reached(self) -> bool:
-        """``--stop-at-score``: the mean return of the last 100 episodes learned from is at least the target.
-        Every rank holds every rank's episodes (``record`` gathers them), so every rank decides alike."""
-        target = self.cfg.stop_at_score
-        return target is not None and self.monitor.episodes >= SCORE_EPISODES and self.monitor.mean_return() >= target
+        """``--stop-at-score``: the mean return of the last 100 episodes learned from is at least the target,
+        once 100 have ended (a lucky first few stop nothing). Every rank holds every rank's episodes
+        (``record`` gathers them), so every rank decides alike."""
+        target, monitor = self.cfg.stop_at_score, self.monitor
+        return target is not None and monitor.episodes >= LAST_EPISODES and monitor.mean_return() >= target
 
     def _any_rank(self, flag: bool) -> bool:
         if self.dp.world_size == 1:
@@ -381,8 +397,9 @@ class Trainer:
     def run_async(self) -> None:
         """No barrier between windows: window w+K-1 is begun as soon as update w-1 has freed its slot (K =
         ``--async-slots``), each executor goes from one window to the next on its own, and the weights
-        are published after every update, so actors act with the newest. A checkpoint (due, on
-        ``--stop-at-steps`` or Ctrl-C) first learns every window begun, so it holds nothing in flight."""
+        are published after every update, so actors act with the newest. A checkpoint (due, at a stop
+        point or on Ctrl-C) first learns every window begun, so it holds nothing in flight: a stop decided
+        at window w is kept through them (``stopped_by``), even if the score dips while they are learned."""
         slots = self.bufs.num_slots
         last = self.windows  # begin no window past a --stop-at-steps
         if self.stop_at < math.inf:
@@ -394,12 +411,15 @@ class Trainer:
                 self.collect(ahead, publish=False)  # those windows are learned
             self._learn_async(w)
             w += 1
-            if w == self.windows or not self._async_pause_due(w):
+            if w == self.windows:
+                continue
+            stopped_by, due = self._stop_or_save_due(w, self.stop.requested)  # one rank: none to agree with
+            if stopped_by is None and not due:
                 continue
             while w < self.begun:  # drain: learn every window begun
                 self._learn_async(w)
                 w += 1
-            if self.barrier(last_window=w - 1, next_window=w, save=True):
+            if self.barrier(last_window=w - 1, next_window=w, save=True, stopped_by=stopped_by):
                 return
 
     def _learn_async(self, w: int) -> None:
@@ -409,11 +429,6 @@ class Trainer:
         self.learner.publish(self.bufs)
         self.windows_done = w + 1
         self.report(w, episodes, metrics)
-
-    def _async_pause_due(self, next_window: int) -> bool:
-        """Whether the run must stop at a checkpoint once the windows in flight are learned (async mode
-        runs on one rank, so no rank has to agree)."""
-        return any(self._pause_or_save_due(next_window, self.stop.requested))
 
     def run(self) -> dict:
         t_start = time.perf_counter()

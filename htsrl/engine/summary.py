@@ -107,6 +107,7 @@ def run_summary(trainer: Trainer, finished: bool, wall: float, startup_s: float)
         "seed": cfg.seed,
         "resumed_at_steps": trainer.steps_before if trainer.resume else None,
         "finished": finished,
+        "stopped_by": None if finished else trainer.stopped_by,  # stop_at_steps, stop_at_score or interrupt
         "env_steps": env_steps,
         "updates": trainer.learner.updates,
         "wall_time_s": wall,
@@ -124,13 +125,13 @@ def run_summary(trainer: Trainer, finished: bool, wall: float, startup_s: float)
         "deterministic": cfg.mode != "async",
         "policy_lag": trainer.policy_lag.summary(),
         # this invocation's machine, one entry per rank (a resumed run's earlier part may have run elsewhere)
-        "machines": dp.gather({**machine(), "gpu": _gpu(cfg)}),
+        "machines": dp.gather({**machine(), "gpu": _gpu(trainer.learner.device)}),
     }
 
 
-def _gpu(cfg: Config) -> str | None:
-    """The learner's GPU, asked only where the run uses CUDA (asking initialises it)."""
-    return torch.cuda.get_device_name(torch.device(cfg.device)) if cfg.device.startswith("cuda") else None
+def _gpu(device: torch.device) -> str | None:
+    """The learner's GPU (this rank's, under torchrun), asked only where it uses CUDA (asking initialises it)."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else None
 
 
 def time_split(cfg: Config, bufs: RolloutBuffers) -> dict[str, dict[str, float]]:
