@@ -54,8 +54,10 @@ def test_the_stop_names_the_score_and_a_target_never_reached_trains_to_the_end(t
 def test_async_learns_the_windows_in_flight_then_stops_where_it_decided(tmp_path, capsys):
     """Async mode has no barrier per window: the stop decided at a window holds while the windows already
     begun are learned (no determinism across runs to check there: actions see the newest weights)."""
-    stopped = _train(capsys, "--mode", "async", "--run-dir", str(tmp_path / "a"), "--stop-at-score", str(TARGET))
-    assert not stopped["finished"] and stopped["stopped_by"] == "stop_at_score" and stopped["env_steps"] < 8192
+    # async's actions see the newest weights, so its curve varies run to run: room to reach the target
+    args = ["--mode", "async", "--total-steps", "32768", "--stop-at-score", str(TARGET)]
+    stopped = _train(capsys, *args, "--run-dir", str(tmp_path / "a"))
+    assert not stopped["finished"] and stopped["stopped_by"] == "stop_at_score" and stopped["env_steps"] < 32768
     with open(tmp_path / "a" / "progress.csv") as f:
         rows = [(float(r["charts/mean_return_last_100"]), int(r["charts/episodes"])) for r in csv.DictReader(f)]
     first = next(i for i, (score, episodes) in enumerate(rows) if score >= TARGET and episodes >= 100)
