@@ -7,7 +7,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-device_check_out}
-mkdir -p "$OUT"
-PY=${PYTHON:-python3}
-source benchmarks/device_env.sh
+source benchmarks/device_env.sh  # PY, the wheels, PYTHONPATH; makes $OUT
 exec "$PY" benchmarks/device_check.py --out "$OUT" ${DEVICE_CHECK_TINY:+--tiny}

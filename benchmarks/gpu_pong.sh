@@ -8,8 +8,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu_pong_out}
-mkdir -p "$OUT"
-PY=${PYTHON:-python3}
-source benchmarks/device_env.sh
+source benchmarks/device_env.sh  # PY, the wheels, PYTHONPATH; makes $OUT
 exec "$PY" benchmarks/gpu_pong.py --out "$OUT" --seconds "${GPU_PONG_SECONDS:-420}" \
   ${GPU_PONG_STOP_AT_STEPS:+--stop-at-steps "$GPU_PONG_STOP_AT_STEPS"}

@@ -401,12 +401,18 @@ def first_cpu_fields(cpuinfo: str) -> dict[str, str]:
 
 
 @functools.cache  # the machine does not change under a process; resolve() runs often (sweeps, resumes)
-def _bf16_pays_here() -> bool:
+def cpuinfo_here() -> str:
+    """This machine's ``/proc/cpuinfo`` ("" where there is none: not Linux, so no CPU kind is known)."""
     try:
         with open("/proc/cpuinfo") as f:
-            return bf16_pays_on(f.read())
-    except OSError:  # not Linux: not measured
-        return False
+            return f.read()
+    except OSError:
+        return ""
+
+
+@functools.cache
+def _bf16_pays_here() -> bool:
+    return bf16_pays_on(cpuinfo_here())  # "" (not Linux): not measured, so False
 
 
 def default_precision(algo: str, env: str, device: str, actor_device: str = "cpu") -> str:

@@ -20,7 +20,7 @@ import shutil
 from pathlib import Path
 
 from htsrl.cli import main
-from htsrl.config import first_cpu_fields
+from htsrl.config import cpuinfo_here, first_cpu_fields
 
 FIXTURE = Path(__file__).parent / "fixtures" / "a4213be_cartpole_stopped"
 UNINTERRUPTED_AT_A4213BE = "308b420724b9e8e6a3859ec82376cd0e0ddf721328cce57c4e5345d949bce677"
@@ -36,9 +36,8 @@ OTHER_CPU_KINDS = {
 
 def cpu_kind() -> tuple[str, ...]:
     """Vendor, and whether AVX-512 and AMX show, from the first processor of /proc/cpuinfo."""
-    try:
-        fields = first_cpu_fields(Path("/proc/cpuinfo").read_text())
-    except OSError:
+    fields = first_cpu_fields(cpuinfo_here())
+    if not fields:  # no /proc/cpuinfo: no kind, the original pins
         return ()
     flags = fields.get("flags", "").split()
     avx512 = "avx512f" if "avx512f" in flags else "no avx512f"

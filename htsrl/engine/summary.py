@@ -9,12 +9,11 @@ import hashlib
 import math
 import os
 import platform
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
-from htsrl.config import Config, first_cpu_fields
+from htsrl.config import Config, cpuinfo_here, first_cpu_fields
 from htsrl.engine.shm import STAT_NAMES, RolloutBuffers
 from htsrl.nn import num_params, params_sha256
 
@@ -73,10 +72,7 @@ def start_line(trainer: Trainer) -> str:
 def machine() -> dict:
     """The machine of this process, for ``summary.json``: a run's wall clock is this machine's, and a run
     resumed elsewhere, or a plot of runs from several, has to say which (CPU models differ 3x in speed)."""
-    try:
-        cpu = first_cpu_fields(Path("/proc/cpuinfo").read_text())
-    except OSError:
-        cpu = {}
+    cpu = first_cpu_fields(cpuinfo_here())
     kind = " ".join(f"{name} {cpu[k]}" for k, name in (("cpu family", "family"), ("model", "model")) if k in cpu)
     return {
         "cpu": cpu.get("model name") or platform.processor() or None,
